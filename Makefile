@@ -1,0 +1,47 @@
+# beamops: `make up` starts the platform, `make test` runs every test. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install protos up down status test test-unit bench system-deps clean
+
+help:  ## Show the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml hatch_build.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED)  ## Create .venv and install beamops with its dev tools (generates the stubs).
+
+protos: $(INSTALLED)  ## Generate the Python gRPC stubs (and .pyi) from protos/ into gen/python/.
+	$(BIN)/python scripts/generate_stubs.py
+
+system-deps:  ## Install the Debian packages the tests need (XRootD server), if missing.
+	@scripts/install_system_deps.sh
+
+up: protos  ## Start the four services on localhost (state in ./var); prints the admin token.
+	$(BIN)/beamops-stack up
+
+down:  ## Stop everything `make up` started.
+	@if [ -x $(BIN)/beamops-stack ]; then $(BIN)/beamops-stack down; fi
+
+status:  ## Show the health of each service.
+	@$(BIN)/beamops-stack status
+
+test: protos system-deps  ## Install what the tests need and run the whole suite.
+	$(BIN)/python -m pytest
+
+test-unit: protos  ## Only the fast unit tests.
+	$(BIN)/python -m pytest tests/unit -q
+
+bench: protos system-deps  ## Run every benchmark in benchmarks/ and write bench-results/report.{json,md}.
+	$(BIN)/python benchmarks/run_all.py --out bench-results
+
+clean: down  ## Remove generated code, state and the virtual environments.
+	rm -rf gen var $(VENV) .venv-triton

@@ -1,0 +1,1 @@
+"""The service runtime every beamops service shares: settings, server, interceptors, auth, logs, metrics."""

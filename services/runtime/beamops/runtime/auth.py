@@ -1,0 +1,192 @@
+"""Who is calling, and may they? Bearer tokens with roles, and the per-RPC policy from the protos.
+
+Tokens are random strings handed to people and programs; only their sha256 is stored, in one
+JSON file shared by the services (``<var_dir>/auth/tokens.json``). The file is re-read when it
+changes, so a revoked token stops working on the next call.
+
+Every RPC declares the least role it needs in its proto definition
+(``option (beamops.common.v1.required_role) = ROLE_READER;``); :func:`policy_for` reads it
+from the descriptors, so the contract and the enforcement cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from google.protobuf.descriptor import ServiceDescriptor
+
+from beamops.common.v1 import auth_pb2
+
+from .errors import AlreadyExists, InvalidArgument, NotFound
+
+Role = int  # a beamops.common.v1.Role value; higher values include the lower ones
+
+ROLE_NAMES = {
+    auth_pb2.ROLE_READER: "reader",
+    auth_pb2.ROLE_PUBLISHER: "publisher",
+    auth_pb2.ROLE_DEPLOYER: "deployer",
+    auth_pb2.ROLE_ADMIN: "admin",
+}
+ROLES_BY_NAME = {name: role for role, name in ROLE_NAMES.items()}
+TOKEN_PREFIX = "bmo_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: a name (who, for the audit log) and a role (what they may do)."""
+
+    name: str
+    role: Role
+
+    def may(self, required: Role) -> bool:
+        return self.role >= required
+
+
+ANONYMOUS_ADMIN = Principal("anonymous", auth_pb2.ROLE_ADMIN)  # used only when auth is disabled
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "principal", default=None
+)
+
+
+def current_principal() -> Principal:
+    """The caller of the RPC being served (set by the authentication interceptor)."""
+    principal = _principal.get()
+    if principal is None:
+        raise RuntimeError("current_principal() called outside an authenticated RPC")
+    return principal
+
+
+def set_current_principal(principal: Principal) -> contextvars.Token:
+    return _principal.set(principal)
+
+
+def role_from_name(name: str) -> Role:
+    try:
+        return ROLES_BY_NAME[name.lower()]
+    except KeyError:
+        raise InvalidArgument(
+            f"unknown role {name!r}; choose one of {', '.join(ROLES_BY_NAME)}", field="role"
+        ) from None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Hashed bearer tokens in a JSON file: ``{"tokens": {sha256: {name, role, created}}}``."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._by_hash: dict[str, Principal] = {}
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal holding ``token``, or None for an unknown or revoked token."""
+        self._reload_if_changed()
+        return self._by_hash.get(hash_token(token))
+
+    def create(self, name: str, role: Role) -> str:
+        """Create a token for ``name``; returns the token, which is shown once and never stored."""
+        if not name or len(name) > 128 or not name.isprintable():
+            raise InvalidArgument("a token name must be 1 to 128 printable characters", field="name")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self._locked() as data:
+            if any(entry["name"] == name for entry in data["tokens"].values()):
+                raise AlreadyExists(f"a token named {name!r} exists; revoke it first", token=name)
+            data["tokens"][hash_token(token)] = {
+                "name": name,
+                "role": ROLE_NAMES[role],
+                "created": datetime.now(timezone.utc).isoformat(),
+            }
+        return token
+
+    def revoke(self, name: str) -> None:
+        with self._locked() as data:
+            hashes = [h for h, entry in data["tokens"].items() if entry["name"] == name]
+            if not hashes:
+                raise NotFound(f"no token named {name!r}", token=name)
+            for h in hashes:
+                del data["tokens"][h]
+
+    def names(self) -> dict[str, str]:
+        """Token name -> role name, for listing."""
+        self._reload_if_changed()
+        return {p.name: ROLE_NAMES[p.role] for p in self._by_hash.values()}
+
+    def _reload_if_changed(self) -> None:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            self._stamp, self._by_hash = None, {}
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            data = json.loads(self._path.read_text() or '{"tokens": {}}')
+            self._by_hash = {
+                h: Principal(entry["name"], ROLES_BY_NAME[entry["role"]])
+                for h, entry in data.get("tokens", {}).items()
+            }
+            self._stamp = stamp
+
+    class _Locked:
+        def __init__(self, store: "TokenStore") -> None:
+            self.store = store
+
+        def __enter__(self) -> dict:
+            path = self.store._path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = open(path.with_suffix(".lock"), "w")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            self.data = json.loads(path.read_text()) if path.exists() else {"tokens": {}}
+            return self.data
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            try:
+                if exc_type is None:
+                    _write_atomically(self.store._path, json.dumps(self.data, indent=2))
+            finally:
+                self.lock.close()
+
+    def _locked(self) -> "_Locked":
+        return TokenStore._Locked(self)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def method_path(service: ServiceDescriptor, method_name: str) -> str:
+    return f"/{service.full_name}/{method_name}"
+
+
+def policy_for(services: Iterable[ServiceDescriptor]) -> dict[str, Role]:
+    """Full method path -> least role, for every RPC that declares one."""
+    policy: dict[str, Role] = {}
+    for service in services:
+        for method in service.methods:
+            role = method.GetOptions().Extensions[auth_pb2.required_role]
+            if role != auth_pb2.ROLE_UNSPECIFIED:
+                policy[method_path(service, method.name)] = role
+    return policy

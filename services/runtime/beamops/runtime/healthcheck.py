@@ -1,0 +1,23 @@
+"""Exit 0 if the gRPC server on a port reports SERVING: ``python -m beamops.runtime.healthcheck 50051``.
+
+Used by container health checks (compose.yaml) and scripts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .stack import health_status
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 2):
+        raise SystemExit("usage: python -m beamops.runtime.healthcheck PORT [HOST]")
+    state = health_status(int(args[0]), *(args[1:]))
+    print(state)
+    sys.exit(0 if state == "SERVING" else 1)
+
+
+if __name__ == "__main__":
+    main()

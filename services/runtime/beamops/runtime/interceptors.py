@@ -1,0 +1,318 @@
+"""Server interceptors: metrics (outermost), error mapping, authentication (innermost).
+
+Each wraps the behaviour of every RPC handler, for all four call shapes, through
+:class:`BehaviorInterceptor`: unary responses go through :meth:`call_unary`, streamed responses
+through :meth:`call_stream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import re
+import time
+import uuid
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from . import errors
+from .auth import ANONYMOUS_ADMIN, ROLE_NAMES, Principal, Role, TokenStore, set_current_principal
+from .logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "beamops.dev"
+REQUEST_ID_KEY = "x-request-id"
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+STATUS_CODES: dict[str, grpc.StatusCode] = {
+    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
+    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "DATA_LOSS": grpc.StatusCode.DATA_LOSS,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "INTERNAL": grpc.StatusCode.INTERNAL,
+}
+
+
+class BehaviorInterceptor(grpc.aio.ServerInterceptor):
+    """Base: wraps each handler's behaviour; subclasses override call_unary / call_stream."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _wrap_handler(handler, handler_call_details.method, self)
+
+    async def call_unary(self, method: str, context, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+    def call_stream(
+        self, method: str, context, stream: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
+        return stream()
+
+
+class MetricsInterceptor(BehaviorInterceptor):
+    """Counts calls and measures latency per RPC and status code, into a Prometheus registry."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self._service = service
+        self._calls = Counter(
+            "beamops_rpc_calls", "RPCs handled", ["service", "method", "code"], registry=registry
+        )
+        self._latency = Histogram(
+            "beamops_rpc_latency_seconds", "RPC handling time", ["service", "method"],
+            registry=registry,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                     0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+
+    async def call_unary(self, method, context, call):
+        start = time.perf_counter()
+        try:
+            result = await call()
+        except BaseException as exc:
+            self._record(method, start, _code_of(exc, context))
+            raise
+        self._record(method, start, grpc.StatusCode.OK)
+        return result
+
+    async def call_stream(self, method, context, stream):
+        start = time.perf_counter()
+        try:
+            async for item in stream():
+                yield item
+        except BaseException as exc:
+            self._record(method, start, _code_of(exc, context))
+            raise
+        self._record(method, start, grpc.StatusCode.OK)
+
+    def _record(self, method: str, start: float, code: grpc.StatusCode) -> None:
+        name = method.rsplit("/", 1)[-1]
+        self._latency.labels(self._service, name).observe(time.perf_counter() - start)
+        self._calls.labels(self._service, name, code.name).inc()
+
+
+class ErrorInterceptor(BehaviorInterceptor):
+    """Turns exceptions into status codes, and gives every call a request id for the log.
+
+    Domain errors (:mod:`beamops.runtime.errors`) become their status code with the message as
+    written; anything else becomes INTERNAL with only the request id in the message, while the
+    traceback goes to the log under that id. The id comes from the caller's ``x-request-id``
+    metadata when it is sane, and is always sent back in the trailing metadata.
+    """
+
+    async def call_unary(self, method, context, call):
+        token = request_id_var.set(_request_id(context))
+        try:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id_var.get()),))
+            return await call()
+        except Exception as exc:
+            await self._abort(method, context, exc)
+        finally:
+            request_id_var.reset(token)
+
+    async def call_stream(self, method, context, stream):
+        token = request_id_var.set(_request_id(context))
+        try:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id_var.get()),))
+            async for item in stream():
+                yield item
+        except Exception as exc:
+            await self._abort(method, context, exc)
+        finally:
+            request_id_var.reset(token)
+
+    async def _abort(self, method: str, context, exc: Exception) -> None:
+        if isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError)):
+            raise exc
+        await context.abort_with_status(status_for(exc, method, request_id_var.get()))
+
+
+class AuthInterceptor(BehaviorInterceptor):
+    """Checks the bearer token and the role each RPC declares; fails closed.
+
+    ``tokens=None`` disables authentication (every caller is an anonymous admin): only for
+    development, never the default.
+    """
+
+    def __init__(self, tokens: TokenStore | None, policy: dict[str, Role]) -> None:
+        self._tokens = tokens
+        self._policy = policy
+
+    async def call_unary(self, method, context, call):
+        self._admit(method, context)
+        return await call()
+
+    async def call_stream(self, method, context, stream):
+        self._admit(method, context)
+        async for item in stream():
+            yield item
+
+    def _admit(self, method: str, context) -> None:
+        if method.startswith(PUBLIC_PREFIXES):
+            return
+        name = method.rsplit("/", 1)[-1]
+        required = self._policy.get(method)
+        if required is None:
+            raise errors.PermissionDenied(f"{name} declares no access policy, so nobody may call it")
+        principal = self._authenticate(context)
+        if not principal.may(required):
+            raise errors.PermissionDenied(
+                f"{name} needs the {ROLE_NAMES[required]} role; the token of "
+                f"{principal.name!r} has the {ROLE_NAMES[principal.role]} role"
+            )
+        set_current_principal(principal)
+
+    def _authenticate(self, context) -> Principal:
+        if self._tokens is None:
+            return ANONYMOUS_ADMIN
+        header = dict(context.invocation_metadata() or ()).get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.Unauthenticated(
+                "this call needs a token: send the metadata 'authorization: Bearer <token>' "
+                "(`make up` prints an admin token and saves it in ~/.config/beamops/config.json)"
+            )
+        principal = self._tokens.authenticate(token.strip())
+        if principal is None:
+            raise errors.Unauthenticated("the token is unknown or has been revoked")
+        return principal
+
+
+class _RichStatus(
+    collections.namedtuple("_RichStatus", ("code", "details", "trailing_metadata")), grpc.Status
+):
+    pass
+
+
+def status_for(exc: BaseException, method: str, request_id: str) -> grpc.Status:
+    """The status a caller sees for ``exc``: code, message, and google.rpc details."""
+    name = method.rsplit("/", 1)[-1]
+    if isinstance(exc, errors.BeamopsError):
+        code, message, reason, metadata = (
+            STATUS_CODES[exc.reason], exc.message, exc.reason, exc.metadata,
+        )
+    elif isinstance(exc, NotImplementedError):
+        code, message, reason, metadata = (
+            grpc.StatusCode.UNIMPLEMENTED, f"{name} is not implemented yet", "UNIMPLEMENTED", {},
+        )
+    else:
+        log.exception("unexpected error in %s", method, extra={"request_id": request_id})
+        code, reason, metadata = grpc.StatusCode.INTERNAL, "INTERNAL", {}
+        message = (
+            f"internal error in {name}; an administrator can find it in the log "
+            f"under request id {request_id}"
+        )
+    details = [
+        error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata),
+        error_details_pb2.RequestInfo(request_id=request_id),
+    ]
+    if isinstance(exc, errors.InvalidArgument) and exc.field:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=message)
+                ]
+            )
+        )
+    status = status_pb2.Status(code=code.value[0], message=message, details=[_pack(d) for d in details])
+    return _RichStatus(
+        code,
+        message,
+        (("grpc-status-details-bin", status.SerializeToString()), (REQUEST_ID_KEY, request_id)),
+    )
+
+
+def _pack(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _request_id(context) -> str:
+    given = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _code_of(exc: BaseException, context) -> grpc.StatusCode:
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    try:
+        code = context.code()
+    except Exception:  # pragma: no cover - older grpc without ServicerContext.code()
+        code = None
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):
+        return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    return grpc.StatusCode.UNKNOWN
+
+
+async def _invoke(behavior, argument, context):
+    result = behavior(argument, context)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _iterate(behavior, argument, context):
+    result = behavior(argument, context)
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    elif inspect.isawaitable(result):  # a coroutine that writes with context.write()
+        await result
+    elif result is not None:
+        for item in result:
+            yield item
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, icpt: BehaviorInterceptor):
+    codec = dict(
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+    if handler.unary_unary:
+        behavior = handler.unary_unary
+
+        async def unary_unary(request, context):
+            return await icpt.call_unary(method, context, lambda: _invoke(behavior, request, context))
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
+    if handler.stream_unary:
+        behavior = handler.stream_unary
+
+        async def stream_unary(requests, context):
+            return await icpt.call_unary(method, context, lambda: _invoke(behavior, requests, context))
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
+    if handler.unary_stream:
+        behavior = handler.unary_stream
+
+        async def unary_stream(request, context):
+            async for item in icpt.call_stream(method, context, lambda: _iterate(behavior, request, context)):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **codec)
+    behavior = handler.stream_stream
+
+    async def stream_stream(requests, context):
+        async for item in icpt.call_stream(method, context, lambda: _iterate(behavior, requests, context)):
+            yield item
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)

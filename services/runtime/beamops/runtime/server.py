@@ -1,0 +1,135 @@
+"""The gRPC server every service runs: interceptors, health, reflection, metrics, graceful stop.
+
+A service's ``server.py`` builds its servicers and calls :func:`create_grpc_server`; its ``main``
+calls :func:`run`. On SIGTERM or SIGINT, health turns NOT_SERVING at once, new calls are still
+accepted for ``drain_s`` (so load balancers notice), then in-flight calls get ``grace_period_s``
+to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from .auth import TokenStore, policy_for
+from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
+from .logs import configure_logging
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One gRPC service to serve: its descriptor, its servicer, and the generated add function."""
+
+    descriptor: ServiceDescriptor
+    servicer: object
+    add_to_server: Callable[[object, grpc.aio.Server], None]
+
+
+@dataclass
+class RunningServer:
+    """A started server and what belongs to it."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    services: Sequence[Service]
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self, drain_s: float, grace_s: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        if drain_s > 0:
+            await asyncio.sleep(drain_s)
+        await self.server.stop(grace_s)
+        for callback in self.on_stop:
+            await callback()
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def create_grpc_server(
+    settings: ServiceSettings, services: Sequence[Service]
+) -> RunningServer:
+    """Build and start a server for ``services``; returns it with the port it listens on."""
+    metrics = CollectorRegistry()
+    tokens = TokenStore(settings.tokens_path) if settings.auth_enabled else None
+    interceptors = [
+        MetricsInterceptor(metrics, settings.service_name),
+        ErrorInterceptor(),
+        AuthInterceptor(tokens, policy_for(s.descriptor for s in services)),
+    ]
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+    for service in services:
+        service.add_to_server(service.servicer, server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.descriptor.full_name for s in services]
+    reflection.enable_server_reflection(
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    await server.start()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer, services, metrics)
+
+
+def run(
+    settings: ServiceSettings,
+    create_server: Callable[[ServiceSettings], Awaitable[RunningServer]],
+) -> None:
+    """Run a service until SIGTERM/SIGINT, then stop gracefully. Used by each service's main()."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    asyncio.run(_serve(settings, create_server))
+
+
+async def _serve(settings, create_server) -> None:
+    running = await create_server(settings)
+    if settings.metrics_port is not None:
+        httpd, _ = start_http_server(settings.metrics_port, settings.host, registry=running.metrics)
+        running.on_stop.append(_async(httpd.shutdown))
+        log.info("metrics on http://%s:%d/metrics", settings.host, httpd.server_port)
+    log.info("%s serving on %s:%d", settings.service_name, settings.host, running.port,
+             extra={"port": running.port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: health NOT_SERVING, draining for %.1fs, grace %.1fs",
+             settings.drain_s, settings.grace_period_s)
+    await running.stop(settings.drain_s, settings.grace_period_s)
+    log.info("%s stopped", settings.service_name)
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        await asyncio.to_thread(fn)
+
+    return call

@@ -1,0 +1,57 @@
+"""Typed service settings, read from environment variables and command-line flags.
+
+Each service subclasses :class:`ServiceSettings` with its own prefix (``BEAMOPS_REGISTRY_``, ...)
+and its own fields. Settings are read once, in ``main``, with :meth:`ServiceSettings.load`;
+nothing reads the environment at import time.
+
+Precedence: command-line flags, then ``<PREFIX><FIELD>`` environment variables, then defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Self, Sequence
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs. Subclasses set ``model_config`` with their ``env_prefix``."""
+
+    model_config = SettingsConfigDict(env_prefix="BEAMOPS_", extra="forbid")
+
+    service_name: ClassVar[str] = "service"
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
+    port: int = Field(0, description="gRPC port; 0 picks a free one.")
+    metrics_port: int | None = Field(
+        None, description="Prometheus /metrics port; unset disables, 0 picks a free one."
+    )
+    var_dir: Path = Field(Path("var"), description="Folder for this service's state.")
+    max_message_bytes: int = Field(64 * MiB, description="Largest gRPC message accepted or sent.")
+    drain_s: float = Field(
+        1.0, description="On SIGTERM, time spent NOT_SERVING but still answering, for load balancers."
+    )
+    grace_period_s: float = Field(10.0, description="Time in-flight calls get to finish on SIGTERM.")
+    keepalive_time_s: float = Field(30.0, description="Interval of keepalive pings to clients.")
+    keepalive_timeout_s: float = Field(10.0, description="Time to wait for a keepalive answer.")
+    auth_enabled: bool = Field(True, description="Require a bearer token on every call.")
+    tokens_file: Path | None = Field(
+        None, description="Hashed tokens shared by all services (default <var_dir>/auth/tokens.json)."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_json: bool = Field(True, description="One JSON object per log line.")
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.tokens_file or self.var_dir / "auth" / "tokens.json"
+
+    @classmethod
+    def load(cls, argv: Sequence[str] | None = None) -> Self:
+        """Read flags (``--port 50051``) over environment variables over defaults."""
+        return cls(_cli_parse_args=list(argv) if argv is not None else [],
+                   _cli_prog_name=f"beamops-{cls.service_name}",
+                   _cli_kebab_case=True)
