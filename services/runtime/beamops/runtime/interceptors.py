@@ -46,13 +46,24 @@ STATUS_CODES: dict[str, grpc.StatusCode] = {
 
 
 class BehaviorInterceptor(grpc.aio.ServerInterceptor):
-    """Base: wraps each handler's behaviour; subclasses override call_unary / call_stream."""
+    """Base: wraps each handler's behaviour; subclasses override call_unary / call_stream.
+
+    The wrapped handler of each method is built once and reused (keyed by the inner handler).
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap_handler(handler, handler_call_details.method, self)
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, _wrap_handler(handler, method, self))
+            self._wrapped[method] = cached
+        return cached[1]
 
     async def call_unary(self, method: str, context, call: Callable[[], Awaitable[Any]]) -> Any:
         return await call()
@@ -67,6 +78,7 @@ class MetricsInterceptor(BehaviorInterceptor):
     """Counts calls and measures latency per RPC and status code, into a Prometheus registry."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        super().__init__()
         self._service = service
         self._calls = Counter(
             "beamops_rpc_calls", "RPCs handled", ["service", "method", "code"], registry=registry
@@ -148,6 +160,7 @@ class AuthInterceptor(BehaviorInterceptor):
     """
 
     def __init__(self, tokens: TokenStore | None, policy: dict[str, Role]) -> None:
+        super().__init__()
         self._tokens = tokens
         self._policy = policy
 
