@@ -10,3 +10,17 @@ from pkgutil import extend_path
 __path__ = extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import beamops.runtime` in a server does not load the whole SDK.
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    if name.endswith("Error"):
+        from . import errors
+
+        if hasattr(errors, name):
+            return getattr(errors, name)
+    raise AttributeError(f"module 'beamops' has no attribute {name!r}")

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from beamops.common.v1 import auth_pb2
+from beamops.config import config_path
 
 from .auth import TokenStore
 
@@ -43,14 +44,6 @@ SERVICES = (
     ServiceProcess("inference", 50054, 9104),
 )
 ADMIN_TOKEN_NAME = "admin"
-
-
-def config_path() -> Path:
-    """Where the SDK and CLI look for endpoints and the token."""
-    if "BEAMOPS_CONFIG" in os.environ:
-        return Path(os.environ["BEAMOPS_CONFIG"])
-    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return base / "beamops" / "config.json"
 
 
 def health_status(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> str:
