@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos up down status test test-unit bench system-deps clean
+.PHONY: help install protos triton up down status test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,10 +22,13 @@ install: $(INSTALLED)  ## Create .venv and install beamops with its dev tools (g
 protos: $(INSTALLED)  ## Generate the Python gRPC stubs (and .pyi) from protos/ into gen/python/.
 	$(BIN)/python scripts/generate_stubs.py
 
+triton:  ## Install the bundled Triton Inference Server (CPU, Python backend) into .venv-triton.
+	@services/inference/triton/install.sh
+
 system-deps:  ## Install the Debian packages the tests need (XRootD server), if missing.
 	@scripts/install_system_deps.sh
 
-up: protos  ## Start the four services on localhost (state in ./var); prints the admin token.
+up: protos triton  ## Start the four services on localhost (state in ./var); prints the admin token.
 	$(BIN)/beamops-stack up
 
 down:  ## Stop everything `make up` started.
@@ -34,13 +37,13 @@ down:  ## Stop everything `make up` started.
 status:  ## Show the health of each service.
 	@$(BIN)/beamops-stack status
 
-test: protos system-deps  ## Install what the tests need and run the whole suite.
+test: protos triton system-deps  ## Install what the tests need and run the whole suite.
 	$(BIN)/python -m pytest
 
 test-unit: protos  ## Only the fast unit tests.
 	$(BIN)/python -m pytest tests/unit -q
 
-bench: protos system-deps  ## Run every benchmark in benchmarks/ and write bench-results/report.{json,md}.
+bench: protos triton system-deps  ## Run every benchmark in benchmarks/ and write bench-results/report.{json,md}.
 	$(BIN)/python benchmarks/run_all.py --out bench-results
 
 clean: down  ## Remove generated code, state and the virtual environments.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
+import os
+import subprocess
 import sys
 
 import pytest
@@ -42,8 +43,9 @@ def test_bad_values_are_refused(monkeypatch):
         RegistrySettings.load([])
 
 
-def test_importing_a_service_reads_no_environment(monkeypatch):
-    monkeypatch.setenv("BEAMOPS_REGISTRY_PORT", "not-a-port")
-    for name in [m for m in sys.modules if m.startswith("beamops.registry.")]:
-        monkeypatch.delitem(sys.modules, name)
-    importlib.import_module("beamops.registry.server")  # would fail if settings were read at import
+@pytest.mark.parametrize("service", ["registry", "data", "training", "inference"])
+def test_importing_a_service_reads_no_environment(service):
+    env = dict(os.environ, **{f"BEAMOPS_{service.upper()}_PORT": "not-a-port"})
+    code = f"import beamops.{service}.server"  # would fail if settings were read at import
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

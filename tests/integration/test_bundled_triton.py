@@ -1,0 +1,195 @@
+"""The bundled Triton (nvidia-pytriton's tritonserver, CPU, Python backend) serves an ONNX MLP
+through triton_model/model.py with the same outputs as ONNX Runtime in this process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "services" / "inference"))
+
+from beamops.inference import triton_config  # noqa: E402
+from beamops.inference.bundled_triton import BundledTriton, TritonPaths  # noqa: E402
+
+INSTALL = ROOT / "services" / "inference" / "triton" / "install.sh"
+MODEL_PY = ROOT / "services" / "inference" / "beamops" / "inference" / "triton_model" / "model.py"
+N_FEATURES, N_HIDDEN, N_CLASSES = 6, 16, 3
+
+# Answers with the stub's sys.prefix and numpy version: proves model.py runs in .venv-triton.
+PROBE_MODEL_PY = '''
+import sys
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        info = np.array([sys.prefix, np.__version__], dtype=object)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("info", info)]) for _ in requests]
+'''
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _mlp_onnx(seed: int = 0) -> bytes:
+    """A 6 -> 16 (ReLU) -> 3 (softmax) classifier with a dynamic batch dimension."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.normal(size=(N_FEATURES, N_HIDDEN)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(size=(N_HIDDEN,)).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(size=(N_HIDDEN, N_CLASSES)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.normal(size=(N_CLASSES,)).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h"]),
+        helper.make_node("MatMul", ["h", "w2"], ["z0"]),
+        helper.make_node("Add", ["z0", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", N_FEATURES])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", N_CLASSES]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def triton_venv() -> Path:
+    venv = Path(os.environ.get("BEAMOPS_TRITON_VENV", ROOT / ".venv-triton"))
+    subprocess.run(["bash", str(INSTALL)], check=True, cwd=ROOT)
+    return venv
+
+
+def test_bundled_triton_serves_onnx_like_onnxruntime(triton_venv: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "models"
+    onnx_bytes = _mlp_onnx()
+
+    mlp = repository / "mlp"
+    (mlp / "1").mkdir(parents=True)
+    (mlp / "1" / "model.onnx").write_bytes(onnx_bytes)
+    shutil.copy(MODEL_PY, mlp / "1" / "model.py")  # the Python backend wants it beside the file
+    (mlp / "config.pbtxt").write_text(
+        triton_config.config_pbtxt(
+            "mlp",
+            [("x", "TYPE_FP32", [N_FEATURES])],
+            [("probabilities", "TYPE_FP32", [N_CLASSES]), ("label", "TYPE_INT64", [1])],
+            max_batch_size=64,
+            backend="python",
+            instance_count=1,
+            preferred_batch_sizes=[16, 64],
+            max_queue_delay_us=100,
+            parameters={"intra_op_threads": "1"},
+        )
+    )
+    probe = repository / "probe"
+    (probe / "1").mkdir(parents=True)
+    (probe / "1" / "model.py").write_text(PROBE_MODEL_PY)
+    (probe / "config.pbtxt").write_text(
+        'name: "probe"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "in" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "info" data_type: TYPE_STRING dims: [ 2 ] } ]\n'
+        "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+    )
+
+    paths = TritonPaths.from_install(triton_venv, repository)
+    grpc_port, http_port, metrics_port = _free_ports(3)
+    triton = BundledTriton(
+        paths, grpc_port, http_port, metrics_port, log_path=tmp_path / "tritonserver.log"
+    )
+    triton.start()
+    try:
+        triton.wait_ready(timeout=120)
+        pid = triton.pid
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        assert client.is_server_ready()
+
+        client.load_model("probe", client_timeout=60)
+        request = grpcclient.InferInput("in", [1], "FP32")
+        request.set_data_from_numpy(np.zeros(1, np.float32))
+        prefix, numpy_version = client.infer("probe", [request]).as_numpy("info")
+        assert Path(prefix.decode()).resolve() == triton_venv.resolve()
+        assert int(numpy_version.decode().split(".")[0]) < 2
+
+        client.load_model("mlp", client_timeout=60)
+        assert client.is_model_ready("mlp")
+        x = np.random.default_rng(1).normal(size=(32, N_FEATURES)).astype(np.float32)
+        inp = grpcclient.InferInput("x", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        outputs = [grpcclient.InferRequestedOutput(n) for n in ("probabilities", "label")]
+        result = client.infer("mlp", [inp], outputs=outputs)
+
+        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        expected_probabilities, expected_label = session.run(None, {"x": x})
+        probabilities = result.as_numpy("probabilities")
+        label = result.as_numpy("label")
+        assert probabilities.shape == (32, N_CLASSES)
+        assert np.allclose(probabilities, expected_probabilities, rtol=1e-5, atol=1e-6)
+        assert label.reshape(-1).tolist() == expected_label.tolist()
+
+        # Concurrent requests of different sizes, merged by the dynamic batcher into one
+        # model.py execute, each get their own rows back.
+        sizes = [1, 3, 2, 5, 1, 4, 2, 3] * 4
+        xs = [np.random.default_rng(10 + i).normal(size=(n, N_FEATURES)).astype(np.float32)
+              for i, n in enumerate(sizes)]
+        pending = []
+        for xi in xs:
+            inp = grpcclient.InferInput("x", list(xi.shape), "FP32")
+            inp.set_data_from_numpy(xi)
+            done: queue.Queue = queue.Queue()
+            client.async_infer("mlp", [inp], lambda result, error, q=done: q.put((result, error)))
+            pending.append(done)
+        for xi, done in zip(xs, pending):
+            response, error = done.get(timeout=30)
+            assert error is None, error
+            expected, _ = session.run(None, {"x": xi})
+            assert np.allclose(response.as_numpy("probabilities"), expected, rtol=1e-5, atol=1e-6)
+        stats = client.get_inference_statistics("mlp").model_stats[0]
+        assert stats.execution_count < stats.inference_count
+
+        # A wrong input name is refused by Triton with an error, and the server stays up.
+        bad = grpcclient.InferInput("nope", list(x.shape), "FP32")
+        bad.set_data_from_numpy(x)
+        with pytest.raises(Exception):
+            client.infer("mlp", [bad])
+        assert client.is_server_live()
+        client.close()
+    finally:
+        triton.stop()
+
+    assert not triton.is_running()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # neither tritonserver nor any stub is left in its process group
+    assert not list(Path("/dev/shm").glob(triton.shm_prefix + "*"))
