@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from beamops.registry.v1 import registry_service_pb2 as pb, registry_service_pb2_grpc
-from beamops.runtime.stack import health_status
+from beamops.health import health_status
 
 from tests.fixtures.services import free_port, wait_for_health
 
@@ -56,7 +56,7 @@ def test_in_flight_call_finishes_and_health_reports_not_serving(tmp_path, tokens
         caller.join(timeout=20)
         assert outcome["reply"].model.name == "slow-2.5"
         assert process.wait(timeout=20) == 0
-        assert health_status(port) == "DOWN"
+        assert health_status(f"127.0.0.1:{port}") == "DOWN"
     finally:
         if process.poll() is None:
             process.kill()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,40 +15,14 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from beamops.registry.v1 import registry_service_pb2 as pb, registry_service_pb2_grpc
-from beamops.runtime.stack import SERVICES, health_status
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_offset() -> int:
-    for offset in range(1100, 9000, 37):
-        ports = [p + offset for s in SERVICES for p in (s.port, s.metrics_port)]
-        if all(port_is_free(p) for p in ports):
-            return offset
-    raise RuntimeError("no free set of ports")
-
-
-@pytest.fixture
-def stack(tmp_path):
-    offset = free_offset()
-    env = dict(os.environ, BEAMOPS_CONFIG=str(tmp_path / "config.json"))
-    command = [sys.executable, "-m", "beamops.runtime.stack", "--var-dir", str(tmp_path / "var"),
-               "--port-offset", str(offset)]
-    up = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        yield offset, tmp_path, up.stdout, command, env
-    finally:
-        subprocess.run([*command, "down"], env=env, capture_output=True, timeout=120)
+from beamops.health import health_status
+from beamops.runtime.stack import SERVICES
 
 
 def test_up_starts_four_serving_services_with_reflection_and_a_token(stack):
     offset, tmp_path, output, command, env = stack
     for service in SERVICES:
-        assert health_status(service.port + offset) == "SERVING", service.name
+        assert health_status(f"127.0.0.1:{service.port + offset}") == "SERVING", service.name
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["token"] in output
     assert config["registry_address"] == f"127.0.0.1:{50051 + offset}"
@@ -84,6 +57,6 @@ def test_down_leaves_nothing_running(stack):
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     for service in SERVICES:
-        assert health_status(service.port + offset) == "DOWN"
+        assert health_status(f"127.0.0.1:{service.port + offset}") == "DOWN"
     status = subprocess.run([*command, "status"], env=env, capture_output=True, text=True)
     assert status.returncode == 1

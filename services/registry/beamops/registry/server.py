@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from beamops.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
+from .artifacts import LocalArtifactStore
+from .registry import Registry
 from .servicer import RegistryServicer
 from .settings import RegistrySettings
+from .store import Store
+
+
+def build_registry(settings: RegistrySettings) -> Registry:
+    """The store (migrated), the artifact store, and the registry over them; orphans cleaned."""
+    store = Store(settings.resolved_database_url)
+    store.migrate()
+    artifacts = LocalArtifactStore(settings.resolved_artifacts_dir, settings.max_artifact_bytes)
+    registry = Registry(store, artifacts)
+    registry.cleanup_orphans()
+    return registry
 
 
 async def create_server(settings: RegistrySettings) -> RunningServer:
+    registry = await asyncio.to_thread(build_registry, settings)
     service = Service(
         descriptor=registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
-        servicer=RegistryServicer(),
+        servicer=RegistryServicer(registry),
         add_to_server=registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
     )
-    return await create_grpc_server(settings, [service])
+    running = await create_grpc_server(settings, [service])
+
+    async def close_store() -> None:
+        await asyncio.to_thread(registry.store.dispose)
+
+    running.on_stop.append(close_store)
+    return running
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import sys
 
-from .stack import health_status
+from beamops.health import health_status
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2):
         raise SystemExit("usage: python -m beamops.runtime.healthcheck PORT [HOST]")
-    state = health_status(int(args[0]), *(args[1:]))
+    host = args[1] if len(args) == 2 else "127.0.0.1"
+    state = health_status(f"{host}:{int(args[0])}")
     print(state)
     sys.exit(0 if state == "SERVING" else 1)
 

@@ -17,11 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from beamops.common.v1 import auth_pb2
 from beamops.config import config_path
+from beamops.health import health_status
 
 from .auth import TokenStore
 
@@ -44,18 +42,6 @@ SERVICES = (
     ServiceProcess("inference", 50054, 9104),
 )
 ADMIN_TOKEN_NAME = "admin"
-
-
-def health_status(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> str:
-    """SERVING, NOT_SERVING, ... or DOWN when nothing answers."""
-    try:
-        with grpc.insecure_channel(f"{host}:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
-            )
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    except grpc.RpcError:
-        return "DOWN"
 
 
 class Stack:
@@ -101,7 +87,7 @@ class Stack:
         ok = True
         print(f"{'service':<10} {'address':<18} {'health':<12} metrics")
         for service in self.services:
-            state = health_status(service.port)
+            state = health_status(f"127.0.0.1:{service.port}")
             ok &= state == "SERVING"
             print(f"{service.name:<10} {'127.0.0.1:' + str(service.port):<18} {state:<12} "
                   f"http://127.0.0.1:{service.metrics_port}/metrics")
@@ -128,7 +114,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         pending = list(self.services)
         while pending:
-            pending = [s for s in pending if health_status(s.port) != "SERVING"]
+            pending = [s for s in pending if health_status(f"127.0.0.1:{s.port}") != "SERVING"]
             for service in pending:
                 if self._pid(service) is None:
                     raise SystemExit(

@@ -1,0 +1,1 @@
+"""The ``beamops`` command line (typer + rich). Entry point: :func:`beamops.cli.app.main`."""

@@ -1,0 +1,86 @@
+"""beamops: the physicist's front door to the platform.
+
+Exit codes scripts can rely on: 0 success; 1 other error; 2 usage error; 3 not found;
+4 not allowed (no, unknown or insufficient token); 5 invalid input; 6 conflict (exists already,
+or the state forbids it); 7 unavailable (service down: retry later); 8 data loss.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import grpc
+import typer
+
+from beamops import errors
+from beamops.client import Client
+
+from .output import Output
+
+app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
+
+EXIT_CODES = {
+    errors.NotFoundError: 3,
+    errors.PermissionDeniedError: 4,
+    errors.AuthenticationError: 4,
+    errors.InvalidArgumentError: 5,
+    errors.AlreadyExistsError: 6,
+    errors.ConflictError: 6,
+    errors.UnavailableError: 7,
+    errors.DeadlineExceededError: 7,
+    errors.DataLossError: 8,
+}
+
+
+class State:
+    """What every command gets: the client (created on first use) and the output."""
+
+    def __init__(self, token: str | None, json_mode: bool) -> None:
+        self._token = token
+        self._client: Client | None = None
+        self.out = Output(json_mode)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self._token)
+        return self._client
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    token: Optional[str] = typer.Option(None, envvar="BEAMOPS_TOKEN", help="Bearer token (default: from `make up`'s config)."),
+    json_mode: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    ctx.obj = State(token, json_mode)
+
+
+def main() -> None:
+    """Run the CLI, turning beamops errors into a message and an exit code."""
+    from . import commands  # noqa: F401  (registers the sub-commands)
+
+    try:
+        code = app(standalone_mode=False)  # click returns the code of typer.Exit here
+    except errors.BeamopsError as error:
+        Output().error(_describe(error))
+        raise SystemExit(EXIT_CODES.get(type(error), 1)) from None
+    except grpc.RpcError as error:
+        wrapped = errors.from_rpc_error(error)
+        Output().error(_describe(wrapped))
+        raise SystemExit(EXIT_CODES.get(type(wrapped), 1)) from None
+    except (typer.Abort, KeyboardInterrupt):
+        raise SystemExit(130) from None
+    except typer.Exit as done:
+        raise SystemExit(done.exit_code) from None
+    except Exception as error:  # usage errors (typer's own click): shown without a traceback
+        if hasattr(error, "show") and hasattr(error, "exit_code"):
+            error.show()
+            raise SystemExit(error.exit_code) from None
+        raise
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _describe(error: errors.BeamopsError) -> str:
+    suffix = f" (request id {error.request_id})" if error.request_id else ""
+    return f"{error.message}{suffix}"

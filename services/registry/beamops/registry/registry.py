@@ -1,0 +1,944 @@
+"""The registry's rules: models, model types, artifacts, parameters versions, aliases, intervals
+of validity, lineage and the audit log. No gRPC here: callers pass a :class:`Caller` and get
+domain entities back; errors are :mod:`beamops.runtime.errors` exceptions.
+
+Every mutation runs in one :meth:`Store.write` transaction together with its audit event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, replace
+from datetime import datetime
+from typing import Callable, Iterator, Sequence
+
+from sqlalchemy import delete, func, or_
+from sqlmodel import Session, select
+
+from beamops.common.v1 import auth_pb2
+from beamops.runtime.errors import (
+    AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+    ResourceExhausted,
+)
+
+from . import records
+from .artifacts import ArtifactStore, PendingBlob
+from .content_checks import check_content
+from .entities import (
+    ARTIFACT_FORMATS, DTYPES, IOV_KINDS, Alias, Artifact, AuditEvent, AuditQuery, Caller,
+    GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelType, NewParameters, Page,
+    ParametersQuery, ParametersVersion, Signature,
+)
+from .names import check_action, check_filename, check_name, check_tags, check_text
+from .onnx_signature import signature_difference
+from .pagination import decode_token, encode_token, page_size
+from .tables import (
+    AliasEventRow, AliasRow, ArtifactRow, AuditEventRow, GlobalTagRow, IdempotencyKeyRow, IovEntryRow,
+    IovTagRow, ModelRow, ModelTypeRow, ParametersDatasetRow, ParametersRow,
+)
+from .versioning import ParamsVersion, latest_compatible, next_params_version, parse_params_version, parse_semver
+
+log = logging.getLogger(__name__)
+
+ALWAYS_PROTECTED = frozenset({"production"})
+MAX_SINCE = 2**63 - 1
+SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Upload:
+    """An artifact upload in progress (see :meth:`Registry.begin_upload`)."""
+
+    def __init__(self, model: str, fmt: str, filename: str, sha256: str, size_bytes: int,
+                 pending: PendingBlob) -> None:
+        self.model, self.format, self.filename = model, fmt, filename
+        self.declared_sha256, self.declared_size = sha256, size_bytes
+        self.pending = pending
+
+    def write(self, chunk: bytes) -> None:
+        self.pending.write(chunk)
+
+    def discard(self) -> None:
+        self.pending.discard()
+
+
+class Registry:
+    """The registry's domain logic over a :class:`~.store.Store` and an :class:`ArtifactStore`."""
+
+    def __init__(self, store, artifacts: ArtifactStore, clock: Callable[[], int] = _now_us) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self._clock = clock
+
+    # ----------------------------------------------------------------- start-up
+
+    def cleanup_orphans(self) -> int:
+        """Remove upload leftovers and blobs that no artifact row references (run at start)."""
+        with self.store.read() as s:
+            referenced = set(s.exec(select(ArtifactRow.sha256)).all())
+        return self.artifacts.cleanup(referenced)
+
+    # ----------------------------------------------------------------- models
+
+    def create_model(self, caller: Caller, name: str, description: str = "",
+                     tags: dict[str, str] | None = None, reason: str = "") -> Model:
+        check_name(name, "model name", field="name")
+        check_text(description, "description")
+        tags = check_tags(tags or {})
+        check_text(reason, "reason")
+
+        def change(s: Session) -> Model:
+            if self._model_row(s, name, required=False) is not None:
+                raise AlreadyExists(f"a model named {name!r} exists already", model=name)
+            now = self._clock()
+            row = ModelRow(name=name, description=description, owner=caller.name, tags=tags,
+                           create_us=now, update_us=now)
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "model.create", name, f"models/{name}", reason)
+            return records.model(row)
+
+        return self.store.write(change)
+
+    def get_model(self, name: str) -> Model:
+        check_name(name, "model name", field="name")
+        with self.store.read() as s:
+            return records.model(self._model_row(s, name))
+
+    def list_models(self, size: int = 0, token: str = "", name_prefix: str = "",
+                    tags: dict[str, str] | None = None) -> Page:
+        size, key, tags = page_size(size), decode_token(token, "after"), tags or {}
+        with self.store.read() as s:
+            query = select(ModelRow).order_by(ModelRow.name)
+            if name_prefix:
+                query = query.where(ModelRow.name.startswith(name_prefix, autoescape=True))
+            if key:
+                query = query.where(ModelRow.name > str(key["after"]))
+            rows = self._filtered(s, query, size, lambda r: _has_tags(r.tags, tags))
+        items = [records.model(r) for r in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1].name}) if len(rows) > size else "")
+
+    def update_model(self, caller: Caller, name: str, description: str,
+                     tags: dict[str, str] | None, reason: str = "") -> Model:
+        check_name(name, "model name", field="name")
+        check_text(description, "description")
+        tags = check_tags(tags or {})
+
+        def change(s: Session) -> Model:
+            row = self._model_row(s, name, lock=True)
+            before = {"description": row.description, "tags": json.dumps(row.tags, sort_keys=True)}
+            row.description, row.tags, row.update_us = description, tags, self._clock()
+            s.add(row)
+            self._audit(s, caller, "model.update", name, f"models/{name}", reason,
+                        {"old_description": before["description"], "old_tags": before["tags"]})
+            return records.model(row)
+
+        return self.store.write(change)
+
+    def delete_model(self, caller: Caller, name: str, force: bool = False, reason: str = "") -> None:
+        check_name(name, "model name", field="name")
+
+        def change(s: Session) -> None:
+            row = self._model_row(s, name, lock=True)
+            mid = row.id
+            tag_ids = list(s.exec(select(IovTagRow.id).where(IovTagRow.model_id == mid)).all())
+            aliases = s.exec(select(func.count()).select_from(AliasRow).where(AliasRow.model_id == mid)).one()
+            entries = (s.exec(select(func.count()).select_from(IovEntryRow)
+                              .where(IovEntryRow.tag_id.in_(tag_ids))).one() if tag_ids else 0)
+            if (aliases or entries) and not force:
+                raise FailedPrecondition(
+                    f"model {name!r} still has {aliases} alias(es) and {entries} interval(s) of "
+                    "validity pointing at its versions; delete them first or pass force=true",
+                    model=name,
+                )
+            param_ids = list(s.exec(select(ParametersRow.id).where(ParametersRow.model_id == mid)).all())
+            if tag_ids:
+                s.exec(delete(IovEntryRow).where(IovEntryRow.tag_id.in_(tag_ids)))
+            s.exec(delete(IovTagRow).where(IovTagRow.model_id == mid))
+            s.exec(delete(AliasRow).where(AliasRow.model_id == mid))
+            s.exec(delete(AliasEventRow).where(AliasEventRow.model_id == mid))
+            if param_ids:
+                s.exec(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.parameters_id.in_(param_ids)))
+                s.exec(delete(ParametersDatasetRow).where(ParametersDatasetRow.parameters_id.in_(param_ids)))
+            s.exec(delete(ParametersRow).where(ParametersRow.model_id == mid))
+            s.exec(delete(ArtifactRow).where(ArtifactRow.model_id == mid))
+            s.exec(delete(ModelTypeRow).where(ModelTypeRow.model_id == mid))
+            s.delete(row)
+            self._audit(s, caller, "model.delete", name, f"models/{name}", reason,
+                        {"force": str(force).lower(), "parameters_versions": str(len(param_ids)),
+                         "iov_tags": str(len(tag_ids))})
+
+        # The blobs stay until the next start, where cleanup_orphans() removes those no row
+        # references: deleting them now could race with an upload of the same content.
+        self.store.write(change)
+
+    # ----------------------------------------------------------------- model types
+
+    def create_model_type(self, caller: Caller, model: str, version: str, signature: Signature,
+                          framework: str = "", code: dict | None = None, description: str = "",
+                          reason: str = "") -> ModelType:
+        check_name(model, "model name", field="model")
+        semver = parse_semver(version, field="version")
+        _check_signature(signature)
+        check_text(description, "description")
+        code = code or {}
+
+        def change(s: Session) -> ModelType:
+            mrow = self._model_row(s, model)
+            existing = s.exec(select(ModelTypeRow).where(
+                ModelTypeRow.model_id == mrow.id, ModelTypeRow.major == semver.major,
+                ModelTypeRow.minor == semver.minor, ModelTypeRow.patch == semver.patch)).first()
+            if existing is not None:
+                same = (records.signature_from(existing.signature) == signature
+                        and existing.framework == framework and existing.code == code)
+                if same:
+                    return records.model_type(existing, model)
+                raise AlreadyExists(
+                    f"model type {model} {semver} exists with a different signature, framework or "
+                    "code reference; model types are immutable: create a new version",
+                    model=model, version=str(semver),
+                )
+            row = ModelTypeRow(model_id=mrow.id, major=semver.major, minor=semver.minor, patch=semver.patch,
+                               signature=records.signature_json(signature), framework=framework, code=code,
+                               description=description, created_by=caller.name, create_us=self._clock())
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "model_type.create", model, f"{model}/types/{semver}", reason,
+                        {"framework": framework})
+            return records.model_type(row, model)
+
+        return self.store.write(change)
+
+    def get_model_type(self, model: str, version: str) -> ModelType:
+        check_name(model, "model name", field="model")
+        semver = parse_semver(version)
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            return records.model_type(self._type_row(s, mrow, semver), model)
+
+    def list_model_types(self, model: str, size: int = 0, token: str = "") -> Page:
+        check_name(model, "model name", field="model")
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            query = select(ModelTypeRow).where(ModelTypeRow.model_id == mrow.id).order_by(ModelTypeRow.id)
+            if key:
+                query = query.where(ModelTypeRow.id > int(key["after"]))
+            rows = s.exec(query.limit(size + 1)).all()
+            items = [records.model_type(r, model) for r in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1].id}) if len(rows) > size else "")
+
+    # ----------------------------------------------------------------- artifacts
+
+    def begin_upload(self, caller: Caller, model: str, fmt: str, filename: str = "",
+                     sha256: str = "", size_bytes: int = 0) -> Upload:
+        """Start an upload: checks the header; the bytes then go to :meth:`Upload.write`."""
+        check_name(model, "model name", field="header.model")
+        if fmt not in ARTIFACT_FORMATS:
+            raise InvalidArgument(
+                f"choose an artifact format ({', '.join(ARTIFACT_FORMATS)}); pickle-based formats "
+                "are not accepted", field="header.format")
+        check_filename(filename)
+        sha256 = sha256.lower()
+        if sha256 and (len(sha256) != 64 or not set(sha256) <= SHA256_CHARS):
+            raise InvalidArgument("header.sha256 must be 64 hexadecimal characters", field="header.sha256")
+        if size_bytes < 0:
+            raise InvalidArgument("header.size_bytes must not be negative", field="header.size_bytes")
+        if size_bytes > self.artifacts.max_bytes:
+            raise_too_big(size_bytes, self.artifacts.max_bytes)
+        with self.store.read() as s:
+            self._model_row(s, model)
+        return Upload(model, fmt, filename, sha256, size_bytes, self.artifacts.begin_upload())
+
+    def finish_upload(self, caller: Caller, upload: Upload, reason: str = "") -> Artifact:
+        """Check the bytes received, make them durable, then record the artifact."""
+        pending = upload.pending
+        try:
+            sha256 = pending.close()
+            if upload.declared_size and pending.size != upload.declared_size:
+                raise DataLoss(
+                    f"the upload was truncated or padded: the header declared {upload.declared_size} "
+                    f"bytes but {pending.size} arrived; nothing was stored", model=upload.model)
+            if upload.declared_sha256 and sha256 != upload.declared_sha256:
+                raise DataLoss(
+                    f"checksum mismatch: the header declared sha256 {upload.declared_sha256} but the "
+                    f"bytes received hash to {sha256}; nothing was stored", model=upload.model)
+            if pending.size == 0:
+                raise InvalidArgument("the artifact is empty: send its bytes after the header", field="chunk")
+            signature = check_content(pending.path, upload.format)
+            self.artifacts.commit(pending)  # durable before the row that points at it
+        except BaseException:
+            pending.discard()
+            raise
+
+        def change(s: Session) -> Artifact:
+            mrow = self._model_row(s, upload.model)
+            row = ArtifactRow(artifact_id="art-" + uuid.uuid4().hex, model_id=mrow.id, format=upload.format,
+                              filename=upload.filename, sha256=sha256, size_bytes=pending.size,
+                              signature=records.signature_json(signature), created_by=caller.name,
+                              create_us=self._clock())
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "artifact.upload", upload.model, f"artifacts/{row.artifact_id}", reason,
+                        {"sha256": sha256, "size_bytes": str(pending.size), "format": upload.format})
+            return records.artifact(row, upload.model)
+
+        return self.store.write(change)
+
+    def get_artifact(self, artifact_id: str) -> Artifact:
+        with self.store.read() as s:
+            row = self._artifact_row(s, artifact_id)
+            return records.artifact(row, s.get(ModelRow, row.model_id).name)
+
+    def read_artifact(self, artifact_id: str, chunk_size: int = 0) -> tuple[Artifact, Iterator[bytes]]:
+        """The artifact and an iterator over its bytes, verified against its sha256 first."""
+        artifact = self.get_artifact(artifact_id)
+        chunk_size = 1024 * 1024 if chunk_size <= 0 else max(4096, min(chunk_size, 4 * 1024 * 1024))
+        self.artifacts.verify(artifact.sha256)
+        return artifact, self.artifacts.read(artifact.sha256, chunk_size)
+
+    # ----------------------------------------------------------------- parameters
+
+    def create_parameters(self, caller: Caller, new: NewParameters) -> ParametersVersion:
+        """Register parameters; the version is generated by the rule table (see versioning)."""
+        check_name(new.model, "model name", field="model")
+        semver = parse_semver(new.model_type_version, field="model_type_version")
+        check_text(new.description, "description")
+        check_tags(new.tags)
+        key = new.idempotency_key
+        if key and (len(key) > 200 or not key.isprintable()):
+            raise InvalidArgument("idempotency_key must be at most 200 printable characters",
+                                  field="idempotency_key")
+        for parent in new.lineage.parents:
+            check_name(parent.model, "parent model name", field="lineage.parents")
+            parse_params_version(parent.version, field="lineage.parents")
+        fingerprint = hashlib.sha256(json.dumps(
+            asdict(replace(new, idempotency_key="", reason="")), sort_keys=True, default=str).encode()
+        ).hexdigest()
+
+        def change(s: Session) -> ParametersVersion:
+            mrow = self._model_row(s, new.model, lock=True)  # serializes creators of one model
+            if key:
+                seen = s.exec(select(IdempotencyKeyRow).where(
+                    IdempotencyKeyRow.scope == f"parameters:{new.model}", IdempotencyKeyRow.key == key)).first()
+                if seen is not None:
+                    if seen.request_hash != fingerprint:
+                        raise InvalidArgument(
+                            f"idempotency_key {key!r} was used before for a different request; use a "
+                            "new key for new parameters", field="idempotency_key")
+                    return self._parameters(s, s.get(ParametersRow, seen.parameters_id), new.model)
+            trow = self._type_row(s, mrow, semver)
+            primary, derived = self._artifacts_for(s, mrow, new)
+            if primary is not None and primary.signature is not None:
+                declared = records.signature_from(trow.signature)
+                actual = records.signature_from(primary.signature)
+                if declared is not None and not declared.empty:
+                    problem = signature_difference(declared, actual)
+                    if problem:
+                        raise InvalidArgument(
+                            f"the primary artifact does not fit model type {new.model} {semver}: {problem}",
+                            field="primary_artifact_id")
+            for parent in new.lineage.parents:
+                self._params_row(s, self._model_row(s, parent.model), parse_params_version(parent.version))
+            existing = [ParamsVersion(a, b) for a, b in s.exec(
+                select(ParametersRow.major, ParametersRow.minor).where(ParametersRow.model_id == mrow.id)).all()]
+            version = next_params_version(semver, existing, model=new.model)
+            row = ParametersRow(
+                model_id=mrow.id, major=version.major, minor=version.minor, model_type_id=trow.id,
+                primary_artifact_id=primary.id if primary else None,
+                derived_artifact_ids=[a.id for a in derived], metrics=dict(new.metrics),
+                lineage=records.lineage_json(new.lineage), description=new.description,
+                tags=dict(new.tags), reference_distributions=list(new.reference_distributions),
+                created_by=caller.name, create_us=self._clock())
+            s.add(row)
+            s.flush()
+            for ds in new.lineage.datasets:
+                s.add(ParametersDatasetRow(parameters_id=row.id, dataset=ds.dataset,
+                                           dataset_version_id=ds.version_id))
+            if key:
+                s.add(IdempotencyKeyRow(scope=f"parameters:{new.model}", key=key, request_hash=fingerprint,
+                                        parameters_id=row.id, create_us=row.create_us))
+            self._audit(s, caller, "parameters.create", new.model, f"{new.model}/parameters/{version}",
+                        new.reason, {"version": str(version), "model_type_version": str(semver),
+                                     "primary_sha256": primary.sha256 if primary else ""})
+            s.flush()
+            return self._parameters(s, row, new.model)
+
+        return self.store.write(change)
+
+    def get_parameters(self, model: str, version: str) -> ParametersVersion:
+        check_name(model, "model name", field="model")
+        wanted = parse_params_version(version)
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            return self._parameters(s, self._params_row(s, mrow, wanted), model)
+
+    def latest_compatible(self, model: str, model_type_version: str) -> ParametersVersion:
+        """The highest parameters version whose MAJOR is the model type's MAJOR."""
+        check_name(model, "model name", field="model")
+        semver = parse_semver(model_type_version, field="latest_compatible_with")
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            existing = [ParamsVersion(a, b) for a, b in s.exec(
+                select(ParametersRow.major, ParametersRow.minor).where(
+                    ParametersRow.model_id == mrow.id, ParametersRow.major == semver.major)).all()]
+            best = latest_compatible(semver, existing)
+            if best is None:
+                raise NotFound(f"model {model!r} has no parameters compatible with model type {semver} "
+                               f"(none of major {semver.major})", model=model)
+            return self._parameters(s, self._params_row(s, mrow, best), model)
+
+    def list_parameters(self, query: ParametersQuery, size: int = 0, token: str = "") -> Page:
+        size = page_size(size)
+        by_metric = query.order in ("metric_desc", "metric_asc")
+        if by_metric and not query.order_metric:
+            raise InvalidArgument("order_metric is needed to order by a metric", field="order_metric")
+        key = decode_token(token, "offset" if by_metric else "after")
+        with self.store.read() as s:
+            stmt = select(ParametersRow)
+            if query.model:
+                check_name(query.model, "model name", field="model")
+                stmt = stmt.where(ParametersRow.model_id == self._model_row(s, query.model).id)
+            if query.name_prefix:
+                stmt = stmt.where(ParametersRow.model_id.in_(select(ModelRow.id).where(
+                    ModelRow.name.startswith(query.name_prefix, autoescape=True))))
+            if query.model_type_version:
+                stmt = stmt.where(ParametersRow.major ==
+                                  parse_semver(query.model_type_version, "model_type_version").major)
+            if query.alias:
+                stmt = stmt.where(ParametersRow.id.in_(select(AliasRow.parameters_id).where(
+                    AliasRow.name == query.alias)))
+            if query.dataset_version_id:
+                stmt = stmt.where(ParametersRow.id.in_(select(ParametersDatasetRow.parameters_id).where(
+                    ParametersDatasetRow.dataset_version_id == query.dataset_version_id)))
+            if query.created_after:
+                stmt = stmt.where(ParametersRow.create_us >= records.to_us(query.created_after))
+            if query.created_before:
+                stmt = stmt.where(ParametersRow.create_us < records.to_us(query.created_before))
+
+            def keep(row: ParametersRow) -> bool:
+                if not _has_tags(row.tags, query.tags):
+                    return False
+                for metric, low, high in query.metric_ranges:
+                    value = row.metrics.get(metric)
+                    if value is None or (low is not None and value < low) or (high is not None and value > high):
+                        return False
+                return not by_metric or query.order_metric in row.metrics
+
+            if by_metric:
+                rows = [r for r in s.exec(stmt).all() if keep(r)]
+                rows.sort(key=lambda r: (r.metrics[query.order_metric], r.id),
+                          reverse=query.order == "metric_desc")
+                offset = int(key["offset"]) if key else 0
+                page = rows[offset:offset + size]
+                more = offset + size < len(rows)
+                next_token = encode_token({"offset": offset + size}) if more else ""
+            else:
+                ascending = query.order == "create_time_asc"
+                stmt = stmt.order_by(ParametersRow.id if ascending else ParametersRow.id.desc())
+                if key:
+                    after = int(key["after"])
+                    stmt = stmt.where(ParametersRow.id > after if ascending else ParametersRow.id < after)
+                rows = self._filtered(s, stmt, size, keep)
+                page = rows[:size]
+                next_token = encode_token({"after": rows[size - 1].id}) if len(rows) > size else ""
+            return Page([self._parameters(s, r) for r in page], next_token)
+
+    def get_lineage(self, model: str, version: str) -> LineageReport:
+        """The version, its parents, their parents... (each once), its alias moves and IOVs."""
+        first = self.get_parameters(model, version)
+        chain, seen, queue = [first], {(model, first.version)}, list(first.lineage.parents)
+        with self.store.read() as s:
+            while queue:
+                ref = queue.pop(0)
+                if (ref.model, ref.version) in seen:
+                    continue
+                seen.add((ref.model, ref.version))
+                mrow = self._model_row(s, ref.model, required=False)
+                prow = mrow and s.exec(select(ParametersRow).where(
+                    ParametersRow.model_id == mrow.id, *_version_is(parse_params_version(ref.version)))).first()
+                if prow is None:
+                    continue  # a parent deleted since; the chain stops there
+                parent = self._parameters(s, prow, ref.model)
+                chain.append(parent)
+                queue.extend(parent.lineage.parents)
+            mrow = self._model_row(s, model)
+            events = s.exec(select(AliasEventRow).where(
+                AliasEventRow.model_id == mrow.id,
+                or_(AliasEventRow.from_version == first.version, AliasEventRow.to_version == first.version),
+            ).order_by(AliasEventRow.id)).all()
+            prow = self._params_row(s, mrow, parse_params_version(first.version))
+            entries = s.exec(select(IovEntryRow, IovTagRow.name).join(IovTagRow, IovTagRow.id == IovEntryRow.tag_id)
+                             .where(IovEntryRow.parameters_id == prow.id).order_by(IovEntryRow.id)).all()
+            return LineageReport(
+                chain=chain,
+                alias_events=[records.alias_event(e, model) for e in events],
+                iov_entries=[records.iov_entry(tag, e.since, model, first.version, e.created_by, e.reason,
+                                               e.create_us) for e, tag in entries],
+            )
+
+    # ----------------------------------------------------------------- aliases
+
+    def set_alias(self, caller: Caller, model: str, alias: str, version: str,
+                  expected_version: str | None = None, protected: bool = False, reason: str = "") -> Alias:
+        check_name(model, "model name", field="model")
+        check_name(alias, "alias name", field="alias")
+        wanted = parse_params_version(version)
+        check_text(reason, "reason")
+
+        def change(s: Session) -> Alias:
+            mrow = self._model_row(s, model, lock=True)
+            prow = self._params_row(s, mrow, wanted)
+            row = s.exec(select(AliasRow).where(AliasRow.model_id == mrow.id, AliasRow.name == alias)).first()
+            current = self._version_of(s, row.parameters_id) if row else ""
+            if expected_version is not None and expected_version != current:
+                raise FailedPrecondition(
+                    f"alias {alias!r} of {model} points at {current or 'nothing'}, not at "
+                    f"{expected_version or 'nothing'} as expected; someone moved it: read it again",
+                    model=model, alias=alias)
+            is_protected = alias in ALWAYS_PROTECTED or protected or bool(row and row.protected)
+            if is_protected and not caller.principal.may(auth_pb2.ROLE_DEPLOYER):
+                raise PermissionDenied(
+                    f"alias {alias!r} of {model} is protected: only the deployer role may set or move "
+                    f"it, and {caller.name!r} is not a deployer", model=model, alias=alias)
+            now = self._clock()
+            if row is not None and row.parameters_id == prow.id and row.protected == is_protected:
+                return records.alias(row, model, str(wanted))  # already there: nothing to record
+            if row is None:
+                row = AliasRow(model_id=mrow.id, name=alias, parameters_id=prow.id)
+            row.parameters_id, row.protected, row.updated_by, row.update_us = prow.id, is_protected, caller.name, now
+            s.add(row)
+            s.add(AliasEventRow(model_id=mrow.id, alias=alias, from_version=current, to_version=str(wanted),
+                                actor=caller.name, reason=reason, event_us=now))
+            action = "alias.move" if current else "alias.create"
+            self._audit(s, caller, action, model, f"{model}/aliases/{alias}", reason,
+                        {"from_version": current, "to_version": str(wanted), "protected": str(is_protected).lower()})
+            s.flush()
+            return records.alias(row, model, str(wanted))
+
+        return self.store.write(change)
+
+    def delete_alias(self, caller: Caller, model: str, alias: str, reason: str = "") -> None:
+        check_name(model, "model name", field="model")
+        check_name(alias, "alias name", field="alias")
+
+        def change(s: Session) -> None:
+            mrow = self._model_row(s, model, lock=True)
+            row = self._alias_row(s, mrow, alias)
+            current = self._version_of(s, row.parameters_id)
+            if row.protected and not caller.principal.may(auth_pb2.ROLE_DEPLOYER):
+                raise PermissionDenied(f"alias {alias!r} of {model} is protected; only deployers may delete it")
+            s.delete(row)
+            s.add(AliasEventRow(model_id=mrow.id, alias=alias, from_version=current, to_version="",
+                                actor=caller.name, reason=reason, event_us=self._clock()))
+            self._audit(s, caller, "alias.delete", model, f"{model}/aliases/{alias}", reason,
+                        {"from_version": current})
+
+        self.store.write(change)
+
+    def resolve_alias(self, model: str, alias: str, at: datetime | None = None) -> tuple[Alias, ParametersVersion]:
+        check_name(model, "model name", field="model")
+        check_name(alias, "alias name", field="alias")
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            if at is None:
+                row = self._alias_row(s, mrow, alias)
+                prow = s.get(ParametersRow, row.parameters_id)
+                return records.alias(row, model, f"{prow.major}.{prow.minor}"), self._parameters(s, prow, model)
+            event = s.exec(select(AliasEventRow).where(
+                AliasEventRow.model_id == mrow.id, AliasEventRow.alias == alias,
+                AliasEventRow.event_us <= records.to_us(at)).order_by(
+                AliasEventRow.event_us.desc(), AliasEventRow.id.desc()).limit(1)).first()
+            if event is None or not event.to_version:
+                raise NotFound(f"alias {alias!r} of {model} did not exist at {at.isoformat()}",
+                               model=model, alias=alias)
+            prow = self._params_row(s, mrow, parse_params_version(event.to_version))
+            current = s.exec(select(AliasRow).where(AliasRow.model_id == mrow.id, AliasRow.name == alias)).first()
+            then = Alias(model, alias, event.to_version,
+                         alias in ALWAYS_PROTECTED or bool(current and current.protected),
+                         event.actor, records.to_datetime(event.event_us))
+            return then, self._parameters(s, prow, model)
+
+    def list_aliases(self, model: str, size: int = 0, token: str = "") -> Page:
+        check_name(model, "model name", field="model")
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            stmt = (select(AliasRow, ParametersRow.major, ParametersRow.minor)
+                    .join(ParametersRow, ParametersRow.id == AliasRow.parameters_id)
+                    .where(AliasRow.model_id == mrow.id).order_by(AliasRow.name))
+            if key:
+                stmt = stmt.where(AliasRow.name > str(key["after"]))
+            rows = s.exec(stmt.limit(size + 1)).all()
+            items = [records.alias(r, model, f"{a}.{b}") for r, a, b in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1][0].name}) if len(rows) > size else "")
+
+    def alias_history(self, model: str, alias: str = "", size: int = 0, token: str = "") -> Page:
+        """Every change of the model's aliases (or of one alias), newest first."""
+        check_name(model, "model name", field="model")
+        if alias:
+            check_name(alias, "alias name", field="alias")
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            stmt = select(AliasEventRow).where(AliasEventRow.model_id == mrow.id).order_by(AliasEventRow.id.desc())
+            if alias:
+                stmt = stmt.where(AliasEventRow.alias == alias)
+            if key:
+                stmt = stmt.where(AliasEventRow.id < int(key["after"]))
+            rows = s.exec(stmt.limit(size + 1)).all()
+            items = [records.alias_event(r, model) for r in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1].id}) if len(rows) > size else "")
+
+    # ----------------------------------------------------------------- intervals of validity
+
+    def create_iov_tag(self, caller: Caller, name: str, model: str, kind: str, description: str = "",
+                       reason: str = "") -> IovTag:
+        check_name(name, "tag name", field="name")
+        check_name(model, "model name", field="model")
+        if kind not in IOV_KINDS:
+            raise InvalidArgument("choose the tag's kind: IOV_KIND_RUN (since = run number) or "
+                                  "IOV_KIND_TIMESTAMP (since = Unix seconds)", field="kind")
+        check_text(description, "description")
+
+        def change(s: Session) -> IovTag:
+            mrow = self._model_row(s, model)
+            if s.exec(select(IovTagRow.id).where(IovTagRow.name == name)).first() is not None:
+                raise AlreadyExists(f"an IOV tag named {name!r} exists already", tag=name)
+            row = IovTagRow(name=name, model_id=mrow.id, kind=kind, description=description,
+                            created_by=caller.name, create_us=self._clock())
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "iov_tag.create", model, f"tags/{name}", reason, {"kind": kind})
+            return records.iov_tag(row, model)
+
+        return self.store.write(change)
+
+    def get_iov_tag(self, name: str) -> IovTag:
+        check_name(name, "tag name", field="name")
+        with self.store.read() as s:
+            row = self._tag_row(s, name)
+            return records.iov_tag(row, s.get(ModelRow, row.model_id).name)
+
+    def list_iov_tags(self, model: str = "", size: int = 0, token: str = "") -> Page:
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            stmt = select(IovTagRow, ModelRow.name).join(ModelRow, ModelRow.id == IovTagRow.model_id).order_by(IovTagRow.name)
+            if model:
+                check_name(model, "model name", field="model")
+                stmt = stmt.where(IovTagRow.model_id == self._model_row(s, model).id)
+            if key:
+                stmt = stmt.where(IovTagRow.name > str(key["after"]))
+            rows = s.exec(stmt.limit(size + 1)).all()
+            items = [records.iov_tag(r, m) for r, m in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1][0].name}) if len(rows) > size else "")
+
+    def append_iov(self, caller: Caller, tag: str, since: int, version: str, reason: str = "") -> IovEntry:
+        check_name(tag, "tag name", field="tag")
+        if since > MAX_SINCE:
+            raise InvalidArgument(f"since must be at most {MAX_SINCE}", field="since")
+        wanted = parse_params_version(version)
+        check_text(reason, "reason")
+
+        def change(s: Session) -> IovEntry:
+            trow = self._tag_row(s, tag, lock=True)
+            mrow = s.get(ModelRow, trow.model_id)
+            prow = self._params_row(s, mrow, wanted)
+            last = s.exec(select(func.max(IovEntryRow.since)).where(IovEntryRow.tag_id == trow.id)).one()
+            if last is not None and since <= last:
+                raise FailedPrecondition(
+                    f"tag {tag!r} already has an entry since {last}; entries are appended, never edited, "
+                    f"so since must be greater than {last} (got {since})", tag=tag)
+            row = IovEntryRow(tag_id=trow.id, since=since, parameters_id=prow.id, created_by=caller.name,
+                              reason=reason, create_us=self._clock())
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "iov.append", mrow.name, f"tags/{tag}", reason,
+                        {"since": str(since), "version": str(wanted)})
+            return records.iov_entry(tag, since, mrow.name, str(wanted), caller.name, reason, row.create_us)
+
+        return self.store.write(change)
+
+    def list_iovs(self, tag: str, size: int = 0, token: str = "") -> Page:
+        check_name(tag, "tag name", field="tag")
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            trow = self._tag_row(s, tag)
+            model = s.get(ModelRow, trow.model_id).name
+            stmt = (select(IovEntryRow, ParametersRow.major, ParametersRow.minor)
+                    .join(ParametersRow, ParametersRow.id == IovEntryRow.parameters_id)
+                    .where(IovEntryRow.tag_id == trow.id).order_by(IovEntryRow.since))
+            if key:
+                stmt = stmt.where(IovEntryRow.since > int(key["after"]))
+            rows = s.exec(stmt.limit(size + 1)).all()
+            items = [records.iov_entry(tag, e.since, model, f"{a}.{b}", e.created_by, e.reason, e.create_us)
+                     for e, a, b in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1][0].since}) if len(rows) > size else "")
+
+    def resolve_iov(self, tag: str, point: int) -> tuple[IovEntry, int]:
+        """The entry valid at ``point`` (greatest since <= point) and the next since (0 if none)."""
+        check_name(tag, "tag name", field="tag")
+        with self.store.read() as s:
+            trow = self._tag_row(s, tag)
+            found = self._resolve(s, trow, point)
+            if found is None:
+                raise NotFound(f"tag {tag!r} has no entry valid at {point} (its first entry starts later, "
+                               "or it has none)", tag=tag)
+            return found
+
+    def create_global_tag(self, caller: Caller, name: str, tags: Sequence[str], description: str = "",
+                          reason: str = "") -> GlobalTag:
+        check_name(name, "global tag name", field="name")
+        tags = list(dict.fromkeys(tags))
+        if not tags:
+            raise InvalidArgument("a global tag needs at least one IOV tag", field="tags")
+        for tag in tags:
+            check_name(tag, "tag name", field="tags")
+        check_text(description, "description")
+
+        def change(s: Session) -> GlobalTag:
+            if s.exec(select(GlobalTagRow.id).where(GlobalTagRow.name == name)).first() is not None:
+                raise AlreadyExists(f"a global tag named {name!r} exists already", global_tag=name)
+            found = set(s.exec(select(IovTagRow.name).where(IovTagRow.name.in_(tags))).all())
+            missing = [t for t in tags if t not in found]
+            if missing:
+                raise NotFound(f"no IOV tag named {', '.join(repr(t) for t in missing)}", tag=missing[0])
+            row = GlobalTagRow(name=name, tags=tags, description=description, created_by=caller.name,
+                               create_us=self._clock())
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "global_tag.create", "", f"global_tags/{name}", reason, {"tags": ",".join(tags)})
+            return records.global_tag(row)
+
+        return self.store.write(change)
+
+    def get_global_tag(self, name: str) -> GlobalTag:
+        check_name(name, "global tag name", field="name")
+        with self.store.read() as s:
+            return records.global_tag(self._global_tag_row(s, name))
+
+    def resolve_global_tag(self, name: str, point: int) -> tuple[list[IovEntry], list[str]]:
+        """Every tag of the global tag resolved at ``point``, and the tags with no valid entry."""
+        check_name(name, "global tag name", field="name")
+        entries, unresolved = [], []
+        with self.store.read() as s:
+            grow = self._global_tag_row(s, name)
+            for tag in grow.tags:
+                trow = s.exec(select(IovTagRow).where(IovTagRow.name == tag)).first()
+                found = self._resolve(s, trow, point) if trow else None
+                if found is None:
+                    unresolved.append(tag)
+                else:
+                    entries.append(found[0])
+        return entries, unresolved
+
+    # ----------------------------------------------------------------- audit
+
+    def list_audit_events(self, query: AuditQuery, size: int = 0, token: str = "") -> Page:
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            stmt = select(AuditEventRow).order_by(AuditEventRow.id.desc())
+            if query.model:
+                stmt = stmt.where(AuditEventRow.model == query.model)
+            if query.actor:
+                stmt = stmt.where(AuditEventRow.actor == query.actor)
+            if query.action_prefix:
+                stmt = stmt.where(AuditEventRow.action.startswith(query.action_prefix, autoescape=True))
+            if query.start_time:
+                stmt = stmt.where(AuditEventRow.event_us >= records.to_us(query.start_time))
+            if query.end_time:
+                stmt = stmt.where(AuditEventRow.event_us < records.to_us(query.end_time))
+            if key:
+                stmt = stmt.where(AuditEventRow.id < int(key["after"]))
+            rows = s.exec(stmt.limit(size + 1)).all()
+            items = [records.audit_event(r) for r in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1].id}) if len(rows) > size else "")
+
+    def record_audit_event(self, caller: Caller, action: str, model: str = "", resource: str = "",
+                           reason: str = "", details: dict[str, str] | None = None) -> AuditEvent:
+        """Another service records one of its mutations; the actor is always the caller."""
+        check_action(action)
+        if model:
+            check_name(model, "model name", field="model")
+        check_text(resource, "resource", limit=500)
+        check_text(reason, "reason")
+        details = dict(details or {})
+        if len(details) > 50 or any(len(k) > 100 or len(v) > 2000 for k, v in details.items()):
+            raise InvalidArgument("details: at most 50 entries, keys up to 100 and values up to 2000 "
+                                  "characters", field="details")
+        return self.store.write(lambda s: records.audit_event(
+            self._audit(s, caller, action, model, resource, reason, details)))
+
+    # ----------------------------------------------------------------- helpers
+
+    def _audit(self, s: Session, caller: Caller, action: str, model: str, resource: str, reason: str,
+               details: dict[str, str] | None = None) -> AuditEventRow:
+        row = AuditEventRow(event_us=self._clock(), actor=caller.name, action=action, model=model,
+                            resource=resource, reason=reason, details=details or {},
+                            request_id=caller.request_id)
+        s.add(row)
+        s.flush()
+        return row
+
+    @staticmethod
+    def _filtered(s: Session, stmt, size: int, keep: Callable) -> list:
+        """Up to size+1 rows of ``stmt`` that pass ``keep`` (fetched in batches)."""
+        out: list = []
+        offset, batch = 0, max(size + 1, 200)
+        while len(out) <= size:
+            rows = s.exec(stmt.offset(offset).limit(batch)).all()
+            out.extend(r for r in rows if keep(r))
+            if len(rows) < batch:
+                break
+            offset += batch
+        return out[:size + 1]
+
+    @staticmethod
+    def _model_row(s: Session, name: str, required: bool = True, lock: bool = False) -> ModelRow | None:
+        stmt = select(ModelRow).where(ModelRow.name == name)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = s.exec(stmt).first()
+        if row is None and required:
+            raise NotFound(f"no model named {name!r}", model=name)
+        return row
+
+    @staticmethod
+    def _type_row(s: Session, mrow: ModelRow, semver) -> ModelTypeRow:
+        row = s.exec(select(ModelTypeRow).where(
+            ModelTypeRow.model_id == mrow.id, ModelTypeRow.major == semver.major,
+            ModelTypeRow.minor == semver.minor, ModelTypeRow.patch == semver.patch)).first()
+        if row is None:
+            raise NotFound(f"model {mrow.name!r} has no model type {semver}; create it first",
+                           model=mrow.name, version=str(semver))
+        return row
+
+    @staticmethod
+    def _params_row(s: Session, mrow: ModelRow, version: ParamsVersion) -> ParametersRow:
+        row = s.exec(select(ParametersRow).where(ParametersRow.model_id == mrow.id, *_version_is(version))).first()
+        if row is None:
+            raise NotFound(f"model {mrow.name!r} has no parameters version {version}",
+                           model=mrow.name, version=str(version))
+        return row
+
+    @staticmethod
+    def _artifact_row(s: Session, artifact_id: str) -> ArtifactRow:
+        row = s.exec(select(ArtifactRow).where(ArtifactRow.artifact_id == artifact_id)).first() \
+            if artifact_id and len(artifact_id) <= 64 else None
+        if row is None:
+            raise NotFound(f"no artifact with id {artifact_id[:64]!r}", artifact_id=artifact_id[:64])
+        return row
+
+    @staticmethod
+    def _alias_row(s: Session, mrow: ModelRow, alias: str) -> AliasRow:
+        row = s.exec(select(AliasRow).where(AliasRow.model_id == mrow.id, AliasRow.name == alias)).first()
+        if row is None:
+            raise NotFound(f"model {mrow.name!r} has no alias {alias!r}", model=mrow.name, alias=alias)
+        return row
+
+    @staticmethod
+    def _tag_row(s: Session, name: str, lock: bool = False) -> IovTagRow:
+        stmt = select(IovTagRow).where(IovTagRow.name == name)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = s.exec(stmt).first()
+        if row is None:
+            raise NotFound(f"no IOV tag named {name!r}", tag=name)
+        return row
+
+    @staticmethod
+    def _global_tag_row(s: Session, name: str) -> GlobalTagRow:
+        row = s.exec(select(GlobalTagRow).where(GlobalTagRow.name == name)).first()
+        if row is None:
+            raise NotFound(f"no global tag named {name!r}", global_tag=name)
+        return row
+
+    @staticmethod
+    def _version_of(s: Session, parameters_id: int) -> str:
+        major, minor = s.exec(select(ParametersRow.major, ParametersRow.minor).where(
+            ParametersRow.id == parameters_id)).one()
+        return f"{major}.{minor}"
+
+    def _resolve(self, s: Session, trow: IovTagRow, point: int) -> tuple[IovEntry, int] | None:
+        point = min(point, MAX_SINCE)
+        found = s.exec(select(IovEntryRow, ParametersRow.major, ParametersRow.minor)
+                       .join(ParametersRow, ParametersRow.id == IovEntryRow.parameters_id)
+                       .where(IovEntryRow.tag_id == trow.id, IovEntryRow.since <= point)
+                       .order_by(IovEntryRow.since.desc()).limit(1)).first()
+        if found is None:
+            return None
+        entry, major, minor = found
+        until = s.exec(select(func.min(IovEntryRow.since)).where(
+            IovEntryRow.tag_id == trow.id, IovEntryRow.since > entry.since)).one()
+        model = s.get(ModelRow, trow.model_id).name
+        return (records.iov_entry(trow.name, entry.since, model, f"{major}.{minor}", entry.created_by,
+                                  entry.reason, entry.create_us), until or 0)
+
+    def _artifacts_for(self, s: Session, mrow: ModelRow, new: NewParameters):
+        def one(artifact_id: str, field: str) -> ArtifactRow:
+            row = s.exec(select(ArtifactRow).where(ArtifactRow.artifact_id == artifact_id)).first()
+            if row is None or row.model_id != mrow.id:
+                raise NotFound(f"model {mrow.name!r} has no artifact {artifact_id[:64]!r}; upload it first",
+                               model=mrow.name, artifact_id=artifact_id[:64])
+            return row
+
+        primary = one(new.primary_artifact_id, "primary_artifact_id") if new.primary_artifact_id else None
+        derived = [one(a, "derived_artifact_ids") for a in dict.fromkeys(new.derived_artifact_ids)]
+        return primary, derived
+
+    def _parameters(self, s: Session, row: ParametersRow, model: str | None = None) -> ParametersVersion:
+        model = model or s.get(ModelRow, row.model_id).name
+        trow = s.get(ModelTypeRow, row.model_type_id)
+        ids = ([row.primary_artifact_id] if row.primary_artifact_id else []) + list(row.derived_artifact_ids)
+        arts = {a.id: a for a in s.exec(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).all()} if ids else {}
+        aliases = s.exec(select(AliasRow.name).where(AliasRow.parameters_id == row.id).order_by(AliasRow.name)).all()
+        primary = arts.get(row.primary_artifact_id) if row.primary_artifact_id else None
+        return ParametersVersion(
+            model=model, version=f"{row.major}.{row.minor}",
+            model_type_version=f"{trow.major}.{trow.minor}.{trow.patch}",
+            primary_artifact=records.artifact(primary, model) if primary else None,
+            derived_artifacts=tuple(records.artifact(arts[i], model) for i in row.derived_artifact_ids if i in arts),
+            metrics=dict(row.metrics), lineage=records.lineage_from(row.lineage), description=row.description,
+            tags=dict(row.tags), aliases=tuple(aliases), created_by=row.created_by,
+            create_time=records.to_datetime(row.create_us),
+            reference_distributions=tuple(row.reference_distributions),
+        )
+
+
+def _version_is(version: ParamsVersion):
+    return ParametersRow.major == version.major, ParametersRow.minor == version.minor
+
+
+def _has_tags(have: dict[str, str], wanted: dict[str, str]) -> bool:
+    return all(have.get(k) == v for k, v in wanted.items())
+
+
+def raise_too_big(size: int, limit: int) -> None:
+    raise ResourceExhausted(
+        f"the artifact ({size} bytes) is larger than the limit of {limit} bytes; ask an administrator "
+        "to raise max_artifact_bytes or upload a smaller file")
+
+
+def _check_signature(signature: Signature) -> None:
+    for side, specs in (("inputs", signature.inputs), ("outputs", signature.outputs)):
+        names = set()
+        for spec in specs:
+            field = f"signature.{side}"
+            if not spec.name or len(spec.name) > 200 or not spec.name.isprintable():
+                raise InvalidArgument(f"every tensor in signature.{side} needs a name of 1 to 200 "
+                                      "printable characters", field=field)
+            if spec.name in names:
+                raise InvalidArgument(f"tensor {spec.name!r} appears twice in signature.{side}", field=field)
+            names.add(spec.name)
+            if spec.dtype not in DTYPES:
+                raise InvalidArgument(f"tensor {spec.name!r} in signature.{side} needs a dtype", field=field)
+            if any(d < -1 for d in spec.shape):
+                raise InvalidArgument(f"tensor {spec.name!r} has a negative dimension; use -1 for a "
+                                      "variable dimension", field=field)

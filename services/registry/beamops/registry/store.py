@@ -1,0 +1,141 @@
+"""The registry's database: an engine from a URL, schema migrations, and transactions with retry.
+
+- ``sqlite:///path/registry.db`` (the default, under ``<var_dir>``): WAL journal, a busy timeout,
+  foreign keys on, and write transactions that start with ``BEGIN IMMEDIATE`` so concurrent
+  writers queue instead of failing half-way.
+- ``postgresql+psycopg://user@host:port/db`` (psycopg 3): write paths lock the row they extend
+  with ``SELECT ... FOR UPDATE``; serialization failures and deadlocks are retried.
+
+Every mutation runs in :meth:`Store.write`: the function it is given does the change and appends
+its audit event in one transaction; the transaction is retried (a few times, with jittered
+backoff) when a unique constraint or a lock says another writer got there first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlmodel import Session
+
+from beamops.runtime.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).parent / "migrations"
+RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock n/a
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(var_dir: Path) -> str:
+    return f"sqlite:///{(Path(var_dir) / 'registry.db').resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``, configured for safe concurrent use (see the module docstring)."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=8, max_overflow=24,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    raise ValueError("database_url must start with sqlite:/// or postgresql+psycopg://")
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """The database behind the registry: sessions for reads, retried transactions for writes."""
+
+    def __init__(self, url: str, *, max_attempts: int = 12) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._write_engine = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            if self.dialect == "sqlite" else self.engine
+        )
+        self._max_attempts = max_attempts
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (a snapshot on PostgreSQL, a deferred transaction on SQLite)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def write(self, change: Callable[[Session], T]) -> T:
+        """Run ``change(session)`` in one transaction and commit it; retry on write conflicts.
+
+        ``change`` may be run more than once, so it must not have side effects outside the
+        session (blobs are written before, and cleaned up after, by the caller).
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                with Session(self._write_engine, expire_on_commit=False) as session:
+                    with session.begin():
+                        return change(session)
+            except (IntegrityError, OperationalError, DBAPIError) as exc:
+                if not _retryable(exc):
+                    raise
+                if attempt == self._max_attempts:
+                    log.warning("write conflict persisted after %d attempts: %s", attempt, exc)
+                    raise Unavailable(
+                        "the registry is busy with concurrent changes to the same resource; "
+                        "retry the call"
+                    ) from exc
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent writer took the key; the retry sees its row
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return True
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message
