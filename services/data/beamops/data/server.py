@@ -7,17 +7,39 @@ import sys
 from beamops.data.v1 import data_service_pb2, data_service_pb2_grpc
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
+from .catalog import DataCatalog
+from .hashing import FileHasher
 from .servicer import DataServicer
 from .settings import DataSettings
+from .sources import SourcePolicy, SourceResolver
+from .store import SqlDataStore
+
+
+def build_catalog(settings: DataSettings, store: SqlDataStore) -> DataCatalog:
+    resolver = SourceResolver(SourcePolicy(
+        data_roots=settings.data_roots, remote_hosts=settings.remote_hosts,
+        allow_http=settings.allow_http))
+    hasher = FileHasher(store, settings.hash_chunk_bytes, settings.remote_timeout_s)
+    return DataCatalog(store, resolver, hasher, timeout_s=settings.remote_timeout_s,
+                       step_size=settings.default_batch_size)
 
 
 async def create_server(settings: DataSettings) -> RunningServer:
+    store = SqlDataStore(settings.database_path)
+    servicer = DataServicer(build_catalog(settings, store), settings.max_message_bytes,
+                            settings.max_batch_size)
     service = Service(
         descriptor=data_service_pb2.DESCRIPTOR.services_by_name["DataService"],
-        servicer=DataServicer(),
+        servicer=servicer,
         add_to_server=data_service_pb2_grpc.add_DataServiceServicer_to_server,
     )
-    return await create_grpc_server(settings, [service])
+    running = await create_grpc_server(settings, [service])
+
+    async def close_store() -> None:
+        store.close()
+
+    running.on_stop.append(close_store)
+    return running
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,12 +1,154 @@
-"""gRPC glue of the data service: convert, delegate to the domain logic, convert back.
-
-RPCs not yet built answer UNIMPLEMENTED (through the generated base class).
-"""
+"""gRPC glue of the data service: convert, delegate to the catalog (in a thread, since it reads
+files), convert back. ReadDatasetVersion reads and encodes one batch at a time in a worker
+thread, one batch ahead of the one being sent, so the event loop never blocks and memory stays
+bounded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import AsyncIterator, Iterator
+
+from beamops.data.v1 import data_service_pb2 as pb
 from beamops.data.v1 import data_service_pb2_grpc
+from beamops.runtime.auth import current_principal
+from beamops.runtime.errors import InvalidArgument
+
+from . import convert
+from .arrow_codec import PadOptions, arrow_schema, batch_messages, schema_message, to_record_batch
+from .catalog import DataCatalog, expected_total
+from .reading import ReadPlan, read_batches
+
+MAX_PAD = 100_000
 
 
 class DataServicer(data_service_pb2_grpc.DataServiceServicer):
-    pass
+    def __init__(self, catalog: DataCatalog, max_message_bytes: int, max_batch_size: int) -> None:
+        self._catalog = catalog
+        self._max_bytes = max(int(max_message_bytes * 0.8), 1024 * 1024)
+        self._max_batch = max_batch_size
+
+    async def RegisterDatasetVersion(self, request, context):
+        version, created = await asyncio.to_thread(
+            self._catalog.register, request.dataset, convert.source_from(request.source),
+            request.description, list(request.tags), current_principal().name, request.validate_only)
+        return pb.RegisterDatasetVersionResponse(version=convert.version_to(version), created=created)
+
+    async def GetDataset(self, request, context):
+        dataset = await asyncio.to_thread(self._catalog.get_dataset, request.dataset)
+        return pb.GetDatasetResponse(dataset=convert.dataset_to(dataset))
+
+    async def ListDatasets(self, request, context):
+        items, token = await asyncio.to_thread(
+            self._catalog.list_datasets, request.page_size, request.page_token,
+            request.name_prefix, list(request.tags), request.created_by)
+        return pb.ListDatasetsResponse(datasets=[convert.dataset_to(d) for d in items],
+                                       next_page_token=token)
+
+    async def GetDatasetVersion(self, request, context):
+        version = await asyncio.to_thread(self._catalog.get_version, request.dataset, request.version_id)
+        return pb.GetDatasetVersionResponse(version=convert.version_to(version))
+
+    async def ListDatasetVersions(self, request, context):
+        items, token = await asyncio.to_thread(
+            self._catalog.list_versions, request.dataset, request.page_size, request.page_token,
+            list(request.tags), request.only_registered_from_files)
+        return pb.ListDatasetVersionsResponse(versions=[convert.version_to(v) for v in items],
+                                              next_page_token=token)
+
+    async def DeriveDatasetVersion(self, request, context):
+        derivation = convert.derivation_from(request)
+        if derivation is None:
+            raise InvalidArgument("say what to derive: selection, split or parquet", field="derivation")
+        version, created = await asyncio.to_thread(
+            self._catalog.derive, convert.ref_from(request.parent), request.dataset, derivation,
+            request.description, list(request.tags), current_principal().name)
+        return pb.DeriveDatasetVersionResponse(version=convert.version_to(version), created=created)
+
+    async def GetLineage(self, request, context):
+        nodes, files = await asyncio.to_thread(self._catalog.lineage, request.dataset, request.version_id)
+        return pb.GetLineageResponse(nodes=[convert.lineage_node_to(n) for n in nodes],
+                                     original_files=[convert.file_to(f) for f in files])
+
+    async def GetSchema(self, request, context):
+        version = await asyncio.to_thread(self._catalog.get_version, request.dataset, request.version_id)
+        return pb.GetSchemaResponse(schema=convert.schema_to(version))
+
+    async def ComputeStatistics(self, request, context):
+        stats = await asyncio.to_thread(
+            self._catalog.compute_statistics, convert.ref_from(request.version),
+            list(request.branches), request.histogram_bins, request.recompute,
+            current_principal().name, self._max_batch)
+        return pb.ComputeStatisticsResponse(statistics=convert.statistics_to(stats))
+
+    async def GetStatistics(self, request, context):
+        stats = await asyncio.to_thread(self._catalog.get_statistics, convert.ref_from(request.version),
+                                        list(request.branches))
+        return pb.GetStatisticsResponse(statistics=convert.statistics_to(stats))
+
+    async def ReadDatasetVersion(self, request, context) -> AsyncIterator[pb.ReadDatasetVersionResponse]:
+        pad = _pad_options(request)
+        plan: ReadPlan = await asyncio.to_thread(
+            self._catalog.plan_read, convert.ref_from(request.version), list(request.branches),
+            request.cut, convert.entry_range_from(request.entry_range), request.batch_size,
+            self._max_batch)
+        infos = [plan.version.branch(name) for name in plan.branches]
+        if pad is not None:
+            missing = [b.name for b in infos if b.layout == "jagged" and pad.length_of(b.name) <= 0]
+            if missing:
+                raise InvalidArgument(f"JAGGED_MODE_PAD needs a pad length for {missing[0]!r}: set "
+                                      "pad_length or branch_pad_lengths", field="pad_length")
+        schema = arrow_schema(infos, pad, request.include_entry_index)
+        yield pb.ReadDatasetVersionResponse(
+            arrow_ipc=schema_message(schema), version=convert.ref_to(plan.version.ref.model_copy(
+                update={"split": plan.split})),
+            num_rows=0, row_offset=0, total_rows=expected_total(plan))
+
+        batches = read_batches(plan)
+        with_entries = request.include_entry_index
+
+        def step() -> list[tuple[bytes, int, int]] | None:
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            record, truncated = to_record_batch(batch.arrays, infos, schema, pad,
+                                                batch.entries if with_entries else None)
+            pieces = batch_messages(record, self._max_bytes)
+            return [(data, rows, truncated if i == 0 else 0) for i, (data, _, rows) in enumerate(pieces)]
+
+        row_offset = 0
+        pending = asyncio.ensure_future(asyncio.to_thread(step))
+        try:
+            while True:
+                pieces = await pending
+                if pieces is None:
+                    break
+                pending = asyncio.ensure_future(asyncio.to_thread(step))
+                for data, rows, truncated in pieces:
+                    yield pb.ReadDatasetVersionResponse(arrow_ipc=data, num_rows=rows,
+                                                        row_offset=row_offset, truncated_rows=truncated)
+                    row_offset += rows
+        finally:
+            if not pending.done():
+                pending.add_done_callback(lambda _f: _close(batches))
+            else:
+                with contextlib.suppress(BaseException):
+                    pending.exception()
+                _close(batches)
+
+
+def _close(iterator: Iterator) -> None:
+    with contextlib.suppress(Exception):
+        iterator.close()  # type: ignore[attr-defined]
+
+
+def _pad_options(request) -> PadOptions | None:
+    if request.jagged_mode != pb.JAGGED_MODE_PAD:
+        if request.pad_length or request.branch_pad_lengths:
+            raise InvalidArgument("pad_length is only used with JAGGED_MODE_PAD", field="pad_length")
+        return None
+    lengths = dict(request.branch_pad_lengths)
+    for value in (request.pad_length, *lengths.values()):
+        if value < 0 or value > MAX_PAD:
+            raise InvalidArgument(f"pad lengths must be in [1, {MAX_PAD}]", field="pad_length")
+    return PadOptions(default_length=request.pad_length, lengths=lengths, value=request.pad_value)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from beamops.runtime.settings import ServiceSettings
+from beamops.runtime.settings import MiB, ServiceSettings
 
 
 class DataSettings(ServiceSettings):
@@ -14,3 +16,26 @@ class DataSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "data"
     port: int = 50052
+
+    data_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders that local sources are relative to; nothing outside them is read.",
+    )
+    remote_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts that root:// and https:// sources may name: 'host', 'host:port' or "
+            "'*.domain' (e.g. eospublic.cern.ch, 127.0.0.1:1094). Empty: no remote source."
+        ),
+    )
+    allow_http: bool = Field(
+        False, description="Also accept plain http:// sources (tests, trusted networks only)."
+    )
+    hash_chunk_bytes: int = Field(4 * MiB, description="Read size when hashing files (>= 1 MiB).")
+    default_batch_size: int = Field(100_000, description="Entries per streamed batch by default.")
+    max_batch_size: int = Field(1_000_000, description="Largest batch a reader may ask for.")
+    remote_timeout_s: float = Field(30.0, description="Timeout of one remote read or open.")
+
+    @property
+    def database_path(self) -> Path:
+        return self.var_dir / "data.db"

@@ -1,0 +1,231 @@
+"""Cut expressions ("NMuon >= 2 and MET_px > 10"): parsed and checked with ``ast``, then evaluated
+by walking the tree over the arrays of one batch. Nothing is ever passed to ``eval``.
+
+Allowed: branch names, numbers, True/False, comparisons (also chained: ``0 < x < 1``),
+``and``/``or``/``not`` and ``&``/``|``/``~``, arithmetic ``+ - * / // % **``, unary minus, and the
+functions in :data:`FUNCTIONS` (element-wise maths, and reductions over the values of a jagged
+branch per entry: ``any``, ``all``, ``sum``, ``count``, ``min``, ``max``). A cut must give one
+true/false per entry.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import awkward as ak
+import numpy as np
+
+from beamops.runtime.errors import InvalidArgument
+
+MAX_CUT_LENGTH = 2000
+
+
+def _reducer(fn: Callable[..., Any]) -> Callable[[Any], Any]:
+    def reduce(x: Any) -> Any:
+        if isinstance(x, ak.Array) and x.ndim > 1:
+            return fn(x, axis=-1)
+        return x
+
+    return reduce
+
+
+def _count(x: Any) -> Any:
+    if isinstance(x, ak.Array) and x.ndim > 1:
+        return ak.num(x, axis=-1)
+    return np.ones(len(x), dtype=np.int64)
+
+
+def _fill(fn: Callable[..., Any], fill: float) -> Callable[[Any], Any]:
+    def reduce(x: Any) -> Any:
+        if isinstance(x, ak.Array) and x.ndim > 1:
+            return ak.fill_none(fn(x, axis=-1), fill)
+        return x
+
+    return reduce
+
+
+FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
+    "abs": (1, np.abs),
+    "sqrt": (1, np.sqrt),
+    "exp": (1, np.exp),
+    "log": (1, np.log),
+    "log10": (1, np.log10),
+    "sin": (1, np.sin),
+    "cos": (1, np.cos),
+    "tan": (1, np.tan),
+    "arctan2": (2, np.arctan2),
+    "hypot": (2, np.hypot),
+    "where": (3, np.where),
+    "any": (1, _reducer(ak.any)),
+    "all": (1, _reducer(ak.all)),
+    "sum": (1, _reducer(ak.sum)),
+    "count": (1, _count),
+    "min": (1, _fill(ak.min, np.nan)),
+    "max": (1, _fill(ak.max, np.nan)),
+}
+
+_BINARY = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+}
+_COMPARE = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A checked cut: its canonical text and the branches it reads."""
+
+    text: str
+    branches: tuple[str, ...]
+    tree: ast.Expression
+
+    def mask(self, arrays: Mapping[str, Any], length: int) -> np.ndarray:
+        """One bool per entry for a batch of ``length`` entries (``arrays``: branch -> array)."""
+        result = _Evaluator(arrays).visit(self.tree.body)
+        if isinstance(result, (bool, np.bool_, int, float)):
+            return np.full(length, bool(result))
+        if isinstance(result, ak.Array):
+            if result.ndim != 1:
+                raise InvalidArgument(
+                    f"cut {self.text!r} gives several values per entry (it compares a jagged branch); "
+                    "reduce it with any(...), all(...), count(...), sum(...), min(...) or max(...)",
+                    field="cut",
+                )
+            result = ak.to_numpy(ak.fill_none(result, False))
+        result = np.asarray(result)
+        if result.dtype != np.bool_:
+            raise InvalidArgument(
+                f"cut {self.text!r} gives numbers, not true/false; compare it (e.g. '... > 0')",
+                field="cut",
+            )
+        return result
+
+
+def parse_cut(text: str, known_branches: Iterable[str], field: str = "cut") -> Cut | None:
+    """Check ``text`` and return a :class:`Cut`, or None for an empty cut.
+
+    Raises InvalidArgument naming the problem: a syntax error (with its column), an unknown
+    branch, a function or construct that is not allowed.
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_CUT_LENGTH:
+        raise InvalidArgument(f"the cut is longer than {MAX_CUT_LENGTH} characters", field=field)
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        where = f" at column {exc.offset}" if exc.offset else ""
+        raise InvalidArgument(f"cut {text!r} does not parse{where}: {exc.msg}", field=field) from None
+    known = set(known_branches)
+    used: list[str] = []
+    func_names = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if id(node) in func_names and isinstance(node, ast.Name):
+            continue  # a function name; checked with its call
+        _check_node(node, text, known, used, field)
+    return Cut(ast.unparse(tree), tuple(dict.fromkeys(used)), tree)
+
+
+def combine(*cuts: str) -> str:
+    """AND several cut texts (empty ones skipped) into one canonical text."""
+    parts = [c.strip() for c in cuts if c and c.strip()]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return ast.unparse(ast.parse(parts[0], mode="eval"))
+    return " and ".join(f"({ast.unparse(ast.parse(p, mode='eval'))})" for p in parts)
+
+
+_ALLOWED = (
+    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
+    ast.Invert, ast.BinOp, ast.Compare, ast.Call, ast.Name, ast.Load, ast.Constant,
+    *_BINARY, *_COMPARE,
+)
+
+
+def _check_node(node: ast.AST, text: str, known: set[str], used: list[str], field: str) -> None:
+    if not isinstance(node, _ALLOWED):
+        raise InvalidArgument(
+            f"cut {text!r} uses {type(node).__name__}, which is not allowed; use branch names, "
+            "numbers, comparisons, and/or/not, arithmetic and the functions "
+            f"{', '.join(sorted(FUNCTIONS))}",
+            field=field,
+        )
+    if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
+        raise InvalidArgument(f"cut {text!r}: only numbers and True/False are allowed as constants",
+                              field=field)
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            raise InvalidArgument(
+                f"cut {text!r} calls {name!r}, which is not an allowed function "
+                f"({', '.join(sorted(FUNCTIONS))})",
+                field=field,
+            )
+        arity = FUNCTIONS[node.func.id][0]
+        if node.keywords or len(node.args) != arity:
+            raise InvalidArgument(
+                f"cut {text!r}: {node.func.id}() takes {arity} argument(s), without keywords",
+                field=field,
+            )
+    if isinstance(node, ast.Name):
+        if node.id not in known:
+            raise InvalidArgument(f"cut {text!r} names an unknown branch {node.id!r}", field=field)
+        used.append(node.id)
+
+
+class _Evaluator(ast.NodeVisitor):
+    def __init__(self, arrays: Mapping[str, Any]) -> None:
+        self._arrays = arrays
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        return self._arrays[node.id]
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        value = self.visit(node.operand)
+        if isinstance(node.op, ast.USub):
+            return -value
+        if isinstance(node.op, ast.UAdd):
+            return value
+        return np.logical_not(value)
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        with np.errstate(all="ignore"):
+            return _BINARY[type(node.op)](self.visit(node.left), self.visit(node.right))
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
+        fn = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = self.visit(node.values[0])
+        for value in node.values[1:]:
+            result = fn(result, self.visit(value))
+        return result
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        left = self.visit(node.left)
+        result = None
+        for op, comparator in zip(node.ops, node.comparators):
+            right = self.visit(comparator)
+            part = _COMPARE[type(op)](left, right)
+            result = part if result is None else np.logical_and(result, part)
+            left = right
+        return result
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        fn = FUNCTIONS[node.func.id][1]  # type: ignore[union-attr]
+        with np.errstate(all="ignore"):
+            return fn(*(self.visit(arg) for arg in node.args))
+
+    def generic_visit(self, node: ast.AST) -> Any:  # pragma: no cover - checked at parse time
+        raise InvalidArgument(f"cut construct {type(node).__name__} is not allowed", field="cut")

@@ -1,0 +1,194 @@
+"""The one module that talks to uproot: open ROOT files (local, root://, https://), discover a
+tree's schema, check that its baskets are all in the file, and iterate over entries in batches.
+
+Everything uproot raises is turned into a domain error that names the file by its source string
+(never the server-side path): a missing tree or branch is INVALID_ARGUMENT, a truncated or corrupt
+file DATA_LOSS, a remote server that cannot be reached UNAVAILABLE, a missing remote file NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Iterator, Sequence
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from beamops.runtime.errors import BeamopsError, DataLoss, InvalidArgument, NotFound, Unavailable
+
+from .model import LAYOUT_FIXED, LAYOUT_FLAT, LAYOUT_JAGGED, BranchInfo, TreeInfo
+from .sources import SourceFileRef
+
+_LEAF_SPEC = re.compile(r"^[A-Za-z_]\w*(\[[\w]+\])*(/[A-Za-z])?$")
+_UNIT = re.compile(r"\[([^\[\]]{1,32})\]\s*$|\(([^()]{1,32})\)\s*$")
+
+
+@contextlib.contextmanager
+def errors_for(ref: SourceFileRef, tree_name: str | None = None) -> Iterator[None]:
+    """Map what uproot and the transports raise to domain errors naming ``ref.url``."""
+    try:
+        yield
+    except BeamopsError:
+        raise
+    except uproot.KeyInFileError as exc:
+        key = getattr(exc, "key", None) or tree_name or "?"
+        raise InvalidArgument(f"file {ref.url!r} has no tree or branch named {str(key)!r}",
+                              field="source.tree_name", file=ref.url) from None
+    except FileNotFoundError:
+        raise NotFound(f"file {ref.url!r} not found", file=ref.url) from None
+    except PermissionError:
+        raise DataLoss(f"file {ref.url!r} could not be read (permission refused by its server)",
+                       file=ref.url) from None
+    except (ConnectionError, TimeoutError) as exc:
+        raise Unavailable(f"the server of {ref.url!r} did not answer: {type(exc).__name__}",
+                          file=ref.url) from None
+    except OSError as exc:
+        if not ref.is_local and _looks_like_network(exc):
+            raise Unavailable(f"the server of {ref.url!r} could not be reached or went away",
+                              file=ref.url) from None
+        if not ref.is_local and _looks_missing(exc):
+            raise NotFound(f"file {ref.url!r} not found on its server", file=ref.url) from None
+        raise DataLoss(f"file {ref.url!r} is truncated or corrupt: {_clean(exc, ref)}",
+                       file=ref.url) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # uproot raises many kinds for bad bytes
+        raise DataLoss(f"file {ref.url!r} is not a readable ROOT file (truncated or corrupt): "
+                       f"{_clean(exc, ref)}", file=ref.url) from None
+
+
+def _looks_network(text: str) -> bool:
+    text = text.lower()
+    return any(w in text for w in ("connect", "timed out", "timeout", "socket", "network",
+                                   "unreachable", "refused", "reset by peer", "[fatal]", "[error] operation expired"))
+
+
+def _looks_like_network(exc: BaseException) -> bool:
+    return _looks_network(str(exc)) and not _looks_missing(exc)
+
+
+def _looks_missing(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "no such file" in text or "not found" in text or "404" in text or "[3011]" in text
+
+
+def _clean(exc: BaseException, ref: SourceFileRef) -> str:
+    """A short reason without server paths."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text.replace(ref.open_path, ref.url)
+    if "/" in text and ref.is_local:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def open_file(ref: SourceFileRef, timeout_s: float = 30.0) -> Any:
+    """An open uproot file (use it as a context manager). Raises domain errors."""
+    with errors_for(ref):
+        if ref.is_local:
+            return uproot.open(ref.open_path, handler=uproot.source.file.MultithreadedFileSource)
+        return uproot.open(ref.open_path, timeout=max(1, int(timeout_s)))
+
+
+def get_tree(file: Any, ref: SourceFileRef, tree_name: str) -> Any:
+    with errors_for(ref, tree_name):
+        try:
+            tree = file[tree_name]
+        except uproot.KeyInFileError:
+            raise InvalidArgument(f"file {ref.url!r} has no tree named {tree_name!r}",
+                                  field="source.tree_name", file=ref.url) from None
+        if not isinstance(tree, uproot.behaviors.TTree.TTree):
+            raise InvalidArgument(f"{tree_name!r} in file {ref.url!r} is a {type(tree).__name__}, "
+                                  "not a TTree", field="source.tree_name", file=ref.url)
+        return tree
+
+
+def inspect_tree(ref: SourceFileRef, tree_name: str, timeout_s: float = 30.0,
+                 check_branches: Sequence[str] | None = None) -> TreeInfo:
+    """Entries and branches of ``tree_name``; checks that the baskets of ``check_branches``
+    (default: all) lie inside the file, so a truncated copy is caught before registering."""
+    with open_file(ref, timeout_s) as file, errors_for(ref, tree_name):
+        tree = get_tree(file, ref, tree_name)
+        branches = [describe_branch(b) for b in tree.branches]
+        wanted = set(check_branches) if check_branches is not None else None
+        size = getattr(file.file.source, "num_bytes", None)
+        if size is not None:
+            for branch in tree.branches:
+                if wanted is None or branch.name in wanted:
+                    _check_baskets(branch, size, ref)
+        return TreeInfo(num_entries=int(tree.num_entries), branches=branches)
+
+
+def _check_baskets(branch: Any, size: int, ref: SourceFileRef) -> None:
+    seeks = branch.member("fBasketSeek")
+    for i in range(branch.num_baskets):
+        seek = int(seeks[i])
+        if seek + branch.basket_compressed_bytes(i) > size:
+            raise DataLoss(
+                f"file {ref.url!r} is truncated: branch {branch.name!r} has data beyond the end "
+                "of the file", file=ref.url,
+            )
+
+
+def describe_branch(branch: Any) -> BranchInfo:
+    interp = branch.interpretation
+    title = str(branch.title or "")
+    unit = ""
+    if title and not _LEAF_SPEC.match(title):
+        m = _UNIT.search(title)
+        if m:
+            unit = (m.group(1) or m.group(2) or "").strip()
+    type_name = str(branch.typename)
+    if isinstance(interp, uproot.interpretation.numerical.AsDtype):
+        inner = interp.inner_shape
+        dtype = np.dtype(interp.to_dtype).base.name if inner else interp.to_dtype.name
+        layout = LAYOUT_FIXED if inner else LAYOUT_FLAT
+        return BranchInfo(name=branch.name, type_name=type_name, dtype=dtype, layout=layout,
+                          fixed_shape=tuple(int(n) for n in inner), title=title, unit=unit)
+    if isinstance(interp, uproot.interpretation.jagged.AsJagged) and isinstance(
+        interp.content, uproot.interpretation.numerical.AsDtype
+    ) and not interp.content.inner_shape:
+        return BranchInfo(name=branch.name, type_name=type_name, dtype=interp.content.to_dtype.name,
+                          layout=LAYOUT_JAGGED, title=title, unit=unit)
+    return BranchInfo(name=branch.name, type_name=type_name, dtype=None, layout=LAYOUT_FLAT,
+                      title=title, unit=unit)
+
+
+def iterate(ref: SourceFileRef, tree_name: str, branches: Sequence[str], entry_start: int,
+            entry_stop: int, step_size: int, timeout_s: float = 30.0) -> Iterator[tuple[int, dict[str, ak.Array]]]:
+    """Yield (first entry number in the file, {branch: array}) for entries [start, stop)."""
+    if entry_stop <= entry_start:
+        return
+    names = list(dict.fromkeys(branches))
+    wanted = set(names)
+    with open_file(ref, timeout_s) as file:
+        tree = get_tree(file, ref, tree_name)
+        with errors_for(ref, tree_name):
+            missing = [n for n in names if n not in tree]
+            if missing:
+                raise InvalidArgument(f"file {ref.url!r} has no branch {missing[0]!r}",
+                                      field="branches", file=ref.url)
+            if not names:
+                # Only entry counting is needed: yield empty dicts per step.
+                for start in range(entry_start, entry_stop, step_size):
+                    yield start, {}
+                return
+            chunks = tree.iterate(
+                filter_name=lambda n: n in wanted, step_size=step_size, entry_start=entry_start,
+                entry_stop=entry_stop, library="ak", how=dict,
+            )
+            start = entry_start
+            while True:
+                with errors_for(ref, tree_name):
+                    try:
+                        arrays = next(chunks)
+                    except StopIteration:
+                        return
+                yield start, arrays
+                start += len(next(iter(arrays.values())))
+
+
+def num_entries(ref: SourceFileRef, tree_name: str, timeout_s: float = 30.0) -> int:
+    with open_file(ref, timeout_s) as file:
+        return int(get_tree(file, ref, tree_name).num_entries)

@@ -1,0 +1,242 @@
+"""Where dataset files come from: parse a source string into files the service may read.
+
+A source string is one of
+  - a path RELATIVE to one of the configured data roots ("mc/signal.root", "mc/*.root", "mc/"),
+  - an XRootD URL "root://host[:port]//path/file.root",
+  - an HTTPS URL "https://host/path/file.root" (plain http:// only when settings allow it).
+
+Everything is checked here, before any file is opened or any connection made: absolute paths,
+``..`` segments, ``file://`` URLs and symlinks that leave a data root are PERMISSION_DENIED, a host
+that is not on the allowlist is PERMISSION_DENIED, an unknown scheme or credentials in a URL are
+INVALID_ARGUMENT, a local file that does not exist is NOT_FOUND. Error messages quote the source
+string as the caller wrote it, never the server-side path.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Sequence
+from urllib.parse import urlsplit
+
+from beamops.runtime.errors import InvalidArgument, NotFound, PermissionDenied
+
+GLOB_CHARS = set("*?[")
+MAX_SOURCE_LENGTH = 4096
+
+
+class SourceKind(str, Enum):
+    LOCAL = "local"
+    XROOTD = "xrootd"
+    HTTP = "http"
+
+
+@dataclass(frozen=True)
+class SourceFileRef:
+    """One concrete file to read.
+
+    ``url`` is the normalised, caller-visible name (data-root-relative path or remote URL); it is
+    what is stored and shown. ``open_path`` is what the reader opens (the real local path, or the
+    URL); it never leaves the service.
+    """
+
+    url: str
+    kind: SourceKind
+    open_path: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind is SourceKind.LOCAL
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What sources are allowed: the data roots, the remote host allowlist, plain http or not."""
+
+    data_roots: Sequence[Path]
+    remote_hosts: Sequence[str] = ()
+    allow_http: bool = False
+
+
+def host_allowed(host: str, port: int | None, allowlist: Iterable[str]) -> bool:
+    """True when ``host[:port]`` matches an allowlist entry ("host", "host:port", "*.domain")."""
+    host = host.lower()
+    for entry in allowlist:
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        entry_host, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+        if entry_port and (port is None or str(port) != entry_port):
+            continue
+        if entry_host.startswith("*."):
+            if host.endswith(entry_host[1:]) and host != entry_host[2:]:
+                return True
+        elif host == entry_host:
+            return True
+    return False
+
+
+def _has_port(entry: str) -> bool:
+    head, sep, tail = entry.rpartition(":")
+    return bool(sep) and tail.isdigit() and bool(head)
+
+
+class SourceResolver:
+    """Turns source strings into :class:`SourceFileRef` lists under a :class:`SourcePolicy`."""
+
+    def __init__(self, policy: SourcePolicy) -> None:
+        self._policy = policy
+        self._roots = [Path(root).resolve() for root in policy.data_roots]
+
+    def resolve_all(self, sources: Sequence[str]) -> list[SourceFileRef]:
+        """Every file of every source, de-duplicated, sorted by normalised URL."""
+        if not sources:
+            raise InvalidArgument("give at least one source file or URL", field="source.urls")
+        files: dict[str, SourceFileRef] = {}
+        for source in sources:
+            for ref in self.resolve(source):
+                files.setdefault(ref.url, ref)
+        return [files[url] for url in sorted(files)]
+
+    def resolve(self, source: str) -> list[SourceFileRef]:
+        """The files one source string names (several for a glob or a directory)."""
+        self.check_syntax(source)
+        scheme = urlsplit(source).scheme.lower() if "://" in source else ""
+        if scheme == "":
+            return self._resolve_local(source)
+        return [self._resolve_remote(source)]
+
+    def check_syntax(self, source: str) -> None:
+        """Refuse what is never allowed, without touching the file system or the network."""
+        if not source or not source.strip():
+            raise InvalidArgument("a source is empty", field="source.urls")
+        if len(source) > MAX_SOURCE_LENGTH or not source.isprintable():
+            raise InvalidArgument(
+                "a source is too long or has unprintable characters", field="source.urls"
+            )
+        if "://" not in source:
+            if source.startswith("/") or source.startswith("~") or Path(source).is_absolute():
+                raise PermissionDenied(  # the path is not echoed: it may be a server path
+                    "a source is an absolute path; give a path relative to a data root "
+                    "or a root:// / https:// URL"
+                )
+            if ".." in PurePosixPath(source).parts or ".." in source.split("\\"):
+                raise PermissionDenied(f"source {source!r} contains '..'; paths must stay in a data root")
+            return
+        parts = urlsplit(source)
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            raise PermissionDenied(
+                "file:// URLs are not accepted as sources; give a path relative to a data root"
+            )
+        if scheme not in ("root", "https", "http"):
+            raise InvalidArgument(
+                f"source {source!r} has an unknown scheme {scheme!r}; use a data-root-relative path, "
+                "root:// or https://",
+                field="source.urls",
+            )
+        if scheme == "http" and not self._policy.allow_http:
+            raise InvalidArgument(
+                f"source {source!r}: plain http:// is not accepted by this service; use https://",
+                field="source.urls",
+            )
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise InvalidArgument(
+                f"source URLs must not carry credentials ({scheme}://user@...)", field="source.urls"
+            )
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            raise InvalidArgument(f"source {source!r} has a malformed host or port", field="source.urls") from None
+        if not host:
+            raise InvalidArgument(f"source {source!r} names no host", field="source.urls")
+        if not host_allowed(host, port, self._policy.remote_hosts):
+            where = f"{host}:{port}" if port else host
+            raise PermissionDenied(
+                f"host {where!r} of source {source!r} is not on this service's list of allowed hosts"
+            )
+        if ".." in PurePosixPath(parts.path).parts:
+            raise PermissionDenied(f"source {source!r} contains '..'")
+        if parts.query or parts.fragment:
+            raise InvalidArgument(f"source {source!r}: query strings and fragments are not supported",
+                                  field="source.urls")
+
+    # -- local --------------------------------------------------------------------------------
+
+    def _resolve_local(self, source: str) -> list[SourceFileRef]:
+        if not self._roots:
+            raise PermissionDenied("this service has no data roots configured; use a root:// or https:// URL")
+        rel = source.strip().rstrip("/") if source.strip() != "/" else ""
+        is_glob = any(ch in rel for ch in GLOB_CHARS)
+        for root in self._roots:
+            if is_glob:
+                matches = sorted(glob.glob(rel, root_dir=root))
+                if matches:
+                    refs = [self._local_ref(root, m, source) for m in matches]
+                    refs = [r for r in refs if r is not None]
+                    if refs:
+                        return refs
+                continue
+            candidate = root / rel
+            if not os.path.lexists(candidate):
+                continue
+            real = self._inside(root, candidate, source)
+            if real.is_dir():
+                children = sorted(p.name for p in real.iterdir() if p.name.endswith(".root"))
+                refs = [self._local_ref(root, f"{rel}/{name}", source) for name in children]
+                refs = [r for r in refs if r is not None]
+                if not refs:
+                    raise NotFound(f"directory {source!r} holds no .root file")
+                return refs
+            if not real.is_file():
+                raise InvalidArgument(f"source {source!r} is not a regular file", field="source.urls")
+            return [SourceFileRef(_posix(rel), SourceKind.LOCAL, str(real))]
+        if is_glob:
+            raise NotFound(f"no file matches {source!r} in the data roots")
+        raise NotFound(f"file {source!r} not found in the data roots")
+
+    def _local_ref(self, root: Path, rel: str, source: str) -> SourceFileRef | None:
+        real = self._inside(root, root / rel, source)
+        if not real.is_file():
+            return None
+        return SourceFileRef(_posix(rel), SourceKind.LOCAL, str(real))
+
+    def _inside(self, root: Path, candidate: Path, source: str) -> Path:
+        real = candidate.resolve()
+        if not real.is_relative_to(root):
+            raise PermissionDenied(
+                f"source {source!r} leads outside the data roots (through a symbolic link)"
+            )
+        return real
+
+    # -- remote -------------------------------------------------------------------------------
+
+    def _resolve_remote(self, source: str) -> SourceFileRef:
+        parts = urlsplit(source)
+        scheme = parts.scheme.lower()
+        if any(ch in parts.path for ch in GLOB_CHARS):
+            raise InvalidArgument(
+                f"source {source!r}: remote sources must name single files (no glob)",
+                field="source.urls",
+            )
+        if not parts.path or parts.path.endswith("/"):
+            raise InvalidArgument(f"source {source!r} must name a file", field="source.urls")
+        if scheme == "root":
+            # XRootD URLs are root://host[:port]//absolute/path; keep the double slash.
+            path = parts.path if parts.path.startswith("//") else "/" + parts.path
+            url = f"root://{parts.netloc.lower()}{path}"
+            return SourceFileRef(url, SourceKind.XROOTD, url)
+        url = f"{scheme}://{parts.netloc.lower()}{parts.path}"
+        return SourceFileRef(url, SourceKind.HTTP, url)
+
+
+def _posix(rel: str) -> str:
+    return PurePosixPath(rel).as_posix()
+
+
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)

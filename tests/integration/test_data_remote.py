@@ -1,0 +1,81 @@
+"""The data service against real remote servers: XRootD (xrootd-server) and an HTTP server with
+range requests. The same files registered locally and remotely give the same version id, and
+remote reads equal local reads."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from beamops.data.server import create_server
+from beamops.data.v1 import data_service_pb2 as pb
+from beamops.data.v1 import data_service_pb2_grpc, dataset_pb2
+from tests.fixtures.data_service import HZZ, ZMUMU
+from tests.fixtures.services import running
+from tests.fixtures.xrootd import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("name,dataset", [(HZZ, "hzz"), (ZMUMU, "zmumu")])
+async def test_xrootd_and_local_registrations_have_the_same_version_and_values(
+        data_client, xrootd_server, name, dataset):
+    local = (await data_client.register(dataset, [name])).version
+    url = xrootd_server.url(name)
+    remote = await data_client.register(dataset, [url])
+    assert remote.version.version_id == local.version_id
+    assert not remote.created  # same content and selection: the same version
+    assert remote.version.files[0].url == local.files[0].url  # the first registration is kept
+    xr = (await data_client.register(dataset + "-xrd", [url])).version
+    assert xr.version_id == local.version_id and xr.files[0].url == url
+    assert xr.files[0].sha256 == local.files[0].sha256
+    local_table = await data_client.read_table(dataset, local.version_id)
+    remote_table = await data_client.read_table(dataset + "-xrd", xr.version_id, batch_size=700)
+    assert remote_table.equals(local_table)
+
+
+async def test_xrootd_cut_and_split_reads_equal_local_ones(data_client, xrootd_server):
+    local = (await data_client.register("hzz", [HZZ], cut="NMuon >= 1")).version
+    xr = (await data_client.register("hzz-xrd", [xrootd_server.url(HZZ)], cut="NMuon >= 1")).version
+    assert xr.version_id == local.version_id and xr.entry_count == local.entry_count
+    a = await data_client.read_table("hzz", local.version_id, branches=["Muon_Px"], entry_start=5, entry_stop=900)
+    b = await data_client.read_table("hzz-xrd", xr.version_id, branches=["Muon_Px"], entry_start=5, entry_stop=900)
+    assert a.num_rows == 895 and a.equals(b)
+
+
+async def test_http_range_server_registration_equals_local(data_client, http_file_server):
+    local = (await data_client.register("hzz", [HZZ])).version
+    web = (await data_client.register("hzz-web", [http_file_server.url(HZZ)])).version
+    assert web.version_id == local.version_id and web.files[0].sha256 == local.files[0].sha256
+    a = await data_client.read_table("hzz", local.version_id, branches=["NMuon", "Muon_Px", "MET_px"])
+    b = await data_client.read_table("hzz-web", web.version_id, branches=["NMuon", "Muon_Px", "MET_px"])
+    assert a.equals(b)
+
+
+async def test_missing_remote_files_are_not_found(data_client, xrootd_server, http_file_server):
+    for url in (xrootd_server.url("missing.root"), http_file_server.url("missing.root")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await data_client.register("gone", [url])
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
+        assert "missing.root" in err.value.details() and "Traceback" not in err.value.details()
+
+
+async def test_a_server_that_is_down_is_unavailable(data_settings, tokens):
+    settings = data_settings.model_copy(update={"remote_timeout_s": 3.0})
+    url = f"root://127.0.0.1:{free_port()}//data/x.root"
+    async with running(create_server, settings) as (_server, channel):
+        stub = data_service_pb2_grpc.DataServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RegisterDatasetVersion(pb.RegisterDatasetVersionRequest(
+                dataset="down", source=dataset_pb2.DatasetSource(urls=[url], tree_name="events")),
+                metadata=tokens.metadata("publisher"), timeout=60)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+    assert "could not be reached" in err.value.details() or "did not answer" in err.value.details()
+
+
+async def test_unlisted_hosts_are_refused_before_connecting(data_client, xrootd_server):
+    url = f"root://localhost:{xrootd_server.port}/{xrootd_server.export / HZZ}"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await data_client.register("refused", [url])
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not on this service's list of allowed hosts" in err.value.details()
