@@ -10,7 +10,7 @@ High-level helpers return Python objects, numpy and awkward arrays; errors are
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -21,6 +21,10 @@ from beamops.training.v1 import training_service_pb2_grpc
 
 from .channels import open_channel
 from .config import SERVICES, Connection
+
+if TYPE_CHECKING:
+    from .api.data import DataAPI
+    from .api.registry import RegistryAPI
 
 _STUBS = {
     "registry": registry_service_pb2_grpc.RegistryServiceStub,
@@ -52,6 +56,21 @@ class Client:
             self._channels[service] = channel
             self._stubs[service] = _STUBS[service](channel)
         return self._stubs[service]
+
+    @property
+    def registry(self) -> "RegistryAPI":
+        """Models, parameters versions, aliases, intervals of validity, lineage, audit."""
+        from .api.registry import RegistryAPI
+
+        return RegistryAPI(self.stub("registry"))
+
+    @property
+    def data(self) -> "DataAPI":
+        """ROOT datasets: register, split, read as Arrow / numpy / awkward / pandas."""
+        from .api.data import DataAPI
+
+        stub = self.stub("data")
+        return DataAPI(stub, self._channels["data"])
 
     def close(self) -> None:
         for channel in self._channels.values():

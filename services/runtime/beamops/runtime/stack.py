@@ -47,8 +47,9 @@ ADMIN_TOKEN_NAME = "admin"
 class Stack:
     """The four services as background processes; ``port_offset`` shifts every port (tests)."""
 
-    def __init__(self, var_dir: Path, port_offset: int = 0) -> None:
+    def __init__(self, var_dir: Path, port_offset: int = 0, data_roots: list[Path] | None = None) -> None:
         self.var = var_dir.resolve()
+        self.data_roots = [p.resolve() for p in (data_roots or [Path("data")])]
         self.services = tuple(
             ServiceProcess(s.name, s.port + port_offset, s.metrics_port + port_offset)
             for s in SERVICES
@@ -102,6 +103,10 @@ class Stack:
             f"{p}VAR_DIR": str(self.var / service.name),
             f"{p}TOKENS_FILE": str(self.tokens),
         })
+        if service.name == "data":
+            for root in self.data_roots:
+                root.mkdir(parents=True, exist_ok=True)
+            env.setdefault(f"{p}DATA_ROOTS", json.dumps([str(r) for r in self.data_roots]))
         log = open(self.var / "log" / f"{service.name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", f"beamops.{service.name}.server"],
@@ -180,8 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--var-dir", type=Path, default=Path("var"))
     parser.add_argument("--port-offset", type=int, default=0, help="shift every port (tests)")
+    parser.add_argument("--data-root", type=Path, action="append",
+                        help="folder the data service may read local files from (repeatable; default ./data)")
     args = parser.parse_args(argv)
-    stack = Stack(args.var_dir, args.port_offset)
+    stack = Stack(args.var_dir, args.port_offset, args.data_root)
     if args.command == "up":
         stack.up()
     elif args.command == "down":

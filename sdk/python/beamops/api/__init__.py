@@ -1,0 +1,1 @@
+"""High-level SDK calls, one module per service; reach them through ``beamops.Client``."""

@@ -1,0 +1,152 @@
+"""The registry, from Python: models, parameters versions, aliases, intervals of validity, audit.
+
+>>> client = beamops.Client()
+>>> v = client.registry.publish_onnx("jet-tagger", "model.onnx", model_type_version="1.0.0",
+...                                  metrics={"auc": 0.93})
+>>> client.registry.set_alias("jet-tagger", "production", v.version, reason="better AUC")
+>>> client.registry.resolve_alias("jet-tagger", "production").version
+'1.0'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from beamops.errors import AlreadyExistsError, NotFoundError
+from beamops.registry.v1 import iov_pb2, model_pb2, registry_service_pb2 as pb
+
+from .calls import call, pages, stream
+from .types import AliasMove, AuditEvent, IovEntry, Model, ParametersVersion
+
+CHUNK = 1024 * 1024
+IOV_KINDS = {"run": iov_pb2.IOV_KIND_RUN, "timestamp": iov_pb2.IOV_KIND_TIMESTAMP}
+
+
+class RegistryAPI:
+    def __init__(self, stub) -> None:
+        self._stub = stub
+
+    # models -------------------------------------------------------------------------------
+    def create_model(self, name: str, description: str = "", tags: Mapping[str, str] | None = None,
+                     exist_ok: bool = False) -> Model:
+        try:
+            reply = call(self._stub.CreateModel, pb.CreateModelRequest(
+                name=name, description=description, tags=dict(tags or {})))
+            return Model.from_proto(reply.model)
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+            return self.get_model(name)
+
+    def get_model(self, name: str) -> Model:
+        return Model.from_proto(call(self._stub.GetModel, pb.GetModelRequest(name=name)).model)
+
+    def list_models(self, name_prefix: str = "", limit: int | None = None) -> list[Model]:
+        request = pb.ListModelsRequest(name_prefix=name_prefix, page_size=200)
+        return [Model.from_proto(m) for m in pages(self._stub.ListModels, request, "models", limit)]
+
+    # parameters ---------------------------------------------------------------------------
+    def upload_artifact(self, model: str, path: str | Path, format: str = "onnx") -> model_pb2.Artifact:
+        """Upload a file in chunks; the server checks the sha256 computed here."""
+        data = Path(path).read_bytes()
+        kind = model_pb2.ArtifactFormat.Value(f"ARTIFACT_FORMAT_{format.upper()}")
+        header = pb.UploadArtifactRequest.Header(
+            model=model, format=kind, filename=Path(path).name,
+            sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+        )
+        parts = [pb.UploadArtifactRequest(header=header)] + [
+            pb.UploadArtifactRequest(chunk=data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)
+        ]
+        return call(self._stub.UploadArtifact, iter(parts)).artifact
+
+    def publish_onnx(self, model: str, path: str | Path, model_type_version: str = "1.0.0",
+                     metrics: Mapping[str, float] | None = None, description: str = "",
+                     idempotency_key: str = "", reason: str = "") -> ParametersVersion:
+        """Publish an ONNX file as a new parameters version (creating the model and its type
+        from the file's signature when they do not exist yet)."""
+        self.create_model(model, exist_ok=True)
+        artifact = self.upload_artifact(model, path, "onnx")
+        try:
+            call(self._stub.GetModelType, pb.GetModelTypeRequest(model=model, version=model_type_version))
+        except NotFoundError:
+            call(self._stub.CreateModelType, pb.CreateModelTypeRequest(
+                model=model, version=model_type_version, signature=artifact.signature,
+                framework=model_pb2.FRAMEWORK_ONNX, reason=reason))
+        reply = call(self._stub.CreateParametersVersion, pb.CreateParametersVersionRequest(
+            model=model, model_type_version=model_type_version,
+            primary_artifact_id=artifact.artifact_id, metrics=dict(metrics or {}),
+            description=description, idempotency_key=idempotency_key, reason=reason))
+        return ParametersVersion.from_proto(reply.parameters)
+
+    def get_version(self, model: str, version: str) -> ParametersVersion:
+        reply = call(self._stub.GetParametersVersion, pb.GetParametersVersionRequest(model=model, version=version))
+        return ParametersVersion.from_proto(reply.parameters)
+
+    def latest_compatible(self, model: str, model_type_version: str) -> ParametersVersion:
+        reply = call(self._stub.GetParametersVersion, pb.GetParametersVersionRequest(
+            model=model, latest_compatible_with=model_type_version))
+        return ParametersVersion.from_proto(reply.parameters)
+
+    def list_versions(self, model: str = "", limit: int | None = None) -> list[ParametersVersion]:
+        request = pb.ListParametersVersionsRequest(model=model, page_size=200)
+        return [ParametersVersion.from_proto(p)
+                for p in pages(self._stub.ListParametersVersions, request, "parameters", limit)]
+
+    def lineage(self, model: str, version: str) -> list[ParametersVersion]:
+        """The version and its ancestors (fine-tuned from), each with its full lineage."""
+        reply = call(self._stub.GetLineage, pb.GetLineageRequest(model=model, version=version))
+        return [ParametersVersion.from_proto(p) for p in reply.chain]
+
+    def download(self, artifact_id: str) -> Iterator[bytes]:
+        for part in stream(self._stub.DownloadArtifact, pb.DownloadArtifactRequest(artifact_id=artifact_id)):
+            if part.WhichOneof("part") == "chunk":
+                yield part.chunk
+
+    # aliases ------------------------------------------------------------------------------
+    def set_alias(self, model: str, alias: str, version: str, reason: str = "",
+                  expected_version: str | None = None) -> None:
+        call(self._stub.SetAlias, pb.SetAliasRequest(
+            model=model, alias=alias, version=version, reason=reason, expected_version=expected_version))
+
+    def resolve_alias(self, model: str, alias: str, at: datetime | None = None) -> ParametersVersion:
+        """The version ``alias`` points at now, or pointed at at time ``at``."""
+        request = pb.ResolveAliasRequest(model=model, alias=alias)
+        if at is not None:
+            stamp = Timestamp()
+            stamp.FromDatetime(at)
+            request.at.CopyFrom(stamp)
+        return ParametersVersion.from_proto(call(self._stub.ResolveAlias, request).parameters)
+
+    def alias_history(self, model: str, alias: str = "", limit: int | None = None) -> list[AliasMove]:
+        request = pb.ListAliasHistoryRequest(model=model, alias=alias, page_size=200)
+        return [AliasMove.from_proto(e) for e in pages(self._stub.ListAliasHistory, request, "events", limit)]
+
+    # intervals of validity ----------------------------------------------------------------
+    def create_iov_tag(self, name: str, model: str, kind: str = "run", description: str = "") -> None:
+        call(self._stub.CreateIovTag, pb.CreateIovTagRequest(
+            name=name, model=model, kind=IOV_KINDS[kind], description=description))
+
+    def append_iov(self, tag: str, since: int, version: str, reason: str = "") -> IovEntry:
+        reply = call(self._stub.AppendIov, pb.AppendIovRequest(tag=tag, since=since, version=version, reason=reason))
+        return IovEntry.from_proto(reply.entry)
+
+    def resolve_iov(self, tag: str, point: int) -> IovEntry:
+        """The entry valid for run (or time) ``point``: the greatest since <= point."""
+        reply = call(self._stub.ResolveIov, pb.ResolveIovRequest(tag=tag, point=point))
+        return IovEntry.from_proto(reply.entry, reply.until)
+
+    def resolve_global_tag(self, name: str, point: int) -> list[IovEntry]:
+        reply = call(self._stub.ResolveGlobalTag, pb.ResolveGlobalTagRequest(name=name, point=point))
+        return [IovEntry.from_proto(e) for e in reply.entries]
+
+    # audit --------------------------------------------------------------------------------
+    def audit(self, model: str = "", actor: str = "", action: str = "",
+              limit: int | None = 100) -> list[AuditEvent]:
+        """Audit events, newest first."""
+        request = pb.ListAuditEventsRequest(model=model, actor=actor, action=action, page_size=200)
+        return [AuditEvent.from_proto(e) for e in pages(self._stub.ListAuditEvents, request, "events", limit)]
