@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from .client import Client
 
         return Client
+    if name == "load_model":
+        from .embedded import load_model
+
+        return load_model
     if name.endswith("Error"):
         from . import errors
 

@@ -1,9 +1,24 @@
-"""Settings of the inference service: environment variables BEAMOPS_INFERENCE_*, or flags."""
+"""Settings of the inference service: environment variables BEAMOPS_INFERENCE_*, or flags.
+
+Triton: with ``triton_url`` empty (the default), the service starts and supervises the bundled
+Triton (``make triton`` installs it into ``triton_venv``) with its model repository under
+``<var_dir>/triton-models``. With ``triton_url`` set (an external Triton, e.g. the official
+container with a GPU), the service starts nothing and writes ``platform: "onnxruntime_onnx"``
+models into ``triton_model_repository``, which that Triton must see at the same path and run with
+``--model-control-mode=explicit``.
+
+Registry: calls made for a caller (Deploy, Rollback, ...) forward the caller's token; background
+work (restoring deployments at start, following aliases) uses ``registry_token``, which needs the
+publisher role or higher (it writes audit events). ``make up`` is meant to create one and pass it
+as ``BEAMOPS_INFERENCE_REGISTRY_TOKEN``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from beamops.runtime.settings import ServiceSettings
@@ -14,3 +29,46 @@ class InferenceSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "inference"
     port: int = 50054
+
+    # --- Triton -------------------------------------------------------------------------------
+    triton_url: str = Field("", description="host:port of an external Triton (gRPC); empty: "
+                            "start the bundled one.")
+    triton_model_repository: Path | None = Field(
+        None, description="Model repository (default <var_dir>/triton-models; required with "
+        "triton_url: the path the external Triton reads).")
+    triton_venv: Path = Field(Path(".venv-triton"), description="The bundled Triton's venv "
+                              "(made by services/inference/triton/install.sh).")
+    triton_grpc_port: int = Field(0, description="Bundled Triton gRPC port; 0 picks a free one.")
+    triton_http_port: int = Field(0, description="Bundled Triton HTTP port; 0 picks a free one.")
+    triton_metrics_port: int = Field(0, description="Bundled Triton metrics port; 0: free one.")
+    triton_start_timeout_s: float = Field(120.0, description="Time the bundled Triton gets to "
+                                          "become ready.")
+    triton_watch_interval_s: float = Field(1.0, description="How often the bundled Triton is "
+                                           "checked (restarted if it died).")
+    triton_load_timeout_s: float = Field(120.0, description="Client timeout of a model load.")
+    triton_infer_timeout_s: float = Field(30.0, description="Client timeout of one inference.")
+    intra_op_threads: int = Field(1, description="ONNX Runtime threads per model instance "
+                                  "(bundled Triton).")
+    default_max_batch_size: int = Field(64, description="max_batch_size when a Deploy leaves it 0 "
+                                        "and the signature has a variable first dimension.")
+
+    # --- Registry -----------------------------------------------------------------------------
+    registry_address: str = Field("127.0.0.1:50051", description="host:port of the registry.")
+    registry_token: SecretStr | None = Field(
+        None, description="Token for background registry calls (restore, alias following, "
+        "audit of automatic switches); publisher role or higher.")
+    registry_timeout_s: float = Field(30.0, description="Deadline of one registry call.")
+    alias_poll_interval_s: float = Field(5.0, description="How often aliases followed by "
+                                         "deployments are resolved.")
+
+    # --- Drift --------------------------------------------------------------------------------
+    drift_tick_s: float = Field(1.0, description="How often deployments are checked for a drift "
+                                "evaluation that is due (each has its own interval).")
+
+    @property
+    def resolved_model_repository(self) -> Path:
+        if self.triton_model_repository is not None:
+            return self.triton_model_repository
+        if self.triton_url:
+            raise ValueError("triton_model_repository is required with triton_url")
+        return self.var_dir / "triton-models"

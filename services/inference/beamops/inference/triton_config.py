@@ -35,11 +35,12 @@ def config_pbtxt(
     preferred_batch_sizes: Sequence[int] = (),
     max_queue_delay_us: int = 0,
     parameters: Mapping[str, str] | None = None,
+    dynamic_batching: bool = True,
 ) -> str:
     """Returns the config.pbtxt text; raises ValueError on anything Triton would refuse.
 
     ``parameters`` become the config's string ``parameters`` map (the Python-backend model reads
-    ``intra_op_threads`` from it).
+    ``intra_op_threads`` from it). ``dynamic_batching=False`` leaves the dynamic batcher out.
     """
     if not _NAME.match(name):
         raise ValueError(f"invalid model name {name!r}")
@@ -70,7 +71,7 @@ def config_pbtxt(
     # GPU instances by itself when it has a GPU.
     kind = " kind: KIND_CPU" if backend == "python" else ""
     lines.append(f"instance_group [ {{ count: {instance_count}{kind} }} ]")
-    if max_batch_size > 0:
+    if max_batch_size > 0 and dynamic_batching:
         batching = []
         if preferred_batch_sizes:
             sizes = ", ".join(str(s) for s in preferred_batch_sizes)

@@ -103,6 +103,9 @@ class Stack:
             f"{p}VAR_DIR": str(self.var / service.name),
             f"{p}TOKENS_FILE": str(self.tokens),
         })
+        if service.name == "inference":
+            env[f"{p}REGISTRY_ADDRESS"] = f"127.0.0.1:{self._port_of('registry')}"
+            env[f"{p}REGISTRY_TOKEN"] = self._service_token("inference-service", auth_pb2.ROLE_PUBLISHER)
         if service.name == "data":
             for root in self.data_roots:
                 root.mkdir(parents=True, exist_ok=True)
@@ -114,6 +117,16 @@ class Stack:
             env=env, start_new_session=True,
         )
         self._pid_file(service).write_text(str(process.pid))
+
+    def _port_of(self, name: str) -> int:
+        return next(s.port for s in self.services if s.name == name)
+
+    def _service_token(self, name: str, role: int) -> str:
+        """A fresh token for one service to call another (replaced at every start)."""
+        store = TokenStore(self.tokens)
+        if name in store.names():
+            store.revoke(name)
+        return store.create(name, role)
 
     def _wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -35,6 +35,8 @@ class TritonPythonModel:
             for t in config["output"]
         ]
         self.output_names = [name for name, _, _ in self.outputs]
+        # Rank-1 ONNX inputs (one value per sample) arrive from Triton as [batch, 1].
+        self.flat_inputs = {i.name for i in self.session.get_inputs() if len(i.shape) == 1}
         onnx_inputs = {i.name for i in self.session.get_inputs()}
         onnx_outputs = {o.name for o in self.session.get_outputs()}
         missing = [n for n in self.inputs if n not in onnx_inputs]
@@ -63,7 +65,10 @@ class TritonPythonModel:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
                 raise ValueError(f"input {name!r} missing")
-            feed[name] = tensor.as_numpy()
+            value = tensor.as_numpy()
+            if name in self.flat_inputs and value.ndim == 2:
+                value = value.reshape(-1)
+            feed[name] = value
         return feed
 
     def _run_batched(self, feeds):

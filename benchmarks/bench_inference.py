@@ -1,0 +1,212 @@
+"""Inference benchmark: Predict through the inference service against ModelInfer sent straight to
+the same Triton model with tritonclient, same inputs, same machine, one run; and embedded mode
+(beamops.load_model) against ONNX Runtime called directly.
+
+Starts a registry and an inference service (with its bundled Triton) as processes, publishes a
+6 -> 16 -> 3 MLP, deploys it, then measures: p50/p99 of one small request (sequential), throughput
+with 16 concurrent clients, throughput of 1 MB requests (4 clients), and embedded vs direct.
+
+    .venv/bin/python benchmarks/bench_inference.py --out bench-results/bench_inference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc as tc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import beamops  # noqa: E402
+from beamops.common.v1 import auth_pb2  # noqa: E402
+from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb  # noqa: E402
+from beamops.inference.v1 import inference_service_pb2_grpc  # noqa: E402
+from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
+from beamops.runtime.auth import TokenStore  # noqa: E402
+from beamops.health import health_status  # noqa: E402
+from beamops.tensors import to_tensor  # noqa: E402
+from tests.fixtures.inference import MLP_SIGNATURE, N_FEATURES, mlp_onnx  # noqa: E402
+
+OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _process(module: str, env: dict[str, str], port: int, log: Path):
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 180
+        while health_status(f"127.0.0.1:{port}") != "SERVING":
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{module} did not start; see {log}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def _latencies(call, n: int) -> list[float]:
+    for _ in range(min(200, n)):
+        call()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _throughput(call, clients: int, seconds: float) -> float:
+    counts = [0] * clients
+    stop = time.perf_counter() + seconds
+
+    def work(i: int) -> None:
+        while time.perf_counter() < stop:
+            call()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / seconds
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1e3, q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+    tokens = TokenStore(work / "tokens.json")
+    admin = tokens.create("bench", auth_pb2.ROLE_ADMIN)
+    service = tokens.create("inference-service", auth_pb2.ROLE_PUBLISHER)
+    md = (("authorization", f"Bearer {admin}"),)
+    reg_port, inf_port, triton_port = _free_port(), _free_port(), _free_port()
+    reg_env = {"BEAMOPS_REGISTRY_PORT": str(reg_port), "BEAMOPS_REGISTRY_VAR_DIR": str(work / "registry"),
+               "BEAMOPS_REGISTRY_TOKENS_FILE": str(work / "tokens.json"), "BEAMOPS_REGISTRY_LOG_LEVEL": "WARNING"}
+    inf_env = {"BEAMOPS_INFERENCE_PORT": str(inf_port), "BEAMOPS_INFERENCE_VAR_DIR": str(work / "inference"),
+               "BEAMOPS_INFERENCE_TOKENS_FILE": str(work / "tokens.json"),
+               "BEAMOPS_INFERENCE_REGISTRY_ADDRESS": f"127.0.0.1:{reg_port}",
+               "BEAMOPS_INFERENCE_REGISTRY_TOKEN": service,
+               "BEAMOPS_INFERENCE_TRITON_VENV": str(ROOT / ".venv-triton"),
+               "BEAMOPS_INFERENCE_TRITON_GRPC_PORT": str(triton_port),
+               "BEAMOPS_INFERENCE_LOG_LEVEL": "WARNING"}
+    subprocess.run(["bash", str(ROOT / "services/inference/triton/install.sh")], check=True)
+    data = mlp_onnx(seed=1)
+    rows = []
+    with _process("beamops.registry.server", reg_env, reg_port, work / "registry.log"), \
+            _process("beamops.inference.server", inf_env, inf_port, work / "inference.log"):
+        reg = registry_service_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(f"127.0.0.1:{reg_port}"))
+        reg.CreateModel(rs.CreateModelRequest(name="mlp"), metadata=md)
+        reg.CreateModelType(rs.CreateModelTypeRequest(model="mlp", version="1.0.0", signature=MLP_SIGNATURE,
+                                                      framework=model_pb2.FRAMEWORK_ONNX), metadata=md)
+        header = rs.UploadArtifactRequest.Header(model="mlp", format=model_pb2.ARTIFACT_FORMAT_ONNX,
+                                                 filename="mlp.onnx", sha256=hashlib.sha256(data).hexdigest())
+        art = reg.UploadArtifact(iter([rs.UploadArtifactRequest(header=header),
+                                       rs.UploadArtifactRequest(chunk=data)]), metadata=md).artifact
+        params = reg.CreateParametersVersion(rs.CreateParametersVersionRequest(
+            model="mlp", model_type_version="1.0.0", primary_artifact_id=art.artifact_id), metadata=md).parameters
+        reg.SetAlias(rs.SetAliasRequest(model="mlp", alias="production", version=params.version), metadata=md)
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{inf_port}", options=OPTIONS)
+        inf = inference_service_pb2_grpc.InferenceServiceStub(channel)
+        big_rows = (1 << 20) // (4 * N_FEATURES)
+        for name, max_batch in (("mlp", 0), ("mlp-big", big_rows)):
+            inf.Deploy(pb.DeployRequest(model="mlp", name=name, target=dpb.DeploymentTarget(alias="production"),
+                                        serving=dpb.ServingConfig(max_batch_size=max_batch)), metadata=md)
+        triton = tc.InferenceServerClient(f"127.0.0.1:{triton_port}")
+        version = params.version.replace(".", "_")
+
+        def direct_call(model: str, x: np.ndarray):
+            inp = tc.InferInput("x", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            return lambda: triton.infer(model, [inp])
+
+        def service_call(name: str, x: np.ndarray):
+            request = pb.PredictRequest(deployment=name, inputs=[to_tensor("x", x)])
+            return lambda: inf.Predict(request, metadata=md)
+
+        small = np.random.default_rng(0).normal(size=(1, N_FEATURES)).astype(np.float32)
+        big = np.random.default_rng(1).normal(size=(big_rows, N_FEATURES)).astype(np.float32)
+        svc = _latencies(service_call("mlp", small), args.requests)
+        dir_ = _latencies(direct_call(f"mlp__{version}", small), args.requests)
+        added = statistics.median(svc) - statistics.median(dir_)
+        rows += [
+            {"measure": "single small request p50", "beamops": _pct(svc, 50), "baseline": _pct(dir_, 50),
+             "unit": "ms", "ratio": _pct(dir_, 50) / _pct(svc, 50), "goal": "added p50 < 0.3 ms"},
+            {"measure": "single small request p99", "beamops": _pct(svc, 99), "baseline": _pct(dir_, 99),
+             "unit": "ms", "ratio": _pct(dir_, 99) / _pct(svc, 99), "goal": ""},
+            {"measure": "added p50 latency", "beamops": added * 1e3, "baseline": 0.0, "unit": "ms",
+             "ratio": None, "goal": "< 0.3 ms"},
+        ]
+        s16 = _throughput(service_call("mlp", small), 16, args.seconds)
+        d16 = _throughput(direct_call(f"mlp__{version}", small), 16, args.seconds)
+        rows.append({"measure": "throughput, 16 clients, 1-row requests", "beamops": s16, "baseline": d16,
+                     "unit": "req/s", "ratio": s16 / d16, "goal": ">= 0.8"})
+        sbig = _throughput(service_call("mlp-big", big), 4, args.seconds) * big.nbytes / 1e6
+        dbig = _throughput(direct_call(f"mlp-big__{version}", big), 4, args.seconds) * big.nbytes / 1e6
+        rows.append({"measure": "throughput, 1 MB requests, 4 clients", "beamops": sbig, "baseline": dbig,
+                     "unit": "MB/s", "ratio": sbig / dbig, "goal": ">= 0.8"})
+
+        client = beamops.Client(admin, registry_address=f"127.0.0.1:{reg_port}")
+        model = beamops.load_model("mlp", "production", client, cache_dir=work / "cache")
+        client.close()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        emb = _latencies(lambda: model.predict(x=small), args.requests * 5)
+        raw = _latencies(lambda: session.run(None, {"x": small}), args.requests * 5)
+        rows.append({"measure": "embedded predict vs onnxruntime, 1 row, p50", "beamops": _pct(emb, 50),
+                     "baseline": _pct(raw, 50), "unit": "ms", "ratio": _pct(raw, 50) / _pct(emb, 50),
+                     "goal": ">= 0.9"})
+        triton.close()
+        channel.close()
+    for row in rows:
+        for key in ("beamops", "baseline", "ratio"):
+            if isinstance(row[key], float):
+                row[key] = round(row[key], 4)
+    report = {"benchmark": "inference",
+              "machine": f"{platform.node()} ({os.cpu_count()} cpus, python {platform.python_version()})",
+              "rows": rows,
+              "notes": "ratio = baseline/beamops for latencies, beamops/baseline for throughput; "
+                       "bundled Triton (CPU, Python backend running ONNX Runtime)"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

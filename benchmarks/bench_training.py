@@ -1,0 +1,195 @@
+"""Training benchmark: a job through the training service vs the same trainer called directly.
+
+    .venv/bin/python benchmarks/bench_training.py --events 200000 --max-iter 300 --out bench-results/training.json
+
+Generates signal/background files (scripts/generate_root_data.py) unless they exist, starts the
+data service, the registry and the training service as their own processes, registers and
+splits the data, then measures side by side in one run, same data, model and hyperparameters:
+
+- direct: the worker's ``run_training`` called in this process on arrays already in memory
+  (fit, metrics, ONNX export and check, reference distributions), the floor for any service;
+- service (local): SubmitJob -> job SUCCEEDED (worker process start, data streamed from the data
+  service, training, registration in the registry), followed with WatchJob;
+- service (Dask): the same job on a 2-worker Dask cluster started here (--dask, default on).
+
+Hyperparameter search is not implemented yet, so its 2-worker vs 1-worker figure is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from generate_root_data import write_file  # noqa: E402
+
+from beamops.common.v1 import auth_pb2, lineage_pb2  # noqa: E402
+from beamops.data.v1 import data_service_pb2 as dpb, data_service_pb2_grpc, dataset_pb2  # noqa: E402
+from beamops.runtime.auth import TokenStore  # noqa: E402
+from beamops.training.data_client import read_split  # noqa: E402
+from beamops.training.runner import run_training  # noqa: E402
+from beamops.training.spec import DatasetRef, ModelChoice, SourceClass, TrainingSpec, validate_spec  # noqa: E402
+from beamops.training.v1 import job_pb2, training_service_pb2 as ts, training_service_pb2_grpc  # noqa: E402
+
+FEATURES = ["met", "ht", "n_jet", "jet_pt"]
+PAD = 3
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(module: str, prefix: str, port: int, work: Path, **extra: str) -> subprocess.Popen:
+    env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}VAR_DIR": str(work / module.split(".")[1]),
+           f"{prefix}TOKENS_FILE": str(work / "tokens.json"), f"{prefix}LOG_LEVEL": "WARNING",
+           **{f"{prefix}{k.upper()}": v for k, v in extra.items()}}
+    return subprocess.Popen([sys.executable, "-m", module], env=env)
+
+
+def ready(port: int) -> grpc.Channel:
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
+        ("grpc.max_receive_message_length", 256 * 1024 * 1024)])
+    grpc.channel_ready_future(channel).result(timeout=60)
+    return channel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, help="events per file (signal, background)")
+    parser.add_argument("--max-iter", type=int, default=300, help="boosting rounds")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "beamops-bench-training")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask measurement")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/training.json"))
+    args = parser.parse_args()
+
+    for name, signal in (("signal", True), ("background", False)):
+        path = args.data / f"{name}_{args.events}.root"
+        if not path.exists():
+            print(f"generating {path} ...", flush=True)
+            write_file(path, args.events, seed=1, signal=signal)
+    work = Path(tempfile.mkdtemp(prefix="beamops-bench-training-"))
+    token = TokenStore(work / "tokens.json").create("bench", auth_pb2.ROLE_ADMIN)
+    md = (("authorization", f"Bearer {token}"),)
+    cluster = None
+    if not args.no_dask:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    ports = {"data": free_port(), "registry": free_port(), "training": free_port()}
+    procs = [
+        start("beamops.data.server", "BEAMOPS_DATA_", ports["data"], work,
+              data_roots=json.dumps([str(args.data)])),
+        start("beamops.registry.server", "BEAMOPS_REGISTRY_", ports["registry"], work),
+        start("beamops.training.server", "BEAMOPS_TRAINING_", ports["training"], work,
+              data_address=f"127.0.0.1:{ports['data']}", registry_address=f"127.0.0.1:{ports['registry']}",
+              **({"dask_scheduler": cluster.scheduler_address} if cluster else {})),
+    ]
+    results: dict = {"benchmark": "training", "machine": platform.platform(), "cpus": os.cpu_count(),
+                     "events_per_class": args.events, "max_iter": args.max_iter, "rows": []}
+    try:
+        data = data_service_pb2_grpc.DataServiceStub(ready(ports["data"]))
+        training = training_service_pb2_grpc.TrainingServiceStub(ready(ports["training"]))
+        ready(ports["registry"])
+        refs = {}
+        for name in ("signal", "background"):
+            v = data.RegisterDatasetVersion(dpb.RegisterDatasetVersionRequest(
+                dataset=name, source=dataset_pb2.DatasetSource(urls=[f"{name}_{args.events}.root"],
+                                                               tree_name="events")), metadata=md).version
+            s = data.DeriveDatasetVersion(dpb.DeriveDatasetVersionRequest(
+                parent=lineage_pb2.DatasetVersionRef(dataset=name, version_id=v.version_id),
+                split=dataset_pb2.SplitDerivation(train_fraction=0.6, validation_fraction=0.2, test_fraction=0.2,
+                                                  seed=1)), metadata=md).version
+            refs[name] = s
+
+        spec_pb = job_pb2.JobSpec(
+            feature_branches=FEATURES, jagged_pad_length=PAD, seed=5, metrics=["roc_auc", "accuracy"],
+            source_classes=job_pb2.SourceClasses(classes=[
+                job_pb2.SourceClass(dataset=lineage_pb2.DatasetVersionRef(dataset=n, version_id=refs[n].version_id),
+                                    class_index=i) for i, n in ((1, "signal"), (0, "background"))]),
+            model=job_pb2.ModelSpec(builtin=job_pb2.BUILTIN_MODEL_GRADIENT_BOOSTED_TREES,
+                                    task=job_pb2.TASK_CLASSIFICATION))
+        spec_pb.model.hyperparameters.update({"max_iter": args.max_iter})
+        spec_pb.publish.model_type.model = "bench-sig-bkg"
+        spec_pb.publish.model_type.version = "1.0.0"
+
+        # direct: the same spec and data, arrays read once into memory, trainer called here
+        spec = validate_spec(TrainingSpec(
+            features=tuple(FEATURES), jagged_pad_length=PAD, seed=5, metrics=("roc_auc", "accuracy"),
+            source_classes=(SourceClass(DatasetRef("signal", refs["signal"].version_id), 1),
+                            SourceClass(DatasetRef("background", refs["background"].version_id), 0)),
+            model=ModelChoice(builtin="gradient_boosted_trees", task="classification",
+                              hyperparameters={"max_iter": args.max_iter})))
+        cache = {}
+        for name in ("signal", "background"):
+            for split in ("train", "validation", "test"):
+                cache[(name, split)] = read_split(f"127.0.0.1:{ports['data']}", token,
+                                                  DatasetRef(name, refs[name].version_id), split,
+                                                  FEATURES, PAD)
+        started = time.perf_counter()
+        direct = run_training("direct", spec, lambda ref, split, b, p: cache[(ref.dataset, split)],
+                              lambda e: None, lambda: False)
+        direct_s = time.perf_counter() - started
+        print(f"direct: {direct_s:.1f} s", flush=True)
+
+        def through_service(executor: int) -> tuple[float, job_pb2.Job]:
+            spec_pb.executor = executor
+            started = time.perf_counter()
+            job = training.SubmitJob(ts.SubmitJobRequest(spec=spec_pb), metadata=md).job
+            for _ in training.WatchJob(ts.WatchJobRequest(job_id=job.job_id, exclude_log_lines=True), metadata=md):
+                pass
+            elapsed = time.perf_counter() - started
+            job = training.GetJob(ts.GetJobRequest(job_id=job.job_id), metadata=md).job
+            if job.state != job_pb2.JOB_STATE_SUCCEEDED:
+                raise SystemExit(f"the benchmark job failed: {job.failure_message}")
+            return elapsed, job
+
+        local_s, local_job = through_service(job_pb2.EXECUTOR_LOCAL)
+        print(f"service (local): {local_s:.1f} s", flush=True)
+        same = local_job.result.predictions_sha256 == direct.result["predictions_sha256"]
+        results["rows"].append(dict(measure="training job wall time (submit -> SUCCEEDED, registered)",
+                                    beamops=round(local_s, 2), baseline=round(direct_s, 2), unit="s",
+                                    ratio=round(local_s / direct_s, 3), goal="<= 1.1 for a ~30 s job"))
+        results["identical_predictions_service_vs_direct"] = same
+        if cluster is not None:
+            dask_s, dask_job = through_service(job_pb2.EXECUTOR_DASK)
+            print(f"service (dask): {dask_s:.1f} s", flush=True)
+            results["rows"].append(dict(measure="same job on a 2-worker Dask cluster", beamops=round(dask_s, 2),
+                                        baseline=round(direct_s, 2), unit="s", ratio=round(dask_s / direct_s, 3),
+                                        goal="(informational)"))
+            results["identical_predictions_dask_vs_direct"] = (
+                dask_job.result.predictions_sha256 == direct.result["predictions_sha256"])
+        results["rows"].append(dict(measure="16-trial search, 2 vs 1 Dask workers", beamops=None, baseline=None,
+                                    unit="x", ratio=None, goal=">= 1.6 (search not implemented yet)"))
+        results["test_metrics"] = {m.name: m.value for m in local_job.metrics if m.split == "test"}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if cluster is not None:
+            cluster.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

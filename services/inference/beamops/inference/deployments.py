@@ -1,0 +1,640 @@
+"""Deployments: what is served, how it gets loaded into Triton, and how it switches versions.
+
+No gRPC here. The manager gets its parts through its constructor: the store, the registry
+adapter, the Triton backend, the model repository, the alert book and the metrics.
+
+Switching versions (alias moved, Rollback, Deploy with replace) never fails a request: the new
+version is loaded under a new Triton model name and must be ready; only then does the deployment
+point at it; requests already sent to the old model are awaited, and only then is it unloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from beamops.runtime.errors import (
+    AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, NotFound,
+    Unavailable,
+)
+
+from .alerts import AlertBook
+from .domain import (
+    SERVING_STATES, AlertKind, Deployment, DriftReport, ResolvedVersion, ServedVersion,
+    ServingConfig, Severity, State, Target, TargetKind, Thresholds, utcnow,
+)
+from .drift_monitor import DriftMonitor
+from .metrics import InferenceMetrics
+from .model_repository import ModelRepository, config_for, effective_max_batch_size, triton_name
+from .validation import check_inputs, check_outputs, shape_outputs
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+DRAIN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: their principal name, and the authorization value to forward to the registry."""
+
+    name: str
+    auth: str | None
+
+
+@dataclass
+class DeployCommand:
+    model: str
+    target: Target | None
+    name: str = ""
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    replace: bool = False
+    return_immediately: bool = False
+    reason: str = ""
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which deployment a Predict wants: a name, or a model narrowed by version/alias/run."""
+
+    deployment: str = ""
+    model: str = ""
+    version: str = ""
+    alias: str = ""
+    global_tag: str = ""
+    run: int | None = None
+
+
+@dataclass
+class Prediction:
+    outputs: dict[str, np.ndarray]
+    deployment: str
+    model: str
+    version: str
+
+
+@dataclass
+class Options:
+    default_max_batch_size: int = 64
+    intra_op_threads: int = 1
+    alias_poll_interval_s: float = 5.0
+    drift_tick_s: float = 1.0
+    service_auth: str | None = None
+    service_name: str = "inference-service"
+
+
+class DeploymentManager:
+    def __init__(self, store, registry, backend, repository: ModelRepository, alerts: AlertBook,
+                 metrics: InferenceMetrics, options: Options) -> None:
+        self._store, self._registry, self._backend = store, registry, backend
+        self._repository, self._alerts, self._metrics = repository, alerts, metrics
+        self._options = options
+        self._deployments: dict[str, Deployment] = {d.name: d for d in store.deployments()}
+        self._monitors: dict[str, DriftMonitor] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, int] = {}
+        self._drained: dict[str, asyncio.Event] = {}
+        self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restores stored deployments into Triton, then follows aliases and watches drift."""
+        self._tasks.append(asyncio.create_task(self._restore_all(), name="restore"))
+        self._tasks.append(asyncio.create_task(self._follow_aliases(), name="aliases"))
+        self._tasks.append(asyncio.create_task(self._watch_drift(), name="drift"))
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+
+    async def reload_all(self, attempts: int = 60, pause_s: float = 0.5) -> None:
+        """After Triton restarted (it forgot every model): load what each deployment serves,
+        retrying while Triton is still coming up."""
+        for _ in range(attempts):
+            if await self._backend.is_ready():
+                break
+            await asyncio.sleep(pause_s)
+        pending = [d.name for d in self._deployments.values()
+                   if d.current is not None and d.state in SERVING_STATES]
+        for attempt in range(attempts):
+            failed = []
+            for name in pending:
+                dep = self._deployments.get(name)
+                if dep is None or dep.current is None:
+                    continue
+                try:
+                    await self._ensure_entry(dep, dep.current, self._options.service_auth)
+                    await self._backend.load(dep.current.triton_name)
+                except BeamopsError as exc:
+                    log.warning("reloading %s after a Triton restart (attempt %d): %s",
+                                name, attempt + 1, exc)
+                    failed.append(name)
+            if not failed:
+                return
+            pending = failed
+            await asyncio.sleep(pause_s)
+        log.error("could not reload %s after the Triton restart", ", ".join(pending))
+
+    # ---- queries --------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Deployment:
+        dep = self._deployments.get(name)
+        if dep is None:
+            raise NotFound(f"no deployment named {name!r}", deployment=name)
+        return dep
+
+    def list(self, model: str = "", state: State | None = None) -> list[Deployment]:
+        return [d for _, d in sorted(self._deployments.items())
+                if (not model or d.model == model) and (state is None or d.state == state)]
+
+    # ---- deploy / undeploy / rollback -------------------------------------------------------------
+
+    async def deploy(self, cmd: DeployCommand, caller: Caller) -> Deployment:
+        name = cmd.name or cmd.model
+        _validate(cmd, name)
+        key = (caller.name, cmd.idempotency_key)
+        if cmd.idempotency_key:
+            seen = self._idempotency.get(key)
+            if seen and time.time() - seen[0] < 86400 and seen[1] in self._deployments:
+                return self._deployments[seen[1]]
+        async with self._lock(name):
+            existing = self._deployments.get(name)
+            if existing is not None and existing.state != State.FAILED:
+                if not cmd.replace:
+                    raise AlreadyExists(f"a deployment named {name!r} exists; pass replace=true "
+                                        "to switch it", deployment=name)
+                if existing.model != cmd.model:
+                    raise FailedPrecondition(f"deployment {name!r} serves model {existing.model!r}, "
+                                             f"not {cmd.model!r}", deployment=name)
+            resolved = await self._resolve(cmd.model, cmd.target, caller.auth)
+            if existing is not None and existing.state != State.FAILED:
+                dep = existing.model_copy(update=dict(
+                    target=cmd.target, following_alias=cmd.target.kind == TargetKind.ALIAS,
+                    serving=cmd.serving, thresholds=cmd.thresholds))
+                self._put(dep)
+                await self._switch(dep, resolved, caller, cmd.reason, "deployment.replace")
+                dep = self._deployments[name]
+            else:
+                dep = Deployment(
+                    name=name, model=cmd.model, target=cmd.target,
+                    following_alias=cmd.target.kind == TargetKind.ALIAS,
+                    created_by=caller.name, changed_by=caller.name, change_reason=cmd.reason,
+                    serving=cmd.serving, thresholds=cmd.thresholds,
+                    generation=existing.generation + 1 if existing else 0)
+                self._put(dep)
+                if cmd.return_immediately:
+                    self._spawn(self._first_load(dep, resolved, caller, cmd.reason))
+                else:
+                    dep = await self._first_load(dep, resolved, caller, cmd.reason)
+        if cmd.idempotency_key:
+            self._idempotency[key] = (time.time(), name)
+        return dep
+
+    async def undeploy(self, name: str, reason: str, caller: Caller) -> Deployment:
+        async with self._lock(name):
+            dep = self.get(name)
+            before = dep
+            dep = self._put(dep.model_copy(update=dict(state=State.UNLOADING,
+                                                       state_message="unloading")))
+            if dep.current is not None:
+                await self._retire(dep.current.triton_name)
+            self._deployments.pop(name, None)
+            self._monitors.pop(name, None)
+            self._store.delete_deployment(name)
+            self._alerts.resolve_prefix(f"{name}/")
+        await self._audit("deployment.undeploy", before, reason, caller,
+                          version=before.current.version if before.current else "")
+        return before
+
+    async def rollback(self, name: str, expected_version: str, reason: str,
+                       caller: Caller) -> Deployment:
+        async with self._lock(name):
+            dep = self.get(name)
+            if dep.state == State.SWITCHING:
+                raise FailedPrecondition(f"deployment {name!r} is switching versions; retry when "
+                                         "it is READY", deployment=name)
+            if dep.previous is None or dep.current is None:
+                raise FailedPrecondition(f"deployment {name!r} has no previous version to roll "
+                                         "back to", deployment=name)
+            if expected_version and dep.current.version != expected_version:
+                raise FailedPrecondition(
+                    f"deployment {name!r} serves {dep.current.version}, not {expected_version}; "
+                    "not rolled back", deployment=name)
+            previous = dep.previous
+            resolved = ResolvedVersion(
+                model=dep.model, version=previous.version,
+                model_type_version=previous.model_type_version, artifact_id=previous.artifact_id,
+                sha256=previous.sha256, signature=previous.signature,
+                references=previous.references)
+            dep = self._put(dep.model_copy(update=dict(
+                following_alias=False, target=Target(kind=TargetKind.VERSION, value=previous.version))))
+            await self._switch(dep, resolved, caller, reason, "deployment.rollback")
+            return self._deployments[name]
+
+    # ---- predict ----------------------------------------------------------------------------------
+
+    async def predict(self, route: Route, inputs, output_names: Sequence[str],
+                      caller: Caller | None = None) -> Prediction:
+        dep = await self._select(route, caller)
+        served = dep.current
+        if dep.state not in SERVING_STATES or served is None:
+            raise FailedPrecondition(
+                f"deployment {dep.name!r} is {dep.state.value}, not serving"
+                + (f": {dep.state_message}" if dep.state_message else ""), deployment=dep.name)
+        started = time.perf_counter()
+        metrics = self._metrics
+        try:
+            max_batch = effective_max_batch_size(served.signature, dep.serving,
+                                                 self._options.default_max_batch_size)
+            arrays = check_inputs(inputs, served.signature, max_batch)
+            outputs = check_outputs(output_names, served.signature)
+            name = served.triton_name
+            self._inflight[name] = self._inflight.get(name, 0) + 1
+            try:
+                result = await self._backend.infer(name, arrays, outputs)
+            finally:
+                left = self._inflight[name] = self._inflight[name] - 1
+                if left == 0 and name in self._drained:
+                    self._drained[name].set()
+        except BeamopsError as exc:
+            metrics.errors.labels(dep.name, exc.reason).inc()
+            raise
+        result = shape_outputs(result, served.signature)
+        metrics.requests.labels(dep.name, served.version).inc()
+        metrics.latency.labels(dep.name).observe(time.perf_counter() - started)
+        if max_batch:
+            metrics.batch_size.labels(dep.name).observe(next(iter(arrays.values())).shape[0])
+        monitor = self._monitors.get(dep.name)
+        if monitor is None or monitor.version != served.version:
+            monitor = self._monitor(dep)
+        if monitor is not None and monitor.window is not None:
+            monitor.observe(arrays, result)
+        return Prediction(result, dep.name, dep.model, served.version)
+
+    async def _select(self, route: Route, caller: Caller | None) -> Deployment:
+        if route.deployment:
+            return self.get(route.deployment)
+        if not route.model:
+            raise InvalidArgument("name a deployment or a model", field="route")
+        candidates = [d for d in self._deployments.values() if d.model == route.model]
+        if not candidates:
+            raise NotFound(f"model {route.model!r} has no deployment", model=route.model)
+        serving = [d for d in candidates if d.current is not None]
+        if route.version:
+            chosen = [d for d in serving if d.current.version == route.version]
+            if not chosen:
+                raise NotFound(f"version {route.version} of {route.model!r} is not deployed",
+                               model=route.model)
+            return chosen[0]
+        if route.alias:
+            chosen = [d for d in candidates if d.following_alias and d.target.value == route.alias]
+            if chosen:
+                return chosen[0]
+            resolved = await self._registry.resolve_alias(route.model, route.alias,
+                                                          caller.auth if caller else None)
+            return await self._select(Route(model=route.model, version=resolved.version), caller)
+        if route.run is not None:
+            tags = {d.target.value for d in candidates if d.target.kind == TargetKind.GLOBAL_TAG_RUN}
+            tag = route.global_tag or (tags.pop() if len(tags) == 1 else "")
+            if not tag:
+                raise FailedPrecondition(f"name the global tag: {route.model!r} has "
+                                         f"{'several' if tags else 'no'} global-tag deployments")
+            resolved = await self._registry.resolve_global_tag(route.model, tag, route.run,
+                                                               caller.auth if caller else None)
+            return await self._select(Route(model=route.model, version=resolved.version), caller)
+        versions = {d.current.version for d in serving}
+        if len(versions) > 1:
+            raise FailedPrecondition(
+                f"model {route.model!r} has deployments serving {', '.join(sorted(versions))}; "
+                "name a deployment, version or alias", model=route.model)
+        return (serving or candidates)[0]
+
+    # ---- drift ------------------------------------------------------------------------------------
+
+    def drift_report(self, name: str) -> DriftReport:
+        dep = self.get(name)
+        monitor = self._monitor(dep)
+        if monitor is None:
+            return DriftReport(deployment=name, model=dep.model, thresholds=dep.thresholds,
+                               window_size=dep.thresholds.window_size,
+                               unavailable_reason="no version is served yet")
+        return monitor.report()
+
+    def _monitor(self, dep: Deployment) -> DriftMonitor | None:
+        if dep.current is None:
+            return None
+        monitor = self._monitors.get(dep.name)
+        if monitor is None or monitor.version != dep.current.version or monitor.thresholds != dep.thresholds:
+            monitor = DriftMonitor(dep.name, dep.model, dep.current.version, dep.current.signature,
+                                   dep.current.references, dep.thresholds)
+            self._monitors[dep.name] = monitor
+        return monitor
+
+    def evaluate_drift(self, dep: Deployment) -> DriftReport | None:
+        """Computes the report when due and fires/resolves the deployment's drift alerts."""
+        monitor = self._monitor(dep)
+        if monitor is None or not monitor.active or not monitor.due():
+            return None
+        report = monitor.report()
+        m = self._metrics
+        for f in report.features:
+            key = f"{dep.name}/drift/{f.kind.value}/{f.tensor}[{f.index}]"
+            labels = (dep.name, f.kind.value, f.tensor, str(f.index))
+            if not f.available:
+                continue
+            m.drift_psi.labels(*labels).set(f.psi)
+            m.drift_ks.labels(*labels).set(f.ks_statistic)
+            if f.psi_exceeded or f.ks_exceeded:
+                what = f"{'input' if f.kind.value == 'INPUT' else 'output'} {f.tensor}[{f.index}]"
+                if f.feature:
+                    what += f" ({f.feature})"
+                scores = []
+                if f.psi_exceeded:
+                    scores.append(f"PSI {f.psi:.3g} > {report.thresholds.psi:g}")
+                if f.ks_exceeded:
+                    scores.append(f"KS {f.ks_statistic:.3g} > {report.thresholds.ks_statistic:g}")
+                self._alerts.fire(key, AlertKind.DRIFT, Severity.WARNING,
+                                  f"{dep.name}: {what} {', '.join(scores)}", deployment=dep.name,
+                                  model=dep.model, version=report.version, feature_drift=f)
+            else:
+                self._alerts.resolve(key)
+        return report
+
+    async def _watch_drift(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.drift_tick_s)
+            for dep in list(self._deployments.values()):
+                try:
+                    self.evaluate_drift(dep)
+                except Exception:  # noqa: BLE001 - keep watching the others
+                    log.exception("drift evaluation of %s failed", dep.name)
+
+    # ---- alias following ----------------------------------------------------------------------------
+
+    async def _follow_aliases(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.alias_poll_interval_s)
+            for dep in list(self._deployments.values()):
+                if not dep.following_alias or dep.state != State.READY or dep.current is None:
+                    continue
+                try:
+                    await self.follow_alias(dep.name)
+                except Exception as exc:  # noqa: BLE001 - next poll retries
+                    log.warning("following alias of %s: %s", dep.name, exc)
+
+    async def follow_alias(self, name: str) -> None:
+        """Switches ``name`` to the version its alias points at now, if it moved."""
+        auth = self._options.service_auth
+        dep = self._deployments.get(name)
+        if dep is None or not dep.following_alias or dep.current is None:
+            return
+        resolved = await self._registry.resolve_alias(dep.model, dep.target.value, auth)
+        if resolved.version == dep.current.version:
+            return
+        async with self._lock(name):
+            dep = self._deployments.get(name)
+            if dep is None or not dep.following_alias or dep.current is None \
+                    or dep.current.version == resolved.version:
+                return
+            actor = Caller(resolved.moved_by or self._options.service_name, auth)
+            await self._switch(dep, resolved, actor,
+                               f"alias {dep.target.value!r} moved to {resolved.version}",
+                               "deployment.follow_alias")
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _put(self, dep: Deployment) -> Deployment:
+        self._deployments[dep.name] = dep
+        self._store.save_deployment(dep)
+        return dep
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _resolve(self, model: str, target: Target, auth: str | None) -> ResolvedVersion:
+        if target.kind == TargetKind.VERSION:
+            return await self._registry.get_version(model, target.value, auth)
+        if target.kind == TargetKind.ALIAS:
+            return await self._registry.resolve_alias(model, target.value, auth)
+        return await self._registry.resolve_global_tag(model, target.value, target.run, auth)
+
+    async def _prepare(self, dep: Deployment, resolved: ResolvedVersion, auth: str | None,
+                       generation: int) -> ServedVersion:
+        """Downloads (sha256 checked), writes the repository entry, loads it; returns it served."""
+        if not resolved.artifact_id:
+            raise FailedPrecondition(f"version {resolved.version} of {dep.model!r} has no "
+                                     "artifact to serve", model=dep.model)
+        if not resolved.signature.inputs or not resolved.signature.outputs:
+            raise FailedPrecondition(f"version {resolved.version} of {dep.model!r} has no ONNX "
+                                     "signature: only ONNX models can be deployed", model=dep.model)
+        served = ServedVersion(
+            version=resolved.version, model_type_version=resolved.model_type_version,
+            artifact_id=resolved.artifact_id, sha256=resolved.sha256,
+            signature=resolved.signature, references=resolved.references,
+            triton_name=triton_name(dep.name, resolved.version, generation))
+        await self._ensure_entry(dep, served, auth)
+        try:
+            await self._backend.load(served.triton_name)
+        except FailedPrecondition as exc:
+            self._repository.remove(served.triton_name)
+            raise FailedPrecondition(f"Triton could not load version {resolved.version} of "
+                                     f"{dep.model!r}: {exc.message}", model=dep.model) from None
+        if not await self._backend.is_model_ready(served.triton_name):
+            raise Unavailable(f"version {resolved.version} of {dep.model!r} did not become ready "
+                              "in Triton")
+        return served
+
+    async def _ensure_entry(self, dep: Deployment, served: ServedVersion, auth: str | None) -> None:
+        """The repository entry exists with the right bytes (re-downloaded if not)."""
+        config = self._config(served, dep.serving)
+        if self._repository.sha256(served.triton_name) == served.sha256 and served.sha256:
+            return
+        data = await self._registry.download(served.artifact_id, served.sha256, auth)
+        self._repository.write(served.triton_name, data, config)
+
+    def _config(self, served: ServedVersion, serving: ServingConfig) -> str:
+        try:
+            return config_for(served.triton_name, served.signature, serving,
+                              self._repository.backend,
+                              default_max_batch_size=self._options.default_max_batch_size,
+                              intra_op_threads=self._options.intra_op_threads)
+        except ValueError as exc:
+            raise FailedPrecondition(f"this version cannot be served by Triton: {exc}") from None
+
+    def _free_generation(self, dep: Deployment, version: str) -> int:
+        """A generation whose Triton name is not the one being served."""
+        taken = {dep.current.triton_name} if dep.current else set()
+        gen = 0
+        while triton_name(dep.name, version, gen) in taken:
+            gen = dep.generation + 1 if gen == 0 else gen + 1
+        return gen
+
+    async def _first_load(self, dep: Deployment, resolved: ResolvedVersion, caller: Caller,
+                          reason: str) -> Deployment:
+        dep = self._put(dep.model_copy(update=dict(state=State.LOADING, next_version=resolved.version,
+                                                   state_message=f"loading {resolved.version}")))
+        try:
+            served = await self._prepare(dep, resolved, caller.auth, dep.generation)
+        except BeamopsError as exc:
+            self._put(dep.model_copy(update=dict(state=State.FAILED, next_version="",
+                                                 state_message=exc.message)))
+            self._alerts.fire(f"{dep.name}/failed", AlertKind.DEPLOYMENT_FAILED, Severity.CRITICAL,
+                              f"{dep.name}: deploying {resolved.version} failed: {exc.message}",
+                              deployment=dep.name, model=dep.model, version=resolved.version)
+            raise
+        dep = self._put(dep.model_copy(update=dict(
+            state=State.READY, current=served, next_version="", state_message="",
+            serving_since=utcnow())))
+        self._alerts.resolve(f"{dep.name}/failed")
+        await self._audit("deployment.deploy", dep, reason, caller, version=served.version,
+                          sha256=served.sha256, target=f"{dep.target.kind.value}:{dep.target.value}")
+        return dep
+
+    async def _switch(self, dep: Deployment, resolved: ResolvedVersion, caller: Caller,
+                      reason: str, action: str) -> None:
+        """Loads ``resolved`` next to the served version, switches traffic, unloads the old one."""
+        old = dep.current
+        if old is None:  # nothing served yet: a plain load
+            await self._first_load(dep, resolved, caller, reason)
+            return
+        generation = self._free_generation(dep, resolved.version)
+        dep = self._put(dep.model_copy(update=dict(
+            state=State.SWITCHING, next_version=resolved.version, generation=max(dep.generation, generation),
+            state_message=f"loading {resolved.version} next to {old.version}")))
+        try:
+            served = await self._prepare(dep, resolved, caller.auth, generation)
+        except BeamopsError as exc:
+            self._put(dep.model_copy(update=dict(
+                state=State.READY, next_version="",
+                state_message=f"switch to {resolved.version} failed: {exc.message}")))
+            self._alerts.fire(f"{dep.name}/switch", AlertKind.DEPLOYMENT_FAILED, Severity.WARNING,
+                              f"{dep.name}: switch to {resolved.version} failed, still serving "
+                              f"{old.version}: {exc.message}", deployment=dep.name,
+                              model=dep.model, version=old.version)
+            raise
+        self._put(dep.model_copy(update=dict(
+            state=State.READY, current=served, previous=old, next_version="", state_message="",
+            serving_since=utcnow(), changed_by=caller.name, change_reason=reason)))
+        self._alerts.resolve(f"{dep.name}/switch")
+        self._alerts.resolve_prefix(f"{dep.name}/drift/")
+        if old.triton_name != served.triton_name:
+            await self._retire(old.triton_name)
+        await self._audit(action, self._deployments[dep.name], reason, caller,
+                          from_version=old.version, version=served.version, sha256=served.sha256)
+
+    async def _retire(self, triton_model: str) -> None:
+        """Waits for requests in flight on ``triton_model``, then unloads it."""
+        if self._inflight.get(triton_model, 0) > 0:
+            event = self._drained.setdefault(triton_model, asyncio.Event())
+            event.clear()
+            if self._inflight.get(triton_model, 0) > 0:
+                try:
+                    await asyncio.wait_for(event.wait(), DRAIN_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning("requests on %s still in flight; unloading anyway", triton_model)
+        self._drained.pop(triton_model, None)
+        self._inflight.pop(triton_model, None)
+        try:
+            await self._backend.unload(triton_model)
+        except BeamopsError as exc:
+            log.warning("unloading %s: %s", triton_model, exc)
+        self._repository.remove(triton_model)
+
+    async def _audit(self, action: str, dep: Deployment, reason: str, caller: Caller,
+                     **details: str) -> None:
+        try:
+            await self._registry.record_audit(
+                action, dep.model, f"deployments/{dep.name}", reason,
+                {k: str(v) for k, v in details.items() if v} | {"deployment": dep.name,
+                                                                 "by": caller.name},
+                caller.auth)
+        except BeamopsError as exc:
+            log.error("could not record %s of %s in the registry audit log: %s",
+                      action, dep.name, exc)
+
+    async def _restore_all(self) -> None:
+        for dep in list(self._deployments.values()):
+            try:
+                await self._restore(dep)
+            except Exception as exc:  # noqa: BLE001 - restore the others
+                log.error("restoring deployment %s failed: %s", dep.name, exc)
+
+    async def _restore(self, dep: Deployment) -> None:
+        async with self._lock(dep.name):
+            if dep.state == State.UNLOADING:
+                self._deployments.pop(dep.name, None)
+                self._store.delete_deployment(dep.name)
+                if dep.current:
+                    self._repository.remove(dep.current.triton_name)
+                return
+            if dep.current is None:
+                if dep.state != State.FAILED:
+                    self._put(dep.model_copy(update=dict(
+                        state=State.FAILED, next_version="",
+                        state_message="the service restarted before the first version was "
+                                      "loaded; deploy again")))
+                return
+            auth = self._options.service_auth
+            try:
+                await self._ensure_entry(dep, dep.current, auth)
+                await self._backend.load(dep.current.triton_name)
+            except (BeamopsError, DataLoss) as exc:
+                self._put(dep.model_copy(update=dict(
+                    state=State.FAILED, state_message=f"restoring {dep.current.version} after a "
+                    f"restart failed: {exc.message}")))
+                self._alerts.fire(f"{dep.name}/failed", AlertKind.DEPLOYMENT_FAILED,
+                                  Severity.CRITICAL, f"{dep.name}: restore failed: {exc.message}",
+                                  deployment=dep.name, model=dep.model, version=dep.current.version)
+                return
+            self._put(dep.model_copy(update=dict(state=State.READY, next_version="",
+                                                 state_message="")))
+            self._alerts.resolve(f"{dep.name}/failed")
+            for name in self._repository.names():  # leftovers of a switch cut short
+                if name.startswith(f"{dep.name}__") and name != dep.current.triton_name:
+                    self._repository.remove(name)
+
+
+def _validate(cmd: DeployCommand, name: str) -> None:
+    if not cmd.model:
+        raise InvalidArgument("model is required", field="model")
+    if not NAME.match(name):
+        raise InvalidArgument(
+            f"deployment name {name!r} is invalid: lower-case letters, digits, '.', '_', '-', at "
+            "most 63 characters, starting with a letter or digit", field="name")
+    if cmd.target is None or not cmd.target.value:
+        raise InvalidArgument("target is required: a parameters version, an alias, or a global "
+                              "tag and run", field="target")
+    s = cmd.serving
+    if s.max_batch_size < 0 or s.instance_count < 0 or s.instance_count > 16:
+        raise InvalidArgument("serving: max_batch_size must be >= 0 and instance_count 0..16",
+                              field="serving")
+    limit = s.max_batch_size
+    for size in s.preferred_batch_sizes:
+        if size <= 0 or (limit and size > limit):
+            raise InvalidArgument(f"serving: preferred batch size {size} must be in 1..max_batch_size",
+                                  field="serving.dynamic_batching.preferred_batch_sizes")
+    if s.max_queue_delay_us is not None and not 0 <= s.max_queue_delay_us <= 1_000_000:
+        raise InvalidArgument("serving: max_queue_delay must be between 0 and 1 s",
+                              field="serving.dynamic_batching.max_queue_delay")
+    t = cmd.thresholds
+    if t.psi < 0 or not 0 <= t.ks_statistic <= 1 or not 0 < t.window_size <= 1_000_000 \
+            or t.min_samples < 0 or t.evaluation_interval_s < 1:
+        raise InvalidArgument("drift_thresholds: psi >= 0, ks_statistic in 0..1, window_size "
+                              "1..1000000, evaluation_interval >= 1 s", field="drift_thresholds")

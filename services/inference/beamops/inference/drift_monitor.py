@@ -1,0 +1,153 @@
+"""Drift of one deployment: which features are watched, their sliding window, their report.
+
+Features are the elements along the last axis of numeric input and output tensors. Reference
+distributions (stored with the parameters version) are matched to them by name:
+``"<tensor>[<i>]"`` or ``"<tensor>"`` (index 0); output references are prefixed ``"output:"``.
+References with other names (human feature names, as the training service writes them) are
+matched in order to the input features left over (outputs: to the output features left over).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from beamops.common.v1 import tensor_pb2
+
+from . import drift
+from .domain import DriftReport, FeatureDrift, FeatureKind, FeatureReference, Signature, Thresholds
+
+_NAMED = re.compile(r"^(?P<tensor>[^\[\]]+)(\[(?P<index>\d+)\])?$")
+_NON_NUMERIC = {tensor_pb2.DATA_TYPE_BOOL, tensor_pb2.DATA_TYPE_BYTES}
+
+
+@dataclass(frozen=True)
+class Feature:
+    kind: FeatureKind
+    tensor: str
+    index: int
+    name: str
+    reference: FeatureReference | None
+
+
+def features_for(signature: Signature, references: tuple[FeatureReference, ...]) -> list[Feature]:
+    slots: list[tuple[FeatureKind, str, int]] = []
+    for kind, tensors in ((FeatureKind.INPUT, signature.inputs), (FeatureKind.OUTPUT, signature.outputs)):
+        for t in tensors:
+            if t.dtype in _NON_NUMERIC:
+                continue
+            width = t.shape[-1] if len(t.shape) >= 2 and t.shape[-1] > 0 else 1
+            slots.extend((kind, t.name, i) for i in range(width))
+    assigned: dict[tuple[FeatureKind, str, int], tuple[str, FeatureReference]] = {}
+    unnamed: dict[FeatureKind, list[FeatureReference]] = {FeatureKind.INPUT: [], FeatureKind.OUTPUT: []}
+    for ref in references:
+        kind, name = FeatureKind.INPUT, ref.feature
+        if name.startswith("output:"):
+            kind, name = FeatureKind.OUTPUT, name.removeprefix("output:")
+        match = _NAMED.match(name)
+        key = (kind, match["tensor"], int(match["index"] or 0)) if match else None
+        if key in slots and key not in assigned:
+            assigned[key] = ("", ref)
+        else:
+            unnamed[kind].append(ref)
+    for kind, refs in unnamed.items():
+        free = [s for s in slots if s[0] == kind and s not in assigned]
+        for slot, ref in zip(free, refs):
+            assigned[slot] = (ref.feature.removeprefix("output:"), ref)
+    return [Feature(k, t, i, *assigned.get((k, t, i), ("", None))) for k, t, i in slots]
+
+
+def _ts(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class DriftMonitor:
+    """The window and the scores of one deployment's served version."""
+
+    def __init__(self, deployment: str, model: str, version: str, signature: Signature,
+                 references: tuple[FeatureReference, ...], thresholds: Thresholds) -> None:
+        self.deployment, self.model, self.version = deployment, model, version
+        self.thresholds = thresholds
+        self.references = references
+        self.features = features_for(signature, references)
+        self.active = bool(references) and not thresholds.disabled and bool(self.features)
+        self.window = drift.Window(thresholds.window_size, len(self.features)) if self.active else None
+        self._by_tensor: dict[str, list[tuple[int, int]]] = {}
+        for column, f in enumerate(self.features):
+            self._by_tensor.setdefault(f.tensor, []).append((column, f.index))
+        self.last_evaluation = time.monotonic()
+
+    def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+        if self.window is None:
+            return
+        rows = None
+        for arrays in (inputs, outputs):
+            for name, array in arrays.items():
+                columns = self._by_tensor.get(name)
+                if not columns:
+                    continue
+                flat = array.reshape(array.shape[0], -1) if array.ndim >= 1 else array.reshape(1, 1)
+                if rows is None:
+                    rows = np.full((flat.shape[0], len(self.features)), np.nan)
+                if flat.shape[0] != rows.shape[0]:
+                    return  # not batch-major: cannot attribute rows
+                for column, index in columns:
+                    if index < flat.shape[1]:
+                        rows[:, column] = flat[:, index]
+        if rows is not None:
+            self.window.append(rows)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_evaluation >= self.thresholds.evaluation_interval_s
+
+    def report(self) -> DriftReport:
+        self.last_evaluation = time.monotonic()
+        t = self.thresholds
+        base = dict(deployment=self.deployment, model=self.model, version=self.version,
+                    window_size=t.window_size, thresholds=t)
+        if t.disabled:
+            return DriftReport(**base, unavailable_reason="drift monitoring is disabled for "
+                               "this deployment")
+        if not self.references:
+            return DriftReport(**base, unavailable_reason=f"parameters version {self.version} of "
+                               f"{self.model!r} has no reference distributions")
+        if not self.features:
+            return DriftReport(**base, unavailable_reason="the signature has no numeric features")
+        values = self.window.values()
+        span = self.window.time_span()
+        features = [self._feature(f, values[:, column]) for column, f in enumerate(self.features)]
+        ref_counts = [f.reference.count for f in self.features if f.reference and f.reference.count]
+        return DriftReport(
+            **base, available=True, window_samples=self.window.size,
+            window_start_time=_ts(span[0] if span else None),
+            window_end_time=_ts(span[1] if span else None),
+            reference_sample_count=max(ref_counts, default=0),
+            drifting=any(f.psi_exceeded or f.ks_exceeded for f in features),
+            features=tuple(features))
+
+    def _feature(self, f: Feature, column: np.ndarray) -> FeatureDrift:
+        column = column[np.isfinite(column)]
+        out = FeatureDrift(kind=f.kind, tensor=f.tensor, index=f.index, feature=f.name,
+                           sample_count=int(column.size))
+        if f.reference is None or len(f.reference.bin_edges) < 2:
+            out.unavailable_reason = "no reference distribution for this feature"
+            return out
+        if column.size < self.thresholds.min_samples:
+            out.unavailable_reason = (f"{column.size} samples in the window, fewer than "
+                                      f"min_samples {self.thresholds.min_samples}")
+            return out
+        try:
+            out.psi = drift.psi(f.reference.bin_edges, f.reference.counts, column)
+            out.ks_statistic, out.ks_p_value = drift.ks(
+                f.reference.bin_edges, f.reference.counts, column, f.reference.count)
+        except ValueError as exc:
+            out.unavailable_reason = f"reference unusable: {exc}"
+            return out
+        out.available = True
+        out.psi_exceeded = out.psi > self.thresholds.psi
+        out.ks_exceeded = out.ks_statistic > self.thresholds.ks_statistic
+        return out

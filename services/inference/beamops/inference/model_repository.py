@@ -1,0 +1,120 @@
+"""The Triton model repository the service owns: one folder per Triton model name.
+
+``<repository>/<triton name>/config.pbtxt`` and ``<repository>/<triton name>/1/model.onnx``;
+for the bundled Triton (Python backend) ``1/model.py`` (``triton_model/model.py``) sits beside
+the ONNX file. The config comes from the version's signature (:func:`config_for`). Triton model
+names are ``<deployment>__<version with . as _>`` (``__g<generation>`` appended when that name is
+already in use, e.g. a replace with other serving settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from beamops.common.v1 import tensor_pb2
+
+from .domain import ServingConfig, Signature
+from .triton_config import config_pbtxt
+
+MODEL_PY = Path(__file__).resolve().parent / "triton_model" / "model.py"
+
+TRITON_TYPES = {
+    tensor_pb2.DATA_TYPE_BOOL: "TYPE_BOOL",
+    tensor_pb2.DATA_TYPE_INT8: "TYPE_INT8",
+    tensor_pb2.DATA_TYPE_INT16: "TYPE_INT16",
+    tensor_pb2.DATA_TYPE_INT32: "TYPE_INT32",
+    tensor_pb2.DATA_TYPE_INT64: "TYPE_INT64",
+    tensor_pb2.DATA_TYPE_UINT8: "TYPE_UINT8",
+    tensor_pb2.DATA_TYPE_UINT16: "TYPE_UINT16",
+    tensor_pb2.DATA_TYPE_UINT32: "TYPE_UINT32",
+    tensor_pb2.DATA_TYPE_UINT64: "TYPE_UINT64",
+    tensor_pb2.DATA_TYPE_FLOAT16: "TYPE_FP16",
+    tensor_pb2.DATA_TYPE_FLOAT32: "TYPE_FP32",
+    tensor_pb2.DATA_TYPE_FLOAT64: "TYPE_FP64",
+    tensor_pb2.DATA_TYPE_BYTES: "TYPE_STRING",
+}
+DEFAULT_QUEUE_DELAY_US = 100
+
+
+def triton_name(deployment: str, version: str, generation: int = 0) -> str:
+    base = f"{deployment}__{version.replace('.', '_')}"
+    return f"{base}__g{generation}" if generation else base
+
+
+def effective_max_batch_size(signature: Signature, serving: ServingConfig, default: int) -> int:
+    """0 (no batch dimension) unless every tensor's first dimension is variable."""
+    if not signature.batched:
+        return 0
+    return serving.max_batch_size or default
+
+
+def config_for(name: str, signature: Signature, serving: ServingConfig, backend: str, *,
+               default_max_batch_size: int = 64, intra_op_threads: int = 1) -> str:
+    """config.pbtxt text for a version's signature; ValueError if Triton cannot express it."""
+    max_batch = effective_max_batch_size(signature, serving, default_max_batch_size)
+
+    def specs(tensors):
+        out = []
+        for t in tensors:
+            if t.dtype not in TRITON_TYPES:
+                raise ValueError(f"tensor {t.name!r} has a dtype Triton cannot serve")
+            dims = list(t.shape[1:] if max_batch else t.shape) or [1]
+            out.append((t.name, TRITON_TYPES[t.dtype], dims))
+        return out
+
+    delay = serving.max_queue_delay_us
+    return config_pbtxt(
+        name, specs(signature.inputs), specs(signature.outputs),
+        max_batch_size=max_batch, backend=backend,
+        instance_count=serving.instance_count or 1,
+        preferred_batch_sizes=serving.preferred_batch_sizes,
+        max_queue_delay_us=DEFAULT_QUEUE_DELAY_US if delay is None else delay,
+        parameters={"intra_op_threads": str(intra_op_threads)} if backend == "python" else None,
+        dynamic_batching=not serving.dynamic_batching_disabled,
+    )
+
+
+class ModelRepository:
+    """Writes and removes model folders; ``backend`` is "python" (bundled) or "onnxruntime"."""
+
+    def __init__(self, root: Path, backend: str) -> None:
+        self.root = root
+        self.backend = backend
+        root.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, onnx_bytes: bytes, config: str) -> None:
+        """Writes the folder atomically (a temp folder renamed into place)."""
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+        try:
+            (tmp / "1").mkdir()
+            (tmp / "1" / "model.onnx").write_bytes(onnx_bytes)
+            if self.backend == "python":
+                shutil.copyfile(MODEL_PY, tmp / "1" / "model.py")
+            (tmp / "config.pbtxt").write_text(config)
+            os.chmod(tmp, 0o755)
+            self.remove(name)
+            os.replace(tmp, self.root / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def sha256(self, name: str) -> str | None:
+        """sha256 of the stored model.onnx, or None when the entry is missing."""
+        path = self.root / name / "1" / "model.onnx"
+        if not path.is_file() or not (self.root / name / "config.pbtxt").is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def remove(self, name: str) -> None:
+        shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))

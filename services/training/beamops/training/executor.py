@@ -1,0 +1,278 @@
+"""Where jobs run: a local subprocess per job, or a task on a Dask cluster.
+
+Both take the same payload (the job id, the validated spec, the data service address), run
+:mod:`beamops.training.worker`, pass its events to ``on_event`` as they come, and return a
+:class:`WorkOutcome`. ``cancel`` really stops the work: the local process gets SIGTERM, then
+SIGKILL after a grace period; the Dask future is cancelled and a flag the task checks between
+iterations is set. No user string ever reaches a shell: the local worker is started with an
+argument list whose only variable part is the path of a job file the service wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[dict], Awaitable[None]]
+
+
+@dataclass
+class WorkOutcome:
+    status: str  # "succeeded", "failed" or "cancelled"
+    message: str = ""
+    result: dict | None = None
+    onnx: bytes | None = None
+    predictions: np.ndarray | None = None
+
+
+class Executor(Protocol):
+    name: str
+
+    async def run(self, job_id: str, payload: dict, token: str | None, on_event: OnEvent) -> WorkOutcome: ...
+
+    async def cancel(self, job_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """One subprocess per job: ``[sys.executable, "-m", "beamops.training.worker", <job file>]``."""
+
+    name = "local"
+
+    def __init__(self, jobs_dir: Path, poll_interval_s: float = 0.2, cancel_grace_s: float = 5.0) -> None:
+        self.jobs_dir = jobs_dir
+        self.poll_interval_s = poll_interval_s
+        self.cancel_grace_s = cancel_grace_s
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._cancelled: set[str] = set()
+
+    async def run(self, job_id: str, payload: dict, token: str | None, on_event: OnEvent) -> WorkOutcome:
+        job_dir = self.jobs_dir / job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("outcome.json", "result.json", "model.onnx", "predictions.npy"):
+            (job_dir / name).unlink(missing_ok=True)
+        events_path = job_dir / "events.jsonl"
+        events_path.write_text("")
+        job_file = job_dir / "job.json"
+        job_file.write_text(json.dumps({**payload, "events_path": str(events_path),
+                                        "output_dir": str(job_dir)}))
+        with open(job_dir / "worker.log", "ab") as worker_log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "beamops.training.worker", str(job_file),
+                stdin=asyncio.subprocess.PIPE, stdout=worker_log, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._procs[job_id] = proc
+        try:
+            proc.stdin.write(((token or "") + "\n").encode())
+            await proc.stdin.drain()
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        await on_event({"type": "worker_started", "worker": {"kind": "local", "pid": proc.pid}})
+        tail = _Tail(events_path)
+        try:
+            while proc.returncode is None:
+                for event in tail.read():
+                    await on_event(event)
+                try:
+                    await asyncio.wait_for(proc.wait(), self.poll_interval_s)
+                except asyncio.TimeoutError:
+                    pass
+            for event in tail.read():
+                await on_event(event)
+        finally:
+            self._procs.pop(job_id, None)
+        if job_id in self._cancelled:
+            self._cancelled.discard(job_id)
+            return WorkOutcome("cancelled", "the job was cancelled")
+        outcome_file = job_dir / "outcome.json"
+        if not outcome_file.exists():
+            how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+                   else f"exited with code {proc.returncode}")
+            return WorkOutcome("failed", f"the training worker stopped unexpectedly (it {how}); "
+                               "see the job's log lines")
+        status = json.loads(outcome_file.read_text())
+        if status["status"] != "succeeded":
+            return WorkOutcome(status["status"], status.get("message", ""))
+        return WorkOutcome(
+            "succeeded", "",
+            result=json.loads((job_dir / "result.json").read_text()),
+            onnx=(job_dir / "model.onnx").read_bytes(),
+            predictions=np.load(job_dir / "predictions.npy"),
+        )
+
+    async def cancel(self, job_id: str) -> None:
+        proc = self._procs.get(job_id)
+        if proc is None or proc.returncode is not None:
+            return
+        self._cancelled.add(job_id)
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.cancel_grace_s)
+        except asyncio.TimeoutError:
+            _signal_group(proc.pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        for job_id in list(self._procs):
+            proc = self._procs.get(job_id)
+            if proc is not None and proc.returncode is None:
+                _signal_group(proc.pid, signal.SIGKILL)
+
+    @staticmethod
+    def stop_stale(worker: dict, job_id: str) -> bool:
+        """Kill a worker left by an earlier run of the service; True when one was running."""
+        pid = worker.get("pid")
+        if worker.get("kind") != "local" or not isinstance(pid, int):
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        if b"beamops.training.worker" not in cmdline or not any(job_id.encode() in a for a in cmdline):
+            return False
+        _signal_group(pid, signal.SIGKILL)
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the worker leads its own session: its children go too
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Tail:
+    """Reads complete JSON lines appended to a file since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.partial = path, 0, b""
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        data = self.partial + data
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        events = []
+        for line in lines:
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    log.warning("skipping a malformed worker event line")
+        return events
+
+
+class DaskExecutor:
+    """Each job is one task on a Dask cluster (a ``distributed`` scheduler address)."""
+
+    name = "dask"
+
+    def __init__(self, scheduler_address: str, poll_interval_s: float = 0.2) -> None:
+        self.scheduler_address = scheduler_address
+        self.poll_interval_s = poll_interval_s
+        self._client = None
+        self._client_lock = asyncio.Lock()
+        self._futures: dict[str, object] = {}
+        self._cancelled: set[str] = set()
+
+    async def client(self):
+        from distributed import Client
+
+        async with self._client_lock:
+            if self._client is None:
+                try:
+                    self._client = await Client(self.scheduler_address, asynchronous=True, timeout=10)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    raise ConnectionError("the Dask scheduler cannot be reached") from exc
+            return self._client
+
+    async def run(self, job_id: str, payload: dict, token: str | None, on_event: OnEvent) -> WorkOutcome:
+        from distributed import Queue, Variable
+
+        from .worker import cancel_variable_name, events_queue_name, run_on_dask
+
+        try:
+            client = await self.client()
+        except ConnectionError as exc:
+            return WorkOutcome("failed", f"{exc}; the job did not start")
+        queue = await Queue(events_queue_name(job_id), client=client)  # created on the scheduler
+        flag = Variable(cancel_variable_name(job_id), client=client)
+        await flag.set(False)
+        future = client.submit(run_on_dask, payload, token, key=f"beamops-training-{job_id}", pure=False)
+        self._futures[job_id] = future
+        await on_event({"type": "worker_started", "worker": {"kind": "dask", "key": future.key}})
+
+        async def drain() -> None:
+            for event in await queue.get(batch=True):
+                await on_event(event)
+
+        try:
+            while not future.done():
+                try:
+                    event = await queue.get(timeout=self.poll_interval_s)
+                except (asyncio.TimeoutError, TimeoutError):
+                    continue
+                await on_event(event)
+            await drain()
+            if job_id in self._cancelled or future.cancelled():
+                return WorkOutcome("cancelled", "the job was cancelled")
+            try:
+                out = await future
+            except Exception as exc:  # noqa: BLE001 - the task died (worker lost, ...)
+                return WorkOutcome("failed", f"the Dask task failed: {type(exc).__name__}: "
+                                   f"{(str(exc).splitlines() or [''])[0][:300]}")
+        finally:
+            self._futures.pop(job_id, None)
+            self._cancelled.discard(job_id)
+            for cleanup in (flag.delete,):
+                try:
+                    await cleanup()
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+        if out["status"] != "succeeded":
+            return WorkOutcome(out["status"], out.get("message", ""))
+        return WorkOutcome("succeeded", "", result=out["result"], onnx=out["onnx"],
+                           predictions=np.load(io.BytesIO(out["predictions"])))
+
+    async def cancel(self, job_id: str) -> None:
+        from distributed import Variable
+
+        from .worker import cancel_variable_name
+
+        future = self._futures.get(job_id)
+        if future is None:
+            return
+        self._cancelled.add(job_id)
+        client = await self.client()
+        await Variable(cancel_variable_name(job_id), client=client).set(True)
+        await client.cancel([future], force=True)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            for job_id in list(self._futures):
+                await self.cancel(job_id)
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,414 @@
+"""The training job spec as typed values, and its validation (no gRPC here).
+
+A spec is checked in two steps, both at submit time, before anything runs:
+
+1. :func:`validate_spec` checks everything that needs no other service: model kind, task,
+   hyperparameter names and values, metrics, seed, feature list, publish target, entry point.
+2. :func:`check_against_data` checks the dataset versions the data service described: every
+   branch exists and is numeric, the label branch is flat and numeric, the splits exist and are
+   not empty; it pins each dataset version to its content hash.
+
+Every problem is an ``InvalidArgument`` naming the request field at fault (``spec.model...``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
+
+from beamops.runtime.errors import InvalidArgument
+
+from . import hyperparameters as hp
+
+TASKS = ("classification", "regression")
+EXECUTORS = ("", "local", "dask")
+BUILTIN_KINDS = ("gradient_boosted_trees", "mlp")
+METRICS = {
+    "classification": ("roc_auc", "accuracy", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+DEFAULT_METRICS = METRICS
+DEFAULT_ONNX_TOLERANCE = 1e-5
+MAX_FEATURES = 4096
+MAX_PAD_LENGTH = 1024
+
+# "package.module:Class": dotted Python identifiers, a colon, one identifier. Nothing else.
+ENTRY_POINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+BRANCH = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\[\]/-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset version; content_hash is filled in (pinned) by :func:`check_against_data`."""
+
+    dataset: str
+    version_id: str
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class SourceClass:
+    dataset: DatasetRef
+    class_index: int
+    class_name: str = ""
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: str = "train"
+    validation: str = "validation"
+    test: str = "test"
+    # False when the validation split was not named and the dataset has none: it is skipped.
+    use_validation: bool = True
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Exactly one of builtin / entry_point is set."""
+
+    builtin: str = ""
+    entry_point: str = ""
+    task: str = ""
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.builtin or self.entry_point
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    model: str
+    model_type_version: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """A complete, validated training job spec (see job.proto JobSpec for the meaning)."""
+
+    features: tuple[str, ...]
+    model: ModelChoice
+    dataset: DatasetRef | None = None
+    splits: Splits = field(default_factory=Splits)
+    jagged_pad_length: int = 0
+    label_branch: str = ""
+    source_classes: tuple[SourceClass, ...] = ()
+    weight_branch: str = ""
+    seed: int = 0
+    metrics: tuple[str, ...] = ()
+    publish: PublishTarget | None = None
+    executor: str = ""
+    onnx_tolerance: float = 0.0
+    timeout_s: float = 0.0
+    description: str = ""
+    has_search: bool = False
+
+    @property
+    def datasets(self) -> tuple[DatasetRef, ...]:
+        if self.source_classes:
+            return tuple(c.dataset for c in self.source_classes)
+        return (self.dataset,) if self.dataset is not None else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model"]["hyperparameters"] = dict(self.model.hyperparameters)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainingSpec":
+        d = dict(data)
+        ds = d.get("dataset")
+        publish = d.get("publish")
+        return cls(
+            features=tuple(d["features"]),
+            model=ModelChoice(**d["model"]),
+            dataset=DatasetRef(**ds) if ds else None,
+            splits=Splits(**d.get("splits", {})),
+            jagged_pad_length=int(d.get("jagged_pad_length", 0)),
+            label_branch=d.get("label_branch", ""),
+            source_classes=tuple(
+                SourceClass(DatasetRef(**c["dataset"]), int(c["class_index"]), c.get("class_name", ""))
+                for c in d.get("source_classes", ())
+            ),
+            weight_branch=d.get("weight_branch", ""),
+            seed=int(d.get("seed", 0)),
+            metrics=tuple(d.get("metrics", ())),
+            publish=PublishTarget(**publish) if publish else None,
+            executor=d.get("executor", ""),
+            onnx_tolerance=float(d.get("onnx_tolerance", 0.0)),
+            timeout_s=float(d.get("timeout_s", 0.0)),
+            description=d.get("description", ""),
+            has_search=bool(d.get("has_search", False)),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingSpec":
+        return cls.from_dict(json.loads(text))
+
+
+# --------------------------------------------------------------------------- step 1: the spec alone
+
+
+def validate_spec(spec: TrainingSpec, *, entry_point_exists=None) -> TrainingSpec:
+    """Check what needs no other service; return the spec with defaults filled in.
+
+    ``entry_point_exists(entry_point) -> bool`` says whether a user model's module can be found
+    in the worker environment (None: not checked).
+    """
+    if spec.has_search:
+        raise InvalidArgument(
+            "hyperparameter search is not available in this version of the training service; "
+            "submit one job per set of hyperparameters", field="spec.search")
+    _check_label_and_datasets(spec)
+    features = _check_features(spec)
+    model = _check_model(spec.model, entry_point_exists)
+    metrics = _check_metrics(spec.metrics, model.task)
+    if spec.seed < 0 or spec.seed >= 2**32:
+        raise InvalidArgument(f"the seed must be in [0, 2**32); got {spec.seed} (0 means: pick one)",
+                              field="spec.seed")
+    seed = spec.seed or secrets.randbelow(2**31 - 1) + 1
+    if spec.jagged_pad_length < 0 or spec.jagged_pad_length > MAX_PAD_LENGTH:
+        raise InvalidArgument(f"jagged_pad_length must be in [0, {MAX_PAD_LENGTH}]",
+                              field="spec.jagged_pad_length")
+    if spec.weight_branch:
+        _check_branch_name(spec.weight_branch, "spec.weight_branch")
+    if spec.onnx_tolerance < 0 or spec.onnx_tolerance != spec.onnx_tolerance:
+        raise InvalidArgument("onnx_tolerance must be >= 0 (0 means 1e-5)", field="spec.onnx_tolerance")
+    if spec.timeout_s < 0:
+        raise InvalidArgument("the timeout must not be negative", field="spec.timeout")
+    if spec.executor not in EXECUTORS:
+        raise InvalidArgument(f"unknown executor {spec.executor!r}", field="spec.executor")
+    if spec.publish is not None:
+        _check_publish(spec.publish)
+    if len(spec.description) > 10_000:
+        raise InvalidArgument("the description is longer than 10000 characters", field="spec.description")
+    return replace(spec, features=features, model=model, metrics=metrics, seed=seed,
+                   onnx_tolerance=spec.onnx_tolerance or DEFAULT_ONNX_TOLERANCE)
+
+
+def _check_label_and_datasets(spec: TrainingSpec) -> None:
+    if spec.label_branch and spec.source_classes:
+        raise InvalidArgument("set either label_branch or source_classes, not both", field="spec.label")
+    if spec.label_branch:
+        if spec.dataset is None:
+            raise InvalidArgument("the dataset version is required with label_branch",
+                                  field="spec.dataset")
+        _check_ref(spec.dataset, "spec.dataset")
+        _check_branch_name(spec.label_branch, "spec.label_branch")
+        if spec.label_branch in spec.features:
+            raise InvalidArgument(f"the label branch {spec.label_branch!r} is also a feature; "
+                                  "a model must not see its own label", field="spec.label_branch")
+        return
+    if not spec.source_classes:
+        raise InvalidArgument("the label is required: set label_branch (a numeric branch) or "
+                              "source_classes (one class per source dataset)", field="spec.label")
+    if spec.dataset is not None:
+        raise InvalidArgument("leave spec.dataset unset with source_classes: their datasets are used",
+                              field="spec.dataset")
+    if spec.model.task and spec.model.task != "classification":
+        raise InvalidArgument("source_classes give class labels: the task must be classification",
+                              field="spec.model.task")
+    if len(spec.source_classes) < 2:
+        raise InvalidArgument("source_classes needs two or more datasets (e.g. signal and background)",
+                              field="spec.source_classes.classes")
+    indices = sorted(c.class_index for c in spec.source_classes)
+    if indices != list(range(len(indices))):
+        raise InvalidArgument(f"class indices must be 0..{len(indices) - 1}, each used once; got {indices}",
+                              field="spec.source_classes.classes")
+    for i, c in enumerate(spec.source_classes):
+        _check_ref(c.dataset, f"spec.source_classes.classes[{i}].dataset")
+
+
+def _check_ref(ref: DatasetRef, where: str) -> None:
+    if not ref.dataset:
+        raise InvalidArgument("the dataset name is empty", field=f"{where}.dataset")
+    if not ref.version_id:
+        raise InvalidArgument(f"the version_id of dataset {ref.dataset!r} is empty: name the exact "
+                              "dataset version to train on", field=f"{where}.version_id")
+    for value, name in ((ref.dataset, "dataset"), (ref.version_id, "version_id")):
+        if not NAME.fullmatch(value):
+            raise InvalidArgument(f"invalid {name} {value[:60]!r}", field=f"{where}.{name}")
+
+
+def _check_branch_name(name: str, where: str) -> None:
+    if not BRANCH.fullmatch(name):
+        raise InvalidArgument(f"invalid branch name {name[:60]!r}", field=where)
+
+
+def _check_features(spec: TrainingSpec) -> tuple[str, ...]:
+    if not spec.features:
+        raise InvalidArgument("feature_branches is empty: name the branches the model gets as inputs",
+                              field="spec.feature_branches")
+    if len(spec.features) > MAX_FEATURES:
+        raise InvalidArgument(f"at most {MAX_FEATURES} feature branches are allowed",
+                              field="spec.feature_branches")
+    seen: set[str] = set()
+    for i, name in enumerate(spec.features):
+        _check_branch_name(name, f"spec.feature_branches[{i}]")
+        if name in seen:
+            raise InvalidArgument(f"feature branch {name!r} is listed twice", field=f"spec.feature_branches[{i}]")
+        seen.add(name)
+    return tuple(spec.features)
+
+
+def _check_model(model: ModelChoice, entry_point_exists) -> ModelChoice:
+    if bool(model.builtin) == bool(model.entry_point):
+        raise InvalidArgument("choose the model: a built-in kind (gradient_boosted_trees, mlp) or a "
+                              "user entry point 'package.module:Class'", field="spec.model.kind")
+    if model.task not in TASKS:
+        raise InvalidArgument("choose the task: classification or regression", field="spec.model.task")
+    if model.builtin:
+        if model.builtin not in BUILTIN_KINDS:
+            raise InvalidArgument(f"unknown built-in model kind {model.builtin!r}; choose one of "
+                                  f"{', '.join(BUILTIN_KINDS)}", field="spec.model.builtin")
+        params = hp.check(model.builtin, model.hyperparameters, field="spec.model.hyperparameters")
+        return replace(model, hyperparameters=params)
+    check_entry_point(model.entry_point)
+    if entry_point_exists is not None and not entry_point_exists(model.entry_point):
+        module = model.entry_point.split(":")[0]
+        raise InvalidArgument(f"the module {module!r} of entry point {model.entry_point!r} is not "
+                              "installed in the worker environment", field="spec.model.entry_point")
+    return replace(model, hyperparameters=hp.plain(model.hyperparameters, "spec.model.hyperparameters"))
+
+
+def check_entry_point(entry_point: str) -> str:
+    """``package.module:Class`` made of Python identifiers only (never reaches a shell)."""
+    if len(entry_point) > 200 or not ENTRY_POINT.fullmatch(entry_point):
+        shown = entry_point[:60]
+        raise InvalidArgument(f"invalid entry point {shown!r}: write it as 'package.module:Class' "
+                              "(Python identifiers separated by dots, one colon)",
+                              field="spec.model.entry_point")
+    return entry_point
+
+
+def _check_metrics(metrics: tuple[str, ...], task: str) -> tuple[str, ...]:
+    allowed = METRICS[task]
+    if not metrics:
+        return allowed
+    for i, name in enumerate(metrics):
+        if name not in allowed:
+            raise InvalidArgument(f"unknown metric {name!r} for {task}; choose from {', '.join(allowed)}",
+                                  field=f"spec.metrics[{i}]")
+    return tuple(dict.fromkeys(metrics))
+
+
+def _check_publish(publish: PublishTarget) -> None:
+    if not NAME.fullmatch(publish.model or "") or ".." in publish.model:
+        raise InvalidArgument(f"invalid registry model name {publish.model[:60]!r}: use 1 to 100 letters, "
+                              "digits, '.', '_' or '-'", field="spec.publish.model_type.model")
+    if not SEMVER.fullmatch(publish.model_type_version or ""):
+        raise InvalidArgument(f"the model type version must be MAJOR.MINOR.PATCH; got "
+                              f"{publish.model_type_version[:40]!r}", field="spec.publish.model_type.version")
+
+
+# --------------------------------------------------------------------------- step 2: against the data
+
+
+NUMERIC_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                  "float16", "float32", "float64"}
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    name: str
+    dtype: str  # numpy name, "" when not numeric
+    layout: str  # "flat", "jagged", "fixed"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the data service says about one dataset version (from GetDatasetVersion)."""
+
+    dataset: str
+    version_id: str
+    content_hash: str
+    branches: Mapping[str, BranchInfo]
+    splits: Mapping[str, int]  # split name -> entry count
+
+
+def check_against_data(spec: TrainingSpec, infos: Mapping[tuple[str, str], DatasetInfo],
+                       splits_named: tuple[bool, bool, bool] = (False, False, False)) -> TrainingSpec:
+    """Check branches and splits against the versions; returns the spec pinned to content hashes.
+
+    ``splits_named`` says whether train / validation / test were named explicitly (an explicitly
+    named validation split must exist; an implicit one is skipped when the dataset has none).
+    """
+    use_validation = True
+    for i, ref in enumerate(spec.datasets):
+        where = "spec.dataset" if spec.dataset is not None else f"spec.source_classes.classes[{i}].dataset"
+        info = infos[(ref.dataset, ref.version_id)]
+        if ref.content_hash and info.content_hash and ref.content_hash != info.content_hash:
+            raise InvalidArgument(
+                f"dataset {ref.dataset} version {ref.version_id} has content hash {info.content_hash}, "
+                f"not {ref.content_hash} as requested", field=f"{where}.content_hash")
+        for j, name in enumerate(spec.features):
+            branch = _branch(info, name, f"spec.feature_branches[{j}]")
+            if branch.layout == "jagged" and spec.jagged_pad_length == 0:
+                raise InvalidArgument(
+                    f"feature branch {name!r} is jagged (a variable number of values per event); set "
+                    "jagged_pad_length to pad it to a fixed length, or choose a flat branch",
+                    field=f"spec.feature_branches[{j}]")
+            if branch.layout == "fixed":
+                raise InvalidArgument(f"feature branch {name!r} is a fixed-size array; only flat and "
+                                      "jagged branches are supported as features",
+                                      field=f"spec.feature_branches[{j}]")
+        if spec.label_branch:
+            branch = _branch(info, spec.label_branch, "spec.label_branch")
+            if branch.layout != "flat":
+                raise InvalidArgument(f"the label branch {spec.label_branch!r} holds several values per "
+                                      "event; the label must be one number per event", field="spec.label_branch")
+        if spec.weight_branch:
+            branch = _branch(info, spec.weight_branch, "spec.weight_branch")
+            if branch.layout != "flat":
+                raise InvalidArgument(f"the weight branch {spec.weight_branch!r} must be one number per "
+                                      "event", field="spec.weight_branch")
+        if not info.splits:
+            raise InvalidArgument(
+                f"dataset {ref.dataset} version {ref.version_id} is not split: derive a split version "
+                "(DeriveDatasetVersion with train/validation/test fractions) and train on that",
+                field=f"{where}.version_id")
+        for (name, split), named, what in zip(
+                (("train", spec.splits.train), ("validation", spec.splits.validation), ("test", spec.splits.test)),
+                splits_named, ("train", "validation", "test")):
+            count = info.splits.get(split, 0)
+            if count > 0:
+                continue
+            if what == "validation" and not named:
+                use_validation = False
+                continue
+            state = "is empty" if split in info.splits else "does not exist"
+            raise InvalidArgument(
+                f"the {what} split {split!r} of dataset {ref.dataset} version {ref.version_id} {state} "
+                f"(splits: {', '.join(sorted(info.splits)) or 'none'})", field=f"spec.splits.{name}")
+    pinned = []
+    for ref in spec.datasets:
+        info = infos[(ref.dataset, ref.version_id)]
+        pinned.append(replace(ref, content_hash=info.content_hash))
+    if spec.source_classes:
+        classes = tuple(replace(c, dataset=p) for c, p in zip(spec.source_classes, pinned))
+        out = replace(spec, source_classes=classes)
+    else:
+        out = replace(spec, dataset=pinned[0])
+    return replace(out, splits=replace(spec.splits, use_validation=use_validation))
+
+
+def _branch(info: DatasetInfo, name: str, field_name: str) -> BranchInfo:
+    branch = info.branches.get(name)
+    if branch is None:
+        close = [b for b in info.branches if b.lower() == name.lower()]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InvalidArgument(f"dataset {info.dataset} version {info.version_id} has no branch "
+                              f"{name!r}{hint}", field=field_name)
+    if branch.dtype not in NUMERIC_DTYPES:
+        raise InvalidArgument(f"branch {name!r} is not numeric ({branch.dtype or 'no numeric type'}); "
+                              "features, labels and weights must be numbers", field=field_name)
+    return branch

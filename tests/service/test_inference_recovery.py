@@ -1,0 +1,76 @@
+"""Faults: killing the bundled Triton gives UNAVAILABLE, then the supervisor restarts it and the
+deployments come back; restarting the inference service restores its deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+
+from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
+from beamops.tensors import from_tensor, to_tensor
+from tests.fixtures.inference import N_FEATURES, mlp_onnx
+
+
+async def _predict_until(stub, md, request, want_ok: bool):
+    for _ in range(1200):
+        try:
+            reply = await stub.Predict(request, metadata=md)
+            if want_ok:
+                return reply
+        except grpc.aio.AioRpcError as exc:
+            if not want_ok:
+                return exc
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, (exc.code(), exc.details())
+        await asyncio.sleep(0.05)
+    raise AssertionError("Predict never reached the wanted outcome")
+
+
+async def test_killed_triton_is_unavailable_then_recovers(inference_stack):
+    stack = inference_stack
+    data = mlp_onnx(seed=4)
+    await stack.publish("jets", data, alias="production")
+    x = np.random.default_rng(2).normal(size=(3, N_FEATURES)).astype(np.float32)
+    expected = ort.InferenceSession(data).run(None, {"x": x})[0]
+    request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
+    async with stack.inference() as (server, stub):
+        await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
+                          metadata=stack.md("deployer"))
+        await stub.Predict(request, metadata=stack.md("reader"))
+        pid = int((stack.var_dir / "triton" / "tritonserver.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+
+        err = await _predict_until(stub, stack.md("reader"), request, want_ok=False)
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        assert "Triton" in err.details() and "/" not in err.details()
+
+        reply = await _predict_until(stub, stack.md("reader"), request, want_ok=True)
+        assert np.allclose(from_tensor(reply.outputs[0]), expected, rtol=1e-5, atol=1e-6)
+        assert int((stack.var_dir / "triton" / "tritonserver.pid").read_text()) != pid
+        assert server.metrics.get_sample_value("beamops_inference_triton_restarts_total") >= 1
+        alerts = (await stub.ListAlerts(pb.ListAlertsRequest(), metadata=stack.md("reader"))).alerts
+        backend = [a for a in alerts if a.kind == dpb.ALERT_KIND_BACKEND_UNAVAILABLE]
+        assert backend and backend[0].state == dpb.ALERT_STATE_RESOLVED
+
+
+async def test_restarted_service_restores_deployments(inference_stack):
+    stack = inference_stack
+    data = mlp_onnx(seed=6)
+    params = await stack.publish("jets", data, alias="production")
+    x = np.random.default_rng(3).normal(size=(2, N_FEATURES)).astype(np.float32)
+    request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
+    async with stack.inference() as (_, stub):
+        await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
+                          metadata=stack.md("deployer"))
+        before = from_tensor((await stub.Predict(request, metadata=stack.md("reader"))).outputs[0])
+    async with stack.inference() as (_, stub):  # a new process would see the same var_dir
+        reply = await _predict_until(stub, stack.md("reader"), request, want_ok=True)
+        assert np.array_equal(from_tensor(reply.outputs[0]), before)
+        dep = (await stub.GetDeployment(pb.GetDeploymentRequest(name="jets"),
+                                        metadata=stack.md("reader"))).deployment
+        assert dep.state == dpb.DEPLOYMENT_STATE_READY and dep.parameters.version == params.version
+        assert dep.following_alias and dep.created_by == "deployer-user"
