@@ -24,7 +24,9 @@ from .config import SERVICES, Connection
 
 if TYPE_CHECKING:
     from .api.data import DataAPI
+    from .api.inference import InferenceAPI
     from .api.registry import RegistryAPI
+    from .api.training import TrainingAPI
 
 _STUBS = {
     "registry": registry_service_pb2_grpc.RegistryServiceStub,
@@ -71,6 +73,20 @@ class Client:
 
         stub = self.stub("data")
         return DataAPI(stub, self._channels["data"])
+
+    @property
+    def training(self) -> "TrainingAPI":
+        """Training jobs: submit, follow, cancel, reproduce."""
+        from .api.training import TrainingAPI
+
+        return TrainingAPI(self.stub("training"))
+
+    @property
+    def inference(self) -> "InferenceAPI":
+        """Deployments onto Triton, predictions, drift."""
+        from .api.inference import InferenceAPI
+
+        return InferenceAPI(self.stub("inference"))
 
     def close(self) -> None:
         for channel in self._channels.values():

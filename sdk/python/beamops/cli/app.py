@@ -15,6 +15,8 @@ import typer
 from beamops import errors
 from beamops.client import Client
 
+from beamops.runtime.errors import BeamopsError as ServerSideError
+
 from .output import Output
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
@@ -30,6 +32,8 @@ EXIT_CODES = {
     errors.DeadlineExceededError: 7,
     errors.DataLossError: 8,
 }
+
+SERVER_EXIT_CODES = {"NOT_FOUND": 3, "INVALID_ARGUMENT": 5, "ALREADY_EXISTS": 6}
 
 
 class State:
@@ -65,6 +69,9 @@ def main() -> None:
     except errors.BeamopsError as error:
         Output().error(_describe(error))
         raise SystemExit(EXIT_CODES.get(type(error), 1)) from None
+    except ServerSideError as error:  # from commands that work on server files (beamops token)
+        Output().error(error.message)
+        raise SystemExit(SERVER_EXIT_CODES.get(error.reason, 1)) from None
     except grpc.RpcError as error:
         wrapped = errors.from_rpc_error(error)
         Output().error(_describe(wrapped))

@@ -1,3 +1,3 @@
 """One module per group of commands; importing them registers them on the app."""
 
-from . import datasets, registry, status  # noqa: F401
+from . import datasets, inference, registry, status, tokens, training  # noqa: F401
