@@ -1,9 +1,20 @@
-"""Registry benchmark: create-version, get, resolve-alias and resolve-IOV through gRPC.
+"""Registry benchmark: create-version, get, resolve-alias and resolve-IOV through gRPC, next to
+MLflow's model registry on the same database engine, in the same run.
 
 Starts a real registry server process per database engine (SQLite in a temporary folder, and a
 throw-away PostgreSQL 15 cluster, or --postgres-url), calls it through the generated stubs with a
 real token, and reports throughput and p50/p99 latency, sequential (one client) and concurrent
-(--threads clients), next to a gRPC health check as the floor. MLflow is not compared here (not installed; see services/registry/README.md).
+(--threads clients), next to a gRPC health check as the floor.
+
+MLflow runs from its own virtual environment, ``.venv-bench-mlflow`` (created with pip on first
+use; mlflow is never a project dependency; --no-mlflow skips it): benchmarks/mlflow_registry_worker.py
+drives MlflowClient (create_model_version, get_model_version_by_alias) against a ``sqlite:///``
+file in the same folder, or a database of the same PostgreSQL cluster. MLflow is called in
+process, beamops through gRPC.
+
+The JSON has the raw figures per engine and ``rows`` in the run_all.py format. Throughput rows:
+ratio = beamops / baseline. Latency rows: ratio = baseline p50 / beamops p50 (above 1: beamops
+is faster); the IOV rows' baseline is the gRPC health check (no MLflow equivalent).
 
     .venv/bin/python benchmarks/bench_registry.py --out bench-results/registry.json
 """
@@ -35,6 +46,29 @@ sys.path.insert(0, str(ROOT))
 from beamops.common.v1 import auth_pb2, tensor_pb2  # noqa: E402
 from beamops.registry.v1 import iov_pb2, model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
+
+MLFLOW_VENV = ROOT / ".venv-bench-mlflow"
+MLFLOW_REQUIREMENTS = ["mlflow>=2.16,<4", "psycopg[binary]>=3.1,<4"]
+
+
+def mlflow_python(venv: Path = MLFLOW_VENV) -> Path:
+    """The Python of the MLflow benchmark venv, created (pip install mlflow) if missing."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import mlflow, psycopg"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {venv} with {' '.join(MLFLOW_REQUIREMENTS)} (once) ...", file=sys.stderr)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *MLFLOW_REQUIREMENTS], check=True)
+    return python
+
+
+def bench_mlflow(python: Path, uri: str, n: int, creates: int, threads: int) -> dict:
+    done = subprocess.run([str(python), str(Path(__file__).with_name("mlflow_registry_worker.py")),
+                           "--uri", uri, "-n", str(n), "--creates", str(creates), "--threads", str(threads)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _free_port() -> int:
@@ -158,18 +192,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="clients in the concurrent runs")
     parser.add_argument("--postgres-url", default="", help="use this PostgreSQL instead of a throw-away one")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--no-mlflow", action="store_true", help="skip the MLflow comparison")
     args = parser.parse_args()
+    python = None if args.no_mlflow else mlflow_python()
 
-    report = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
-              "engines": {}}
+    report = {"benchmark": "registry", "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
+              "engines": {}, "mlflow": {}}
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         tmp = Path(tmp)
         for engine in args.engines.split(","):
             workdir = tmp / engine
             workdir.mkdir()
             with contextlib.ExitStack() as stack:
+                mlflow_url = ""
                 if engine == "sqlite":
                     url = f"sqlite:///{workdir / 'registry.db'}"
+                    mlflow_url = f"sqlite:///{workdir / 'mlflow.db'}"
                 elif args.postgres_url:
                     url = args.postgres_url
                 else:
@@ -179,15 +217,50 @@ def main() -> None:
                     with server.admin_connect() as conn:
                         conn.execute('CREATE DATABASE "bench"')
                     url = server.url("bench")
-                address, token = stack.enter_context(registry_process(url, workdir))
-                print(f"benchmarking {engine} ...", file=sys.stderr)
-                report["engines"][engine] = bench_engine(address, token, args.n, args.threads)
+                    with server.admin_connect() as conn:
+                        conn.execute('CREATE DATABASE "mlflow"')
+                    mlflow_url = server.url("mlflow")
+                with registry_process(url, workdir) as (address, token):
+                    print(f"benchmarking beamops on {engine} ...", file=sys.stderr)
+                    report["engines"][engine] = bench_engine(address, token, args.n, args.threads)
+                if python is not None and mlflow_url:
+                    print(f"benchmarking MLflow on {engine} ...", file=sys.stderr)
+                    report["mlflow"][engine] = bench_mlflow(python, mlflow_url, args.n, max(50, args.n // 4),
+                                                            args.threads)
+    report["rows"] = rows(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    for engine, ops in report["engines"].items():
-        for op, r in ops.items():
-            print(f"{engine:10s} {op:28s} {r['ops_per_s']:9.1f} ops/s  p50 {r['p50_ms']:7.3f} ms  "
-                  f"p99 {r['p99_ms']:7.3f} ms  ({r['threads']} thread(s))")
+    for system in ("engines", "mlflow"):
+        for engine, ops in report[system].items():
+            for op, r in ops.items():
+                if isinstance(r, dict):
+                    print(f"{'beamops' if system == 'engines' else 'mlflow':8s} {engine:10s} {op:38s} "
+                          f"{r['ops_per_s']:9.1f} ops/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+                          f"({r['threads']} thread(s){', errors %d' % r['errors'] if r.get('errors') else ''})")
+    for row in report["rows"]:
+        print(f"{row['measure']:52s} beamops {row['beamops']:>9} baseline {row['baseline']!s:>9} "
+              f"{row['unit']:6s} ratio {row['ratio']!s:>6}  goal {row['goal']}")
+
+
+def rows(report: dict) -> list[dict]:
+    """The run_all.py rows: beamops next to MLflow (or the gRPC floor), per engine."""
+    out = []
+    for engine, ours in report["engines"].items():
+        theirs = report["mlflow"].get(engine, {})
+        for op, label in (("create_version", "1 client"), ("create_version_concurrent", "8 clients")):
+            base = theirs.get(op, {}).get("ops_per_s")
+            out.append({"measure": f"create version, {engine}, {label} (vs MLflow)", "beamops": ours[op]["ops_per_s"],
+                        "baseline": base, "unit": "ops/s",
+                        "ratio": round(ours[op]["ops_per_s"] / base, 2) if base else None, "goal": ">= 3x MLflow"})
+        for op, baseline, name in (("resolve_alias", theirs.get("resolve_alias"), "MLflow get_model_version_by_alias"),
+                                   ("resolve_iov", ours["grpc_health_check_baseline"], "gRPC health check"),
+                                   ("get_version", ours["grpc_health_check_baseline"], "gRPC health check")):
+            base = baseline.get("p50_ms") if baseline else None
+            out.append({"measure": f"{op.replace('_', ' ')} p50, {engine} (vs {name})", "beamops": ours[op]["p50_ms"],
+                        "baseline": base, "unit": "ms",
+                        "ratio": round(base / ours[op]["p50_ms"], 2) if base else None,
+                        "goal": "< 1 ms" if op != "get_version" else ""})
+    return out
 
 
 if __name__ == "__main__":

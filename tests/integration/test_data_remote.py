@@ -4,6 +4,8 @@ remote reads equal local reads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -15,6 +17,8 @@ from tests.fixtures.services import running
 from tests.fixtures.xrootd import free_port
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name,dataset", [(HZZ, "hzz"), (ZMUMU, "zmumu")])
@@ -79,3 +83,38 @@ async def test_unlisted_hosts_are_refused_before_connecting(data_client, xrootd_
         await data_client.register("refused", [url])
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "not on this service's list of allowed hosts" in err.value.details()
+
+
+async def test_a_server_that_goes_away_mid_stream_ends_it_with_unavailable(data_settings, tokens, tmp_path):
+    """Stop the real xrootd after the first batches have arrived: the stream must end with
+    UNAVAILABLE (within the remote timeout), not hang and not end as if complete."""
+    import sys
+
+    from beamops.data_stream import DatasetReader
+    from tests.fixtures.xrootd import stop, xrootd_serving
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from generate_root_data import write_file
+
+    source = write_file(tmp_path / "many_baskets.root", 200_000, seed=5, signal=True, chunk=4_000)
+    settings = data_settings.model_copy(update={"remote_timeout_s": 3.0})
+    with xrootd_serving({"many_baskets.root": source}) as xrd:
+        async with running(create_server, settings) as (_server, channel):
+            stub = data_service_pb2_grpc.DataServiceStub(channel)
+            version = (await stub.RegisterDatasetVersion(pb.RegisterDatasetVersionRequest(
+                dataset="far", source=dataset_pb2.DatasetSource(urls=[xrd.url("many_baskets.root")],
+                                                               tree_name="events")),
+                metadata=tokens.metadata("publisher"))).version
+            assert version.entry_count == 200_000
+            reader = DatasetReader(channel, metadata=tokens.metadata("reader"), timeout=120)
+            rows, stopped = 0, False
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for batch in reader.aiter_batches("far", version.version_id, batch_size=4_000,
+                                                        branches=["met", "jet_pt"]):
+                    rows += batch.num_rows
+                    if not stopped:
+                        stop(xrd.process)  # the server goes away mid-read
+                        stopped = True
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (err.value.code(), err.value.details())
+    assert 0 < rows < 200_000
+    assert "many_baskets.root" in err.value.details() and "Traceback" not in err.value.details()

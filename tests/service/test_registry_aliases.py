@@ -106,3 +106,61 @@ async def test_alias_to_unknown_version_or_bad_name(registry):
         await registry.stub.SetAlias(rs.SetAliasRequest(model="m", alias="../prod", version="1.0"),
                                      metadata=registry.md())
     assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, "alias name")
+
+
+async def test_hot_lookups_return_the_whole_version(registry):
+    """ResolveAlias, GetParametersVersion and ResolveIov read one joined row (lookups.py): they
+    must return exactly what the create call returned, artifacts, aliases and lineage included."""
+    from beamops.common.v1 import lineage_pb2
+    from beamops.registry.v1 import iov_pb2, model_pb2
+    from tests.fixtures.registry import make_onnx
+
+    await registry.create_model("m")
+    await registry.create_type("m", "1.0.0")
+    await registry.create_params("m", "1.0.0")
+    onnx_art = await registry.upload("m", make_onnx())
+    report = await registry.upload("m", b'{"luts": 1200}', fmt=model_pb2.ARTIFACT_FORMAT_FIRMWARE_REPORT,
+                                   filename="report.json")
+    other = await registry.upload("m", b"hls project", fmt=model_pb2.ARTIFACT_FORMAT_OTHER, filename="p.txt")
+    created = await registry.create_params(
+        "m", "1.0.0", primary_artifact_id=onnx_art.artifact_id,
+        derived_artifact_ids=[other.artifact_id, report.artifact_id], metrics={"auc": 0.91},
+        tags={"team": "ecal"}, description="second",
+        lineage=model_pb2.Lineage(seed=7, hyperparameters={"depth": "3"},
+                                  parents=[lineage_pb2.ParametersRef(model="m", version="1.0")]))
+    for alias in ("staging", "candidate"):
+        await registry.stub.SetAlias(rs.SetAliasRequest(model="m", alias=alias, version="1.1"),
+                                     metadata=registry.md())
+    expected = rs.GetParametersVersionResponse(parameters=created).parameters
+    del expected.aliases[:]
+    expected.aliases.extend(["candidate", "staging"])
+
+    md = registry.md("reader")
+    got = await registry.stub.ResolveAlias(rs.ResolveAliasRequest(model="m", alias="staging"), metadata=md)
+    assert got.parameters == expected
+    assert [a.artifact_id for a in got.parameters.derived_artifacts] == [other.artifact_id, report.artifact_id]
+    assert got.parameters.primary_artifact.signature.inputs[0].name == "x"
+    assert (got.alias.name, got.alias.version, got.alias.protected) == ("staging", "1.1", False)
+    fetched = await registry.stub.GetParametersVersion(rs.GetParametersVersionRequest(model="m", version="1.1"),
+                                                       metadata=md)
+    assert fetched.parameters == expected
+    plain = await registry.stub.GetParametersVersion(rs.GetParametersVersionRequest(model="m", version="1.0"),
+                                                     metadata=md)
+    assert (list(plain.parameters.aliases), plain.parameters.HasField("primary_artifact")) == ([], False)
+
+    dep = registry.md("deployer")
+    await registry.stub.CreateIovTag(rs.CreateIovTagRequest(name="t", model="m", kind=iov_pb2.IOV_KIND_RUN),
+                                     metadata=dep)
+    await registry.stub.AppendIov(rs.AppendIovRequest(tag="t", since=5, version="1.1", reason="calib"), metadata=dep)
+    iov = await registry.stub.ResolveIov(rs.ResolveIovRequest(tag="t", point=2**63 - 1), metadata=md)
+    assert (iov.entry.parameters.model, iov.entry.parameters.version, iov.entry.since, iov.until,
+            iov.entry.reason) == ("m", "1.1", 5, 0, "calib")
+
+    for bad, code, word in ((rs.ResolveAliasRequest(model="nope", alias="staging"), grpc.StatusCode.NOT_FOUND, "nope"),
+                            (rs.ResolveAliasRequest(model="m", alias="gone"), grpc.StatusCode.NOT_FOUND, "gone")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await registry.stub.ResolveAlias(bad, metadata=md)
+        assert_clear(err.value, code, word)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await registry.stub.GetParametersVersion(rs.GetParametersVersionRequest(model="m", version="1.9"), metadata=md)
+    assert_clear(err.value, grpc.StatusCode.NOT_FOUND, "1.9")

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs
-from tests.fixtures.registry import assert_clear, make_onnx
+from tests.fixtures.registry import assert_clear, make_onnx, make_torchscript
 
 
 async def _no_artifact_stored(registry) -> None:
@@ -127,3 +127,59 @@ async def test_orphans_are_cleaned_at_start(start_registry):
     async with start_registry() as registry:
         assert [p.name for p in registry.blob_files()] == [art.sha256]
         assert (await registry.download(art.artifact_id))[1] == b"keep me"
+
+
+async def test_torchscript_archives_are_stored_opaque_when_declared(registry):
+    await registry.create_model("m")
+    await registry.create_type("m", "1.0.0")
+    data = make_torchscript()
+    art = await registry.upload("m", data, fmt=model_pb2.ARTIFACT_FORMAT_TORCHSCRIPT, filename="net.pt")
+    assert (art.format, art.size_bytes, art.HasField("signature")) == (
+        model_pb2.ARTIFACT_FORMAT_TORCHSCRIPT, len(data), False)
+    meta, back = await registry.download(art.artifact_id)
+    assert (meta.sha256, back) == (hashlib.sha256(data).hexdigest(), data)
+    params = await registry.create_params("m", "1.0.0", derived_artifact_ids=[art.artifact_id])
+    assert [a.artifact_id for a in params.derived_artifacts] == [art.artifact_id]
+
+
+@pytest.mark.parametrize("fmt", [model_pb2.ARTIFACT_FORMAT_OTHER, model_pb2.ARTIFACT_FORMAT_HLS4ML_ARCHIVE,
+                                 model_pb2.ARTIFACT_FORMAT_SAFETENSORS])
+async def test_torchscript_declared_as_anything_else_is_refused(registry, fmt):
+    await registry.create_model("m")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await registry.upload("m", make_torchscript(), fmt=fmt, filename="net.pt")
+    assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, "pickle", "data.pkl")
+    await _no_artifact_stored(registry)
+
+
+async def test_declared_torchscript_must_have_the_layout_and_no_other_pickle(registry):
+    import joblib
+    import numpy as np
+
+    await registry.create_model("m")
+    ts = model_pb2.ARTIFACT_FORMAT_TORCHSCRIPT
+    cases = {
+        "extra pickle": (make_torchscript(extra={"model/extra/state.pkl": pickle.dumps({"a": 1})}),
+                         "model/extra/state.pkl"),
+        "raw pickle": (pickle.dumps({"w": [1.0]}, protocol=4), "pickle"),
+        "not a zip": (b"TorchScript? no, just bytes", "torch.jit.save"),
+    }
+    checkpoint = io.BytesIO()  # what torch.save writes: data.pkl but no code/ nor constants.pkl
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        archive.writestr("ckpt/data.pkl", pickle.dumps({"w": 1}, protocol=2))
+        archive.writestr("ckpt/version", "3")
+        archive.writestr("ckpt/data/0", b"\0" * 16)
+    cases["torch.save checkpoint"] = (checkpoint.getvalue(), "torch.jit.save")
+    for compress in (0, 3, ("gzip", 3), ("xz", 3)):
+        buffer = io.BytesIO()
+        joblib.dump({"w": np.ones(3)}, buffer, compress=compress)
+        cases[f"joblib {compress}"] = (buffer.getvalue(), "pickle")
+    for name, (data, word) in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await registry.upload("m", data, fmt=ts, filename="net.pt")
+        assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, word)
+        if name != "not a zip":  # every case carries a pickle: refused whatever is declared
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await registry.upload("m", data, fmt=model_pb2.ARTIFACT_FORMAT_OTHER, filename="net.bin")
+            assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, "pickle")
+    await _no_artifact_stored(registry)

@@ -101,16 +101,16 @@ def schema_message(schema: pa.Schema) -> bytes:
     return schema.serialize().to_pybytes()
 
 
-def batch_messages(batch: pa.RecordBatch, max_bytes: int) -> list[tuple[bytes, int, int]]:
-    """IPC messages for ``batch``, sliced so each stays under ``max_bytes``:
-    a list of (bytes, first row in the batch, rows)."""
+def batch_messages(batch: pa.RecordBatch, max_bytes: int) -> list[tuple[pa.Buffer, int, int]]:
+    """IPC messages for ``batch`` (pyarrow buffers, not copied into bytes here), sliced so each
+    stays under ``max_bytes``: a list of (buffer, first row in the batch, rows)."""
     total = batch.nbytes
     if total <= max_bytes or batch.num_rows <= 1:
-        return [(batch.serialize().to_pybytes(), 0, batch.num_rows)]
+        return [(batch.serialize(), 0, batch.num_rows)]
     parts = int(np.ceil(total / max_bytes)) + 1
     step = max(1, batch.num_rows // parts)
     out = []
     for start in range(0, batch.num_rows, step):
         piece = batch.slice(start, step)
-        out.append((piece.serialize().to_pybytes(), start, piece.num_rows))
+        out.append((piece.serialize(), start, piece.num_rows))
     return out

@@ -15,7 +15,9 @@ from beamops.runtime.errors import (
     DataLoss, FailedPrecondition, InvalidArgument, NotFound,
 )
 
-from . import rootio, splitting, statistics
+from . import parquet_io, rootio, splitting, statistics
+from .arrow_codec import arrow_schema, to_record_batch
+from .artifacts import ArtifactArea, artifact_url
 from .cuts import Cut, combine, parse_cut
 from .hashing import FileHasher, content_hash, version_id_for
 from .model import (
@@ -23,7 +25,7 @@ from .model import (
     LineageNode, SourceSpec, SplitSpec, VersionRef,
 )
 from .reading import ReadPlan, chain_range, check_numeric, count_entries, read_batches
-from .sources import SourceFileRef, SourceResolver
+from .sources import SourceFileRef, SourceKind, SourceResolver
 from .store import DataStore
 
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -93,8 +95,9 @@ def select_branches(available: Sequence[str], patterns: Sequence[str], field: st
 
 class DataCatalog:
     def __init__(self, store: DataStore, resolver: SourceResolver, hasher: FileHasher,
-                 timeout_s: float = 30.0, step_size: int = 100_000) -> None:
+                 artifacts: ArtifactArea, timeout_s: float = 30.0, step_size: int = 100_000) -> None:
         self._store = store
+        self._artifacts = artifacts
         self._resolver = resolver
         self._hasher = hasher
         self._timeout = timeout_s
@@ -182,7 +185,7 @@ class DataCatalog:
         dataset = dataset or parent.dataset
         check_dataset_name(dataset)
         tags = _check_metadata(description, tags)
-        if parent.split is not None:
+        if parent.split is not None and derivation.kind != "parquet":
             raise FailedPrecondition(
                 f"version {parent.version_id} is a split; derive selections and splits from the "
                 "version it was split from")
@@ -205,13 +208,23 @@ class DataCatalog:
             update = {"split": derivation.split,
                       "splits": splitting.split_counts(derivation.split, parent.entry_count)}
         else:
-            raise NotImplementedError("Parquet conversion")
+            derivation = derivation.model_copy(update={
+                "compression": derivation.compression or "zstd",
+                "row_group_size": derivation.row_group_size or parquet_io.DEFAULT_ROW_GROUP})
+            if derivation.compression not in ("none", "snappy", "zstd"):
+                raise InvalidArgument("choose a Parquet compression: none, snappy or zstd",
+                                      field="parquet.compression")
+            if not 1 <= derivation.row_group_size <= 10_000_000:
+                raise InvalidArgument("parquet.row_group_size must be in [1, 10000000] (0: 100000)",
+                                      field="parquet.row_group_size")
         chash = content_hash({"kind": "derived", "parent": parent.content_hash,
                               "derivation": derivation.model_dump(mode="json")})
         vid = version_id_for(chash)
         existing = self._store.get_version(dataset, vid)
         if existing is not None:
             return existing, False
+        if derivation.kind == "parquet":
+            update = self._convert_to_parquet(parent, derivation)
         version = parent.model_copy(update={
             **update, "dataset": dataset, "version_id": vid, "content_hash": chash,
             "derivation": derivation, "parents": [parent.ref], "description": description,
@@ -229,6 +242,37 @@ class DataCatalog:
                                       field="selection.cut")
             version = version.model_copy(update={"entry_count": count})
         return self._store.add_version(version)
+
+    def _convert_to_parquet(self, parent: DatasetVersion, derivation: Derivation) -> dict:
+        """Write the parent's entries (after its cut and entry range; every numeric branch) to
+        one Parquet file in the artifact area, batch by batch; the new version's fields."""
+        branches = [b for b in parent.branches if b.numeric]
+        if not branches:
+            raise FailedPrecondition(f"version {parent.version_id} has no numeric branch to convert")
+        plan = ReadPlan(version=parent, files=self.file_refs(parent), branches=[b.name for b in branches],
+                        version_cut=parse_cut(parent.source.cut, parent.all_branch_names),
+                        extra_cut=None, step_size=derivation.row_group_size, timeout_s=self._timeout)
+        self.verify_files(parent, plan.files)
+        schema = arrow_schema(branches, None, False)
+        records = (to_record_batch(batch.arrays, branches, schema, None, None)[0]
+                   for batch in read_batches(plan))
+        tmp = self._artifacts.temp_path()
+        try:
+            rows = parquet_io.write(tmp, schema, records, derivation.compression)
+            sha, size = self._artifacts.commit(tmp)
+        finally:
+            self._artifacts.discard(tmp)
+        if rows != parent.entry_count:
+            raise DataLoss(f"converting version {parent.version_id} wrote {rows} entries, not the "
+                           f"{parent.entry_count} it has: its files changed or could not be read")
+        names = [b.name for b in branches]
+        return {
+            "source": SourceSpec(urls=[artifact_url(sha)], tree_name=parent.source.tree_name,
+                                 branches=names),
+            "files": [FileRecord(url=artifact_url(sha), sha256=sha, size_bytes=size,
+                                 entry_count=rows, format="parquet")],
+            "branches": branches, "all_branch_names": names, "entry_count": rows,
+        }
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -292,6 +336,10 @@ class DataCatalog:
     def file_refs(self, version: DatasetVersion) -> list[SourceFileRef]:
         refs = []
         for f in version.files:
+            if f.format == "parquet":  # the service's own file: never resolved as a source
+                path = self._artifacts.existing_path(f.url)
+                refs.append(SourceFileRef(url=f.url, kind=SourceKind.LOCAL, open_path=str(path)))
+                continue
             found = self._resolver.resolve(f.url)
             if len(found) != 1:
                 raise DataLoss(f"file {f.url!r} of version {version.version_id} is no longer a single file")

@@ -17,7 +17,7 @@ import numpy as np
 
 from beamops.runtime.errors import InvalidArgument
 
-from . import rootio, splitting
+from . import parquet_io, rootio, splitting
 from .cuts import Cut
 from .model import DatasetVersion, EntryRange
 from .sources import SourceFileRef
@@ -86,8 +86,12 @@ def read_batches(plan: ReadPlan) -> Iterator[Batch]:
         file_offset += n
         if start >= stop:
             continue
-        for _, arrays in rootio.iterate(ref, version.source.tree_name, needed, start, stop,
-                                        plan.step_size, plan.timeout_s):
+        if record.format == "parquet":  # the service's own conversion (see parquet_io)
+            chunks = parquet_io.iterate(ref.open_path, ref.url, needed, start, stop, plan.step_size)
+        else:
+            chunks = rootio.iterate(ref, version.source.tree_name, needed, start, stop,
+                                    plan.step_size, plan.timeout_s)
+        for _, arrays in chunks:
             length = len(next(iter(arrays.values()))) if arrays else 0
             rows: np.ndarray | None = None  # None: all rows of the chunk
             if plan.version_cut is not None:

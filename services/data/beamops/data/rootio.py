@@ -87,8 +87,9 @@ def open_file(ref: SourceFileRef, timeout_s: float = 30.0) -> Any:
     """An open uproot file (use it as a context manager). Raises domain errors."""
     with errors_for(ref):
         if ref.is_local:
-            return uproot.open(ref.open_path, handler=uproot.source.file.MultithreadedFileSource)
-        return uproot.open(ref.open_path, timeout=max(1, int(timeout_s)))
+            return uproot.open(ref.open_path, handler=uproot.source.file.MultithreadedFileSource,
+                               array_cache=None)
+        return uproot.open(ref.open_path, timeout=max(1, int(timeout_s)), array_cache=None)
 
 
 def get_tree(file: Any, ref: SourceFileRef, tree_name: str) -> Any:

@@ -18,6 +18,7 @@ from . import convert
 from .arrow_codec import PadOptions, arrow_schema, batch_messages, schema_message, to_record_batch
 from .catalog import DataCatalog, expected_total
 from .reading import ReadPlan, read_batches
+from .stream_wire import batch_response
 
 MAX_PAD = 100_000
 
@@ -106,28 +107,31 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
 
         batches = read_batches(plan)
         with_entries = request.include_entry_index
+        row_offset = 0
 
-        def step() -> list[tuple[bytes, int, int]] | None:
+        def step() -> list[bytes] | None:
+            """Read, convert and encode the next batch (in a worker thread)."""
+            nonlocal row_offset
             batch = next(batches, None)
             if batch is None:
                 return None
             record, truncated = to_record_batch(batch.arrays, infos, schema, pad,
                                                 batch.entries if with_entries else None)
-            pieces = batch_messages(record, self._max_bytes)
-            return [(data, rows, truncated if i == 0 else 0) for i, (data, _, rows) in enumerate(pieces)]
+            out = []
+            for i, (ipc, _, rows) in enumerate(batch_messages(record, self._max_bytes)):
+                out.append(batch_response(ipc, rows, row_offset, truncated if i == 0 else 0))
+                row_offset += rows
+            return out
 
-        row_offset = 0
         pending = asyncio.ensure_future(asyncio.to_thread(step))
         try:
             while True:
-                pieces = await pending
-                if pieces is None:
+                messages = await pending
+                if messages is None:
                     break
                 pending = asyncio.ensure_future(asyncio.to_thread(step))
-                for data, rows, truncated in pieces:
-                    yield pb.ReadDatasetVersionResponse(arrow_ipc=data, num_rows=rows,
-                                                        row_offset=row_offset, truncated_rows=truncated)
-                    row_offset += rows
+                for message in messages:
+                    yield message  # wire bytes of a ReadDatasetVersionResponse (stream_wire)
         finally:
             if not pending.done():
                 pending.add_done_callback(lambda _f: _close(batches))

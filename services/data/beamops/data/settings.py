@@ -39,3 +39,8 @@ class DataSettings(ServiceSettings):
     @property
     def database_path(self) -> Path:
         return self.var_dir / "data.db"
+
+    @property
+    def artifacts_path(self) -> Path:
+        """The service's own files (Parquet conversions), content-addressed."""
+        return self.var_dir / "artifacts"

@@ -1,14 +1,27 @@
 """What the registry accepts as artifact content: never pickles, and ONNX files that check out.
 
 The registry never unpickles anything. It refuses content that is a pickle (a stream starting
-with the PROTO opcode of protocols 2 to 5) and zip archives that carry pickles (``data.pkl``
-or any ``*.pkl``, as torch.save and TorchScript archives do), whatever format is declared.
+with the PROTO opcode of protocols 2 to 5), and archives that carry pickles (``data.pkl`` or
+any ``*.pkl``, as ``torch.save`` and joblib write), whatever format is declared, with one
+exception: an artifact declared TorchScript.
+
+TorchScript (``torch.jit.save``) is a zip archive laid out as ``<name>/data.pkl``,
+``<name>/constants.pkl``, ``<name>/version`` and ``<name>/code/...`` (the TorchScript source of
+the model), plus tensor data. Its two pickles hold only tensors and constants and are read by
+TorchScript's own restricted unpickler, which cannot import arbitrary Python; the code is
+TorchScript, not Python. So an artifact declared TorchScript with exactly that layout is stored
+as declared, opaque, never opened beyond its zip directory. A declared TorchScript that lacks
+the layout (a ``torch.save`` checkpoint has ``data.pkl`` but no ``code/`` nor ``constants.pkl``)
+or carries any other pickle is refused, and so is a TorchScript archive declared as anything else.
 """
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from beamops.runtime.errors import InvalidArgument
@@ -25,8 +38,35 @@ def is_pickle(head: bytes) -> bool:
     return head[:2] in PICKLE_MAGIC
 
 
-def pickled_members(path: Path) -> list[str]:
-    """Names of pickle files inside a zip or tar archive at ``path`` (empty for other files)."""
+def _zlib(wbits: int):
+    return lambda data: zlib.decompressobj(wbits).decompress(data, 16)
+
+
+# Compressed streams joblib (and others) write: magic bytes -> how to decompress a head of it.
+_COMPRESSED = (
+    (b"\x1f\x8b", _zlib(31)),  # gzip
+    (b"\x78", _zlib(15)),  # zlib (joblib compress=N)
+    (b"BZh", lambda data: bz2.BZ2Decompressor().decompress(data, 16)),
+    (b"\xfd7zXZ\x00", lambda data: lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data, 16)),
+    (b"\x5d\x00\x00", lambda data: lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data, 16)),
+)
+
+
+def compressed_pickle(head: bytes) -> bool:
+    """True if ``head`` (the first KiBs of a file) is a compressed pickle (joblib with
+    compression, pickle.dump into gzip/bz2/xz)."""
+    for magic, decompress in _COMPRESSED:
+        if head.startswith(magic):
+            try:
+                if is_pickle(decompress(head)):
+                    return True
+            except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+                pass
+    return False
+
+
+def archive_members(path: Path) -> list[str]:
+    """Names of the members of a zip or tar archive at ``path`` (empty for other files)."""
     names: list[str] = []
     if zipfile.is_zipfile(path):
         try:
@@ -41,21 +81,53 @@ def pickled_members(path: Path) -> list[str]:
                     names = archive.getnames()
         except (tarfile.TarError, OSError, EOFError):
             return []
-    return [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
+    return names
+
+
+def pickled_members(path: Path) -> list[str]:
+    """Names of pickle files inside a zip or tar archive at ``path`` (empty for other files)."""
+    return [n for n in archive_members(path) if n.lower().endswith(PICKLE_SUFFIXES)]
+
+
+def torchscript_pickles(path: Path) -> set[str] | None:
+    """The two pickles of a TorchScript archive (``<name>/data.pkl``, ``<name>/constants.pkl``)
+    if ``path`` is a zip with the TorchScript layout, else None."""
+    if not zipfile.is_zipfile(path):
+        return None
+    names = archive_members(path)
+    roots = {n.split("/", 1)[0] for n in names}
+    if len(roots) != 1 or any("/" not in n for n in names):
+        return None
+    root = roots.pop()
+    required = {f"{root}/data.pkl", f"{root}/constants.pkl", f"{root}/version"}
+    if not required <= set(names) or not any(n.startswith(f"{root}/code/") for n in names):
+        return None
+    return {f"{root}/data.pkl", f"{root}/constants.pkl"}
 
 
 def check_content(path: Path, fmt: str) -> Signature | None:
     """Refuse pickle-based content; check ONNX files and return their signature."""
     with open(path, "rb") as f:
-        head = f.read(16)
-    if is_pickle(head):
+        head = f.read(64 * 1024)
+    if is_pickle(head) or compressed_pickle(head):
         raise InvalidArgument(
-            "the artifact is a Python pickle; the registry refuses pickle-based files because "
+            "the artifact is a Python pickle (or a compressed one, as joblib writes); the registry refuses pickle-based files because "
             "loading them can run arbitrary code. Export the model to ONNX (or safetensors for raw "
             "weights) and upload that",
             field="chunk",
         )
     members = pickled_members(path)
+    if fmt == "torchscript":
+        allowed = torchscript_pickles(path)
+        if allowed is None:
+            raise InvalidArgument(
+                "the artifact is declared TorchScript but is not a TorchScript archive (a zip "
+                "written by torch.jit.save, with <name>/data.pkl, <name>/constants.pkl, "
+                "<name>/version and <name>/code/); a torch.save checkpoint is a pickle and is "
+                "refused: script or trace the model and save it with torch.jit.save",
+                field="chunk",
+            )
+        members = [m for m in members if m not in allowed]
     if members:
         raise InvalidArgument(
             f"the artifact is an archive that contains pickles ({', '.join(members[:3])}); the "

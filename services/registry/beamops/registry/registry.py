@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
@@ -28,6 +29,8 @@ from beamops.runtime.errors import (
 from . import records
 from .artifacts import ArtifactStore, PendingBlob
 from .content_checks import check_content
+from . import version_writes as vw
+from .lookups import Lookups
 from .entities import (
     ARTIFACT_FORMATS, DTYPES, IOV_KINDS, Alias, Artifact, AuditEvent, AuditQuery, Caller,
     GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelType, NewParameters, Page,
@@ -76,6 +79,7 @@ class Registry:
         self.store = store
         self.artifacts = artifacts
         self._clock = clock
+        self._lookups = Lookups(store.dialect)
 
     # ----------------------------------------------------------------- start-up
 
@@ -324,17 +328,23 @@ class Registry:
         ).hexdigest()
 
         def change(s: Session) -> ParametersVersion:
-            mrow = self._model_row(s, new.model, lock=True)  # serializes creators of one model
+            conn = s.connection()
+            mrow = conn.execute(vw.MODEL_FOR_UPDATE, {"name": new.model}).first()  # serializes creators
+            if mrow is None:
+                raise NotFound(f"no model named {new.model!r}", model=new.model)
             if key:
-                seen = s.exec(select(IdempotencyKeyRow).where(
-                    IdempotencyKeyRow.scope == f"parameters:{new.model}", IdempotencyKeyRow.key == key)).first()
+                seen = conn.execute(vw.IDEMPOTENCY_KEY, {"scope": f"parameters:{new.model}", "key": key}).first()
                 if seen is not None:
                     if seen.request_hash != fingerprint:
                         raise InvalidArgument(
                             f"idempotency_key {key!r} was used before for a different request; use a "
                             "new key for new parameters", field="idempotency_key")
                     return self._parameters(s, s.get(ParametersRow, seen.parameters_id), new.model)
-            trow = self._type_row(s, mrow, semver)
+            trow = conn.execute(vw.MODEL_TYPE, {"model_id": mrow.id, "major": semver.major,
+                                                "minor": semver.minor, "patch": semver.patch}).first()
+            if trow is None:
+                raise NotFound(f"model {new.model!r} has no model type {semver}; create it first",
+                               model=new.model, version=str(semver))
             primary, derived = self._artifacts_for(s, mrow, new)
             if primary is not None and primary.signature is not None:
                 declared = records.signature_from(trow.signature)
@@ -347,36 +357,40 @@ class Registry:
                             field="primary_artifact_id")
             for parent in new.lineage.parents:
                 self._params_row(s, self._model_row(s, parent.model), parse_params_version(parent.version))
-            existing = [ParamsVersion(a, b) for a, b in s.exec(
-                select(ParametersRow.major, ParametersRow.minor).where(ParametersRow.model_id == mrow.id)).all()]
-            version = next_params_version(semver, existing, model=new.model)
-            row = ParametersRow(
+            # The highest minor of each major is all the rule needs (not every version).
+            highest = [ParamsVersion(a, b) for a, b in conn.execute(vw.HIGHEST_PER_MAJOR, {"model_id": mrow.id})]
+            version = next_params_version(semver, highest, model=new.model)
+            values = dict(
                 model_id=mrow.id, major=version.major, minor=version.minor, model_type_id=trow.id,
                 primary_artifact_id=primary.id if primary else None,
                 derived_artifact_ids=[a.id for a in derived], metrics=dict(new.metrics),
                 lineage=records.lineage_json(new.lineage), description=new.description,
                 tags=dict(new.tags), reference_distributions=list(new.reference_distributions),
                 created_by=caller.name, create_us=self._clock())
-            s.add(row)
-            s.flush()
-            for ds in new.lineage.datasets:
-                s.add(ParametersDatasetRow(parameters_id=row.id, dataset=ds.dataset,
-                                           dataset_version_id=ds.version_id))
+            pid = vw.insert_version(conn, values)
+            vw.insert_datasets(conn, [dict(parameters_id=pid, dataset=ds.dataset, dataset_version_id=ds.version_id)
+                                      for ds in new.lineage.datasets])
             if key:
-                s.add(IdempotencyKeyRow(scope=f"parameters:{new.model}", key=key, request_hash=fingerprint,
-                                        parameters_id=row.id, create_us=row.create_us))
+                conn.execute(vw.INSERT_IDEMPOTENCY_KEY, dict(scope=f"parameters:{new.model}", key=key,
+                                                             request_hash=fingerprint, parameters_id=pid,
+                                                             create_us=values["create_us"]))
             self._audit(s, caller, "parameters.create", new.model, f"{new.model}/parameters/{version}",
                         new.reason, {"version": str(version), "model_type_version": str(semver),
                                      "primary_sha256": primary.sha256 if primary else ""})
-            s.flush()
-            return self._parameters(s, row, new.model)
+            # A new version has no alias yet, and its type and artifacts are at hand: no re-read.
+            return self._parameters(s, SimpleNamespace(id=pid, **values), new.model, trow=trow,
+                                    artifacts=[a for a in (primary, *derived) if a is not None], aliases=())
 
         return self.store.write(change)
 
     def get_parameters(self, model: str, version: str) -> ParametersVersion:
         check_name(model, "model name", field="model")
         wanted = parse_params_version(version)
-        with self.store.read() as s:
+        with self.store.snapshot() as conn:
+            found = self._lookups.get_parameters(conn, model, wanted.major, wanted.minor)
+        if found is not None:
+            return found
+        with self.store.read() as s:  # not found: say what is missing
             mrow = self._model_row(s, model)
             return self._parameters(s, self._params_row(s, mrow, wanted), model)
 
@@ -386,10 +400,9 @@ class Registry:
         semver = parse_semver(model_type_version, field="latest_compatible_with")
         with self.store.read() as s:
             mrow = self._model_row(s, model)
-            existing = [ParamsVersion(a, b) for a, b in s.exec(
-                select(ParametersRow.major, ParametersRow.minor).where(
-                    ParametersRow.model_id == mrow.id, ParametersRow.major == semver.major)).all()]
-            best = latest_compatible(semver, existing)
+            top = s.exec(select(func.max(ParametersRow.minor)).where(
+                ParametersRow.model_id == mrow.id, ParametersRow.major == semver.major)).one()
+            best = latest_compatible(semver, [] if top is None else [ParamsVersion(semver.major, top)])
             if best is None:
                 raise NotFound(f"model {model!r} has no parameters compatible with model type {semver} "
                                f"(none of major {semver.major})", model=model)
@@ -546,9 +559,14 @@ class Registry:
     def resolve_alias(self, model: str, alias: str, at: datetime | None = None) -> tuple[Alias, ParametersVersion]:
         check_name(model, "model name", field="model")
         check_name(alias, "alias name", field="alias")
+        if at is None:
+            with self.store.snapshot() as conn:
+                found = self._lookups.resolve_alias(conn, model, alias)
+            if found is not None:
+                return found
         with self.store.read() as s:
             mrow = self._model_row(s, model)
-            if at is None:
+            if at is None:  # not found: say what is missing (or it appeared since)
                 row = self._alias_row(s, mrow, alias)
                 prow = s.get(ParametersRow, row.parameters_id)
                 return records.alias(row, model, f"{prow.major}.{prow.minor}"), self._parameters(s, prow, model)
@@ -685,7 +703,11 @@ class Registry:
     def resolve_iov(self, tag: str, point: int) -> tuple[IovEntry, int]:
         """The entry valid at ``point`` (greatest since <= point) and the next since (0 if none)."""
         check_name(tag, "tag name", field="tag")
-        with self.store.read() as s:
+        with self.store.snapshot() as conn:
+            found = self._lookups.resolve_iov(conn, tag, min(point, MAX_SINCE))
+        if found is not None:
+            return found
+        with self.store.read() as s:  # nothing valid: say whether the tag exists
             trow = self._tag_row(s, tag)
             found = self._resolve(s, trow, point)
             if found is None:
@@ -779,13 +801,11 @@ class Registry:
     # ----------------------------------------------------------------- helpers
 
     def _audit(self, s: Session, caller: Caller, action: str, model: str, resource: str, reason: str,
-               details: dict[str, str] | None = None) -> AuditEventRow:
-        row = AuditEventRow(event_us=self._clock(), actor=caller.name, action=action, model=model,
-                            resource=resource, reason=reason, details=details or {},
-                            request_id=caller.request_id)
-        s.add(row)
-        s.flush()
-        return row
+               details: dict[str, str] | None = None) -> SimpleNamespace:
+        """Append the audit event of a mutation, in its transaction (a Core insert)."""
+        values = dict(event_us=self._clock(), actor=caller.name, action=action, model=model,
+                      resource=resource, reason=reason, details=details or {}, request_id=caller.request_id)
+        return SimpleNamespace(id=vw.insert_audit_event(s.connection(), values), **values)
 
     @staticmethod
     def _filtered(s: Session, stmt, size: int, keep: Callable) -> list:
@@ -893,12 +913,21 @@ class Registry:
         derived = [one(a, "derived_artifact_ids") for a in dict.fromkeys(new.derived_artifact_ids)]
         return primary, derived
 
-    def _parameters(self, s: Session, row: ParametersRow, model: str | None = None) -> ParametersVersion:
+    def _parameters(self, s: Session, row: ParametersRow, model: str | None = None, *,
+                    trow: ModelTypeRow | None = None, artifacts: Sequence[ArtifactRow] | None = None,
+                    aliases: Sequence[str] | None = None) -> ParametersVersion:
+        """The entity of ``row``; what the caller already holds (type, artifacts, aliases) is
+        not read again."""
         model = model or s.get(ModelRow, row.model_id).name
-        trow = s.get(ModelTypeRow, row.model_type_id)
+        trow = trow or s.get(ModelTypeRow, row.model_type_id)
         ids = ([row.primary_artifact_id] if row.primary_artifact_id else []) + list(row.derived_artifact_ids)
-        arts = {a.id: a for a in s.exec(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).all()} if ids else {}
-        aliases = s.exec(select(AliasRow.name).where(AliasRow.parameters_id == row.id).order_by(AliasRow.name)).all()
+        if artifacts is not None:
+            arts = {a.id: a for a in artifacts}
+        else:
+            arts = {a.id: a for a in s.exec(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).all()} if ids else {}
+        if aliases is None:
+            aliases = s.exec(select(AliasRow.name).where(AliasRow.parameters_id == row.id)
+                             .order_by(AliasRow.name)).all()
         primary = arts.get(row.primary_artifact_id) if row.primary_artifact_id else None
         return ParametersVersion(
             model=model, version=f"{row.major}.{row.minor}",

@@ -29,7 +29,7 @@ async def create_server(settings: RegistrySettings) -> RunningServer:
     registry = await asyncio.to_thread(build_registry, settings)
     service = Service(
         descriptor=registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
-        servicer=RegistryServicer(registry),
+        servicer=RegistryServicer(registry, inline_reads=registry.store.dialect == "sqlite"),
         add_to_server=registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
     )
     running = await create_grpc_server(settings, [service])

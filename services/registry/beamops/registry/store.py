@@ -22,7 +22,7 @@ from typing import Callable, Iterator, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -65,7 +65,8 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(connection) -> None:
             mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-            connection.exec_driver_sql(f"BEGIN {mode}")
+            if mode:  # "" for single-statement reads (see Store.snapshot)
+                connection.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     if url.startswith("postgresql"):
@@ -93,6 +94,12 @@ class Store:
             self.engine.execution_options(sqlite_begin="IMMEDIATE")
             if self.dialect == "sqlite" else self.engine
         )
+        # Single-statement reads need no transaction: one SELECT is its own consistent snapshot
+        # (SQLite in WAL mode, PostgreSQL in autocommit), which saves BEGIN/ROLLBACK round trips.
+        self._snapshot_engine = (
+            self.engine.execution_options(sqlite_begin="") if self.dialect == "sqlite"
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._max_attempts = max_attempts
 
     def migrate(self) -> None:
@@ -103,6 +110,12 @@ class Store:
         """A session for reading (a snapshot on PostgreSQL, a deferred transaction on SQLite)."""
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A plain connection for reads of one statement each (no ORM session, no transaction)."""
+        with self._snapshot_engine.connect() as connection:
+            yield connection
 
     def write(self, change: Callable[[Session], T]) -> T:
         """Run ``change(session)`` in one transaction and commit it; retry on write conflicts.

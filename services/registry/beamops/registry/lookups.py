@@ -1,0 +1,145 @@
+"""The hot reads (resolve an alias, resolve an IOV, get a parameters version), one joined SQL
+statement each, run on a plain connection without an ORM session.
+
+These calls sit on the path of every inference request, so each is a single SELECT (plus one
+more only when a version has derived artifacts): the model, the version, its model type, its
+primary artifact and the names of its aliases come back in one row. The statements are built once
+per dialect, so SQLAlchemy's compiled cache always hits. There is no cache of results: every
+call reads the database, so several registry processes on one database always agree.
+
+A statement that finds no row returns ``None``; the caller then asks the slower, precise lookups
+which part is missing, so error messages stay the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Select, bindparam, func, literal_column, select
+
+from . import records
+from .entities import Alias, Artifact, IovEntry, ParametersVersion
+from .tables import AliasRow, ArtifactRow, IovEntryRow, IovTagRow, ModelRow, ModelTypeRow, ParametersRow
+
+_m = ModelRow.__table__
+_p = ParametersRow.__table__
+_t = ModelTypeRow.__table__
+_a = AliasRow.__table__
+_art = ArtifactRow.__table__
+_tag = IovTagRow.__table__
+_e = IovEntryRow.__table__
+
+_ARTIFACT_COLUMNS = ("artifact_id", "format", "filename", "sha256", "size_bytes", "signature",
+                     "created_by", "create_us")
+
+
+class Lookups:
+    """The hot read statements for one SQL dialect (``sqlite`` or ``postgresql``)."""
+
+    def __init__(self, dialect: str) -> None:
+        aliases_of_version = _aliases_of_version(dialect)
+        version_columns = [
+            _m.c.name.label("model_name"), _p.c.id.label("p_id"), _p.c.major.label("p_major"),
+            _p.c.minor.label("p_minor"), _p.c.derived_artifact_ids, _p.c.metrics, _p.c.lineage,
+            _p.c.description.label("p_description"), _p.c.tags.label("p_tags"),
+            _p.c.reference_distributions, _p.c.created_by.label("p_created_by"),
+            _p.c.create_us.label("p_create_us"), _t.c.major.label("t_major"),
+            _t.c.minor.label("t_minor"), _t.c.patch.label("t_patch"),
+            aliases_of_version.label("alias_names"),
+            *(_art.c[name].label(f"art_{name}") for name in _ARTIFACT_COLUMNS),
+        ]
+
+        self._alias: Select = (
+            select(_a.c.name.label("alias_name"), _a.c.protected, _a.c.updated_by, _a.c.update_us,
+                   *version_columns)
+            .select_from(_a.join(_m, _m.c.id == _a.c.model_id).join(_p, _p.c.id == _a.c.parameters_id)
+                         .join(_t, _t.c.id == _p.c.model_type_id)
+                         .outerjoin(_art, _art.c.id == _p.c.primary_artifact_id))
+            .where(_m.c.name == bindparam("model"), _a.c.name == bindparam("alias"))
+        )
+        self._version: Select = (
+            select(*version_columns)
+            .select_from(_m.join(_p, _p.c.model_id == _m.c.id)
+                         .join(_t, _t.c.id == _p.c.model_type_id)
+                         .outerjoin(_art, _art.c.id == _p.c.primary_artifact_id))
+            .where(_m.c.name == bindparam("model"), _p.c.major == bindparam("major"),
+                   _p.c.minor == bindparam("minor"))
+        )
+        e_next = _e.alias("e_next")
+        until = (select(func.min(e_next.c.since))
+                 .where(e_next.c.tag_id == _e.c.tag_id, e_next.c.since > _e.c.since)
+                 .scalar_subquery())
+        self._iov: Select = (
+            select(_e.c.since, _e.c.created_by, _e.c.reason, _e.c.create_us, _p.c.major, _p.c.minor,
+                   _m.c.name.label("model_name"), until.label("until"))
+            .select_from(_tag.join(_e, _e.c.tag_id == _tag.c.id)
+                         .join(_p, _p.c.id == _e.c.parameters_id)
+                         .join(_m, _m.c.id == _tag.c.model_id))
+            .where(_tag.c.name == bindparam("tag"), _e.c.since <= bindparam("point"))
+            .order_by(_e.c.since.desc())
+            .limit(1)
+        )
+        self._artifacts: Select = (
+            select(_art.c.id, *(_art.c[name] for name in _ARTIFACT_COLUMNS))
+            .where(_art.c.id.in_(bindparam("ids", expanding=True)))
+        )
+
+    def resolve_alias(self, conn: Connection, model: str, alias: str) -> tuple[Alias, ParametersVersion] | None:
+        row = conn.execute(self._alias, {"model": model, "alias": alias}).first()
+        if row is None:
+            return None
+        version = self._parameters(conn, row)
+        return (Alias(model, row.alias_name, version.version, bool(row.protected), row.updated_by,
+                      records.to_datetime(row.update_us)), version)
+
+    def get_parameters(self, conn: Connection, model: str, major: int, minor: int) -> ParametersVersion | None:
+        row = conn.execute(self._version, {"model": model, "major": major, "minor": minor}).first()
+        return None if row is None else self._parameters(conn, row)
+
+    def resolve_iov(self, conn: Connection, tag: str, point: int) -> tuple[IovEntry, int] | None:
+        row = conn.execute(self._iov, {"tag": tag, "point": point}).first()
+        if row is None:
+            return None
+        return (records.iov_entry(tag, row.since, row.model_name, f"{row.major}.{row.minor}",
+                                  row.created_by, row.reason, row.create_us), row.until or 0)
+
+    def _parameters(self, conn: Connection, row: Any) -> ParametersVersion:
+        model = row.model_name
+        derived: tuple[Artifact, ...] = ()
+        if row.derived_artifact_ids:
+            found = {r.id: _artifact(r, model, "") for r in conn.execute(
+                self._artifacts, {"ids": list(row.derived_artifact_ids)})}
+            derived = tuple(found[i] for i in row.derived_artifact_ids if i in found)
+        names = sorted(row.alias_names.split(",")) if row.alias_names else []
+        return ParametersVersion(
+            model=model, version=f"{row.p_major}.{row.p_minor}",
+            model_type_version=f"{row.t_major}.{row.t_minor}.{row.t_patch}",
+            primary_artifact=_artifact(row, model, "art_") if row.art_artifact_id else None,
+            derived_artifacts=derived, metrics=dict(row.metrics),
+            lineage=records.lineage_from(row.lineage), description=row.p_description,
+            tags=dict(row.p_tags), aliases=tuple(names), created_by=row.p_created_by,
+            create_time=records.to_datetime(row.p_create_us),
+            reference_distributions=tuple(row.reference_distributions),
+        )
+
+
+def _aliases_of_version(dialect: str):
+    """The comma-joined names of the aliases pointing at the row's version (names never hold
+    commas: see names.py)."""
+    other = _a.alias("a_of_version")
+    if dialect == "postgresql":
+        agg = func.string_agg(other.c.name, literal_column("','"))
+    else:
+        agg = func.group_concat(other.c.name, literal_column("','"))
+    return select(agg).where(other.c.parameters_id == _p.c.id).scalar_subquery()
+
+
+def _artifact(row: Any, model: str, prefix: str) -> Artifact:
+    def get(name: str) -> Any:
+        return getattr(row, prefix + name)
+
+    return Artifact(
+        artifact_id=get("artifact_id"), model=model, format=get("format"), filename=get("filename"),
+        sha256=get("sha256"), size_bytes=get("size_bytes"), signature=records.signature_from(get("signature")),
+        created_by=get("created_by"), create_time=records.to_datetime(get("create_us")),
+    )
