@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos triton up down status test test-unit bench system-deps clean
+.PHONY: help install protos stubs triton up down status test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ install: $(INSTALLED)  ## Create .venv and install beamops with its dev tools (g
 
 protos: $(INSTALLED)  ## Generate the Python gRPC stubs (and .pyi) from protos/ into gen/python/.
 	$(BIN)/python scripts/generate_stubs.py
+
+stubs: $(INSTALLED) system-deps  ## Generate the stubs of every language (Python, Go, Java, C++).
+	$(BIN)/python scripts/generate_stubs.py --all
 
 triton:  ## Install the bundled Triton Inference Server (CPU, Python backend) into .venv-triton.
 	@services/inference/triton/install.sh
