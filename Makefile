@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos stubs triton up down status test test-unit bench system-deps clean
+.PHONY: help install protos stubs triton up down status demo test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ down:  ## Stop everything `make up` started.
 
 status:  ## Show the health of each service.
 	@$(BIN)/beamops-stack status
+
+demo:  ## After `make up`: the README walkthrough end to end (dataset, split, train, deploy, predict).
+	@scripts/demo.sh
 
 test: protos triton system-deps  ## Install what the tests need and run the whole suite.
 	$(BIN)/python -m pytest

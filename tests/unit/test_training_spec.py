@@ -72,7 +72,6 @@ def test_seed_zero_means_the_service_picks_one_and_records_it():
      "spec.model.hyperparameters.activation"),
     (dict(publish=PublishTarget("bad name", "1.0.0")), "spec.publish.model_type.model"),
     (dict(publish=PublishTarget("zmm", "1.0")), "spec.publish.model_type.version"),
-    (dict(has_search=True), "spec.search"),
 ])
 def test_bad_specs_name_the_field(changes, field):
     with pytest.raises(InvalidArgument) as exc_info:

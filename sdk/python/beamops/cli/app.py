@@ -68,14 +68,14 @@ def main() -> None:
         code = app(standalone_mode=False)  # click returns the code of typer.Exit here
     except errors.BeamopsError as error:
         Output().error(_describe(error))
-        raise SystemExit(EXIT_CODES.get(type(error), 1)) from None
+        raise SystemExit(exit_code(error)) from None
     except ServerSideError as error:  # from commands that work on server files (beamops token)
         Output().error(error.message)
         raise SystemExit(SERVER_EXIT_CODES.get(error.reason, 1)) from None
     except grpc.RpcError as error:
         wrapped = errors.from_rpc_error(error)
         Output().error(_describe(wrapped))
-        raise SystemExit(EXIT_CODES.get(type(wrapped), 1)) from None
+        raise SystemExit(exit_code(wrapped)) from None
     except (typer.Abort, KeyboardInterrupt):
         raise SystemExit(130) from None
     except typer.Exit as done:
@@ -86,6 +86,10 @@ def main() -> None:
             raise SystemExit(error.exit_code) from None
         raise
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def exit_code(error: errors.BeamopsError) -> int:
+    return next((code for cls, code in EXIT_CODES.items() if isinstance(error, cls)), 1)
 
 
 def _describe(error: errors.BeamopsError) -> str:

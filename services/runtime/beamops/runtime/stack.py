@@ -63,6 +63,11 @@ class Stack:
         token = self._admin_token()
         for service in self.services:
             if self._pid(service) is None:
+                if health_status(f"127.0.0.1:{service.port}") != "DOWN":
+                    raise SystemExit(
+                        f"port {service.port} ({service.name}) is in use by another program; "
+                        "stop it, or run `beamops-stack up --port-offset N`"
+                    )
                 self._start(service)
         self._wait_serving(timeout)
         path = self._write_config(token)
@@ -103,6 +108,9 @@ class Stack:
             f"{p}VAR_DIR": str(self.var / service.name),
             f"{p}TOKENS_FILE": str(self.tokens),
         })
+        if service.name == "training":
+            env[f"{p}DATA_ADDRESS"] = f"127.0.0.1:{self._port_of('data')}"
+            env[f"{p}REGISTRY_ADDRESS"] = f"127.0.0.1:{self._port_of('registry')}"
         if service.name == "inference":
             env[f"{p}REGISTRY_ADDRESS"] = f"127.0.0.1:{self._port_of('registry')}"
             env[f"{p}REGISTRY_TOKEN"] = self._service_token("inference-service", auth_pb2.ROLE_PUBLISHER)

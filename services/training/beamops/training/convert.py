@@ -9,6 +9,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from beamops.common.v1 import lineage_pb2
 from beamops.training.v1 import job_pb2
 
+from .search import SearchParameter, SearchSpec
 from .spec import (DatasetRef, ModelChoice, PublishTarget, SourceClass, Splits, TrainingSpec)
 from .store import EventRecord, JobRecord
 
@@ -26,6 +27,11 @@ STATE_ENUMS = {"QUEUED": job_pb2.JOB_STATE_QUEUED, "RUNNING": job_pb2.JOB_STATE_
                "SUCCEEDED": job_pb2.JOB_STATE_SUCCEEDED, "FAILED": job_pb2.JOB_STATE_FAILED,
                "CANCELLED": job_pb2.JOB_STATE_CANCELLED, "": job_pb2.JOB_STATE_UNSPECIFIED}
 STATE_NAMES = {v: k for k, v in STATE_ENUMS.items()}
+ALGORITHM_NAMES = {job_pb2.SEARCH_ALGORITHM_GRID: "grid", job_pb2.SEARCH_ALGORITHM_RANDOM: "random"}
+ALGORITHM_ENUMS = {v: k for k, v in ALGORITHM_NAMES.items()}
+DIRECTION_NAMES = {job_pb2.OBJECTIVE_DIRECTION_MAXIMIZE: "maximize",
+                   job_pb2.OBJECTIVE_DIRECTION_MINIMIZE: "minimize"}
+DIRECTION_ENUMS = {v: k for k, v in DIRECTION_NAMES.items()}
 LOG_LEVELS = {"DEBUG": job_pb2.LOG_LEVEL_DEBUG, "INFO": job_pb2.LOG_LEVEL_INFO,
               "WARNING": job_pb2.LOG_LEVEL_WARNING, "ERROR": job_pb2.LOG_LEVEL_ERROR}
 DIFFERENCE_KINDS = {"environment": job_pb2.DIFFERENCE_KIND_ENVIRONMENT,
@@ -81,9 +87,44 @@ def spec_from_proto(spec: job_pb2.JobSpec) -> tuple[TrainingSpec, tuple[bool, bo
         onnx_tolerance=spec.onnx_tolerance,
         timeout_s=spec.timeout.ToTimedelta().total_seconds() if spec.HasField("timeout") else 0.0,
         description=spec.description,
-        has_search=spec.HasField("search"),
+        search=search_from_proto(spec.search) if spec.HasField("search") else None,
     )
     return typed, (bool(splits.train), bool(splits.validation), bool(splits.test))
+
+
+def search_from_proto(search: job_pb2.SearchSpec) -> SearchSpec:
+    params = []
+    for p in search.parameters:
+        domain = p.WhichOneof("domain")
+        if domain == "values":
+            params.append(SearchParameter(p.name, values=tuple(json_format.MessageToDict(p.values))))
+        elif domain == "range":
+            r = p.range
+            params.append(SearchParameter(p.name, low=r.low, high=r.high, log_scale=r.log_scale,
+                                          integer=r.integer))
+        else:  # neither: an empty list of values, refused by validation
+            params.append(SearchParameter(p.name, values=()))
+    return SearchSpec(algorithm=ALGORITHM_NAMES.get(search.algorithm, ""), parameters=tuple(params),
+                      num_trials=search.num_trials, max_parallel_trials=search.max_parallel_trials,
+                      objective_metric=search.objective_metric,
+                      direction=DIRECTION_NAMES.get(search.direction, ""))
+
+
+def search_to_proto(search: SearchSpec) -> job_pb2.SearchSpec:
+    out = job_pb2.SearchSpec(algorithm=ALGORITHM_ENUMS.get(search.algorithm, 0), num_trials=search.num_trials,
+                             max_parallel_trials=search.max_parallel_trials,
+                             objective_metric=search.objective_metric,
+                             direction=DIRECTION_ENUMS.get(search.direction, 0))
+    for p in search.parameters:
+        param = out.parameters.add(name=p.name)
+        if p.values is not None:
+            param.values.extend(list(p.values))
+            if not p.values:
+                param.values.SetInParent()
+        else:
+            param.range.CopyFrom(job_pb2.ParameterRange(low=p.low, high=p.high, log_scale=p.log_scale,
+                                                        integer=p.integer))
+    return out
 
 
 def _ref_proto(ref: DatasetRef | None, split: str = "") -> lineage_pb2.DatasetVersionRef:
@@ -129,6 +170,8 @@ def spec_to_proto(spec: TrainingSpec) -> job_pb2.JobSpec:
         out.publish.description = spec.publish.description
     if spec.timeout_s:
         out.timeout.FromTimedelta(timedelta(seconds=spec.timeout_s))
+    if spec.search is not None:
+        out.search.CopyFrom(search_to_proto(spec.search))
     return out
 
 
@@ -160,7 +203,24 @@ def metric_to_proto(m: dict) -> job_pb2.Metric:
 
 def progress_to_proto(p: dict) -> job_pb2.Progress:
     return job_pb2.Progress(iteration=p.get("iteration", 0), total_iterations=p.get("total_iterations", 0),
-                            fraction=p.get("fraction", 0.0))
+                            fraction=p.get("fraction", 0.0), trials_finished=p.get("trials_finished", 0),
+                            trials_total=p.get("trials_total", 0))
+
+
+def _ts_us(us: int | None) -> timestamp_pb2.Timestamp | None:
+    if not us:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(int(us))
+    return ts
+
+
+def trial_to_proto(t: dict) -> job_pb2.Trial:
+    return job_pb2.Trial(index=t["index"], hyperparameters=struct(t.get("hyperparameters", {})),
+                         state=STATE_ENUMS.get(t.get("state", ""), 0),
+                         metrics=[metric_to_proto(m) for m in t.get("metrics", [])],
+                         failure_message=t.get("failure_message", ""), start_time=_ts_us(t.get("start_us")),
+                         end_time=_ts_us(t.get("end_us")), best=bool(t.get("best", False)))
 
 
 def job_to_proto(job: JobRecord) -> job_pb2.Job:
@@ -171,6 +231,7 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         progress=progress_to_proto(job.progress), metrics=[metric_to_proto(m) for m in job.metrics],
         failure_message=job.failure_message, last_event_sequence=job.last_event_sequence,
         cancel_requested_by=job.cancel_requested_by, cancel_reason=job.cancel_reason,
+        trials=[trial_to_proto(t) for t in job.trials],
     )
     r = job.result
     if r:
@@ -215,10 +276,13 @@ def event_to_proto(e: EventRecord) -> job_pb2.JobEvent:
     elif e.kind == "progress":
         out.progress.CopyFrom(progress_to_proto(p))
     elif e.kind == "metric":
-        out.metric.CopyFrom(job_pb2.MetricReported(metric=metric_to_proto(p), trial_index=-1))
+        out.metric.CopyFrom(job_pb2.MetricReported(metric=metric_to_proto(p),
+                                                   trial_index=p.get("trial_index", -1)))
     elif e.kind == "log_line":
         out.log_line.CopyFrom(job_pb2.LogLine(level=LOG_LEVELS.get(p.get("level", "INFO"), 0),
-                                              text=p.get("text", ""), trial_index=-1))
+                                              text=p.get("text", ""), trial_index=p.get("trial_index", -1)))
+    elif e.kind == "trial_finished":
+        out.trial_finished.CopyFrom(job_pb2.TrialFinished(trial=trial_to_proto(p)))
     return out
 
 

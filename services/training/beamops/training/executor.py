@@ -44,6 +44,10 @@ class Executor(Protocol):
 
     async def cancel(self, job_id: str) -> None: ...
 
+    async def capacity(self) -> int:
+        """How many jobs (search trials) it runs at once."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -52,8 +56,10 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, jobs_dir: Path, poll_interval_s: float = 0.2, cancel_grace_s: float = 5.0) -> None:
+    def __init__(self, jobs_dir: Path, poll_interval_s: float = 0.2, cancel_grace_s: float = 5.0,
+                 max_workers: int = 2) -> None:
         self.jobs_dir = jobs_dir
+        self.max_workers = max_workers
         self.poll_interval_s = poll_interval_s
         self.cancel_grace_s = cancel_grace_s
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -126,6 +132,10 @@ class LocalExecutor:
         except asyncio.TimeoutError:
             _signal_group(proc.pid, signal.SIGKILL)
 
+    async def capacity(self) -> int:
+        """Search trials run at most this many worker subprocesses at once (a setting)."""
+        return self.max_workers
+
     async def close(self) -> None:
         for job_id in list(self._procs):
             proc = self._procs.get(job_id)
@@ -134,18 +144,23 @@ class LocalExecutor:
 
     @staticmethod
     def stop_stale(worker: dict, job_id: str) -> bool:
-        """Kill a worker left by an earlier run of the service; True when one was running."""
-        pid = worker.get("pid")
-        if worker.get("kind") != "local" or not isinstance(pid, int):
+        """Kill the worker(s) an earlier run of the service left (``pid``, or ``pids`` for the
+        trials of a search); True when one was running."""
+        if worker.get("kind") != "local":
             return False
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        if b"beamops.training.worker" not in cmdline or not any(job_id.encode() in a for a in cmdline):
-            return False
-        _signal_group(pid, signal.SIGKILL)
-        return True
+        killed = False
+        for pid in [worker.get("pid"), *worker.get("pids", ())]:
+            if not isinstance(pid, int):
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"beamops.training.worker" not in cmdline or not any(job_id.encode() in a for a in cmdline):
+                continue
+            _signal_group(pid, signal.SIGKILL)
+            killed = True
+        return killed
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -231,11 +246,13 @@ class DaskExecutor:
 
         try:
             while not future.done():
-                try:
-                    event = await queue.get(timeout=self.poll_interval_s)
-                except (asyncio.TimeoutError, TimeoutError):
-                    continue
-                await on_event(event)
+                # batch=True returns at once with what is waiting: a blocking get with a timeout
+                # would make the scheduler log a TimeoutError traceback at every empty poll.
+                events = await queue.get(batch=True)
+                for event in events:
+                    await on_event(event)
+                if not events:
+                    await asyncio.sleep(self.poll_interval_s)
             await drain()
             if job_id in self._cancelled or future.cancelled():
                 return WorkOutcome("cancelled", "the job was cancelled")
@@ -246,10 +263,13 @@ class DaskExecutor:
                                    f"{(str(exc).splitlines() or [''])[0][:300]}")
         finally:
             self._futures.pop(job_id, None)
+            cancelled = job_id in self._cancelled or future.cancelled()
             self._cancelled.discard(job_id)
-            for cleanup in (flag.delete,):
+            # A cancelled task's thread runs on until it reads the flag (Dask cannot kill a
+            # thread): the flag must stay set for it, so it is only deleted after a normal end.
+            if not cancelled:
                 try:
-                    await cleanup()
+                    await flag.delete()
                 except Exception:  # noqa: BLE001 - best effort
                     pass
         if out["status"] != "succeeded":
@@ -269,6 +289,15 @@ class DaskExecutor:
         client = await self.client()
         await Variable(cancel_variable_name(job_id), client=client).set(True)
         await client.cancel([future], force=True)
+
+    async def capacity(self) -> int:
+        """Threads of the cluster's workers now (a search runs one task per trial)."""
+        try:
+            client = await self.client()
+            identity = await client.scheduler.identity()
+        except (ConnectionError, OSError):
+            return 1
+        return max(1, sum(int(w.get("nthreads", 1)) for w in identity.get("workers", {}).values()))
 
     async def close(self) -> None:
         if self._client is not None:

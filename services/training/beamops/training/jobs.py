@@ -31,6 +31,8 @@ from beamops.runtime.errors import (AlreadyExists, BeamopsError, FailedPrecondit
 from .executor import Executor, LocalExecutor, WorkOutcome
 from .failures import RegistrationError
 from .reproduce import compare_runs
+from .search import best_trial, expand_trials
+from .search_run import SearchRun, TrialRun
 from .spec import DatasetInfo, DatasetRef, PublishTarget, TrainingSpec, check_against_data, validate_spec
 from .store import (CANCELLED, FAILED, FINAL_STATES, QUEUED, RUNNING, SUCCEEDED, EventRecord, JobFilter,
                     JobRecord, JobStore, now)
@@ -69,7 +71,7 @@ class JobManager:
     def __init__(self, store: JobStore, data: DataService, registry: Registry,
                  executors: Mapping[str, Executor], *, default_executor: str, data_address: str,
                  jobs_dir: Path, max_concurrent_jobs: int = 2, max_message_bytes: int = 64 * 1024 * 1024,
-                 service_token: str | None = None,
+                 service_token: str | None = None, max_trials: int = 256,
                  entry_point_exists: Callable[[str], bool] | None = None,
                  stop_stale_worker: Callable[[dict, str], bool] = LocalExecutor.stop_stale) -> None:
         self.store = store
@@ -82,12 +84,14 @@ class JobManager:
         self.max_message_bytes = max_message_bytes
         self.service_token = service_token
         self.entry_point_exists = entry_point_exists
+        self.max_trials = max_trials
         self.stop_stale_worker = stop_stale_worker
         self._slots = asyncio.Semaphore(max_concurrent_jobs)
         self._tasks: dict[str, asyncio.Task] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._cancel_asked: set[str] = set()
         self._tolerances: dict[str, float] = {}
+        self._searches: dict[str, SearchRun] = {}
         self._closing = False
 
     # ------------------------------------------------------------------ start / stop
@@ -140,7 +144,7 @@ class JobManager:
                                         f"request (job {existing.job_id}); use a new key",
                                         job=existing.job_id)
                 return existing
-        spec = validate_spec(spec, entry_point_exists=self.entry_point_exists)
+        spec = validate_spec(spec, entry_point_exists=self.entry_point_exists, max_trials=self.max_trials)
         executor = spec.executor or self.default_executor
         if executor not in self.executors:
             raise FailedPrecondition("no Dask scheduler is configured for this training service; "
@@ -254,6 +258,14 @@ class JobManager:
 
     async def _cancel_work(self, job_id: str) -> None:
         self._cancel_asked.add(job_id)
+        await self._stop(job_id)
+
+    async def _stop(self, job_id: str) -> None:
+        """Stop the job's work: its worker, or every running trial of its search."""
+        search = self._searches.get(job_id)
+        if search is not None:
+            await search.cancel()
+            return
         job = self.store.get(job_id)
         executor = self.executors.get(job.executor)
         if executor is not None:
@@ -270,10 +282,11 @@ class JobManager:
         if tolerance < 0:
             raise InvalidArgument("the tolerance must not be negative", field="tolerance")
         result = original.result
+        # A search is reproduced by its best trial: a single training with its hyperparameters.
         spec = replace(original.spec, seed=int(result.get("seed", original.spec.seed)),
                        executor=executor or original.executor,
-                       publish=original.spec.publish if publish else None)
-        if spec.model.builtin:
+                       publish=original.spec.publish if publish else None, search=None)
+        if spec.model.builtin or original.spec.search is not None:
             spec = replace(spec, model=replace(spec.model, hyperparameters=result.get(
                 "hyperparameters", spec.model.hyperparameters)))
         return await self.submit(caller, spec, (True, spec.splits.use_validation, True), idempotency_key,
@@ -311,13 +324,16 @@ class JobManager:
         async def on_event(event: dict) -> None:
             await self._record_worker_event(job_id, event, executor)
 
-        work = asyncio.ensure_future(executor.run(job_id, payload, token, on_event))
+        if job.spec.search is not None:
+            work = asyncio.ensure_future(self._search(job, executor, payload, token))
+        else:
+            work = asyncio.ensure_future(executor.run(job_id, payload, token, on_event))
         timed_out = False
         timeout = job.spec.timeout_s or None
         done, _ = await asyncio.wait([work], timeout=timeout)
         if not done:
             timed_out = True
-            await executor.cancel(job_id)
+            await self._stop(job_id)
             await work
         outcome: WorkOutcome = work.result()
         job = self.store.get(job_id)
@@ -353,6 +369,101 @@ class JobManager:
             self._update(job_id, [("log_line", {"level": event.get("level", "INFO"),
                                                 "text": str(event.get("text", ""))[:10_000]})])
 
+    # ------------------------------------------------------------------ search
+
+    async def _search(self, job: JobRecord, executor: Executor, payload: dict, token: str | None) -> WorkOutcome:
+        """Run the trials of a search in parallel; the outcome is the best trial's (or why none)."""
+        job_id, search = job.job_id, job.spec.search
+        assert search is not None
+        trials = expand_trials(search, job.spec.model.hyperparameters, job.spec.seed)
+        capacity = await executor.capacity()
+        if executor.name == "local":
+            parallel = min(search.max_parallel_trials or capacity, capacity)
+        else:
+            parallel = search.max_parallel_trials or capacity
+        total = len(trials)
+        state = {"finished": 0, "pids": []}
+
+        def progress() -> dict:
+            return {"iteration": 0, "total_iterations": 0, "trials_finished": state["finished"],
+                    "trials_total": total, "fraction": round(0.95 * state["finished"] / total, 6)}
+
+        async def on_event(trial: TrialRun, event: dict) -> None:
+            await self._record_trial_event(job_id, trial.index, event, state["pids"])
+
+        async def on_started(trial: TrialRun) -> None:
+            self._set_trial(job_id, trial, [("log_line", {
+                "level": "INFO", "trial_index": trial.index,
+                "text": f"trial {trial.index} started: {_short(trial.hyperparameters, search)}"})])
+
+        async def on_finished(trial: TrialRun) -> None:
+            state["finished"] += 1
+            self._set_trial(job_id, trial, [("trial_finished", trial.to_dict()), ("progress", progress())],
+                            progress=progress())
+
+        run = SearchRun(job_id, executor, parallel, on_event, on_started, on_finished)
+        self._searches[job_id] = run
+        self._update(job_id, [("log_line", {"level": "INFO", "text": (
+            f"{search.algorithm} search: {total} trials, up to {parallel} at once on the {executor.name} "
+            f"executor; objective: {search.direction} validation {search.objective_metric}")}),
+            ("progress", progress())], trials=[TrialRun(i, hp).to_dict() for i, hp in enumerate(trials)],
+            progress=progress())
+        if job_id in self._cancel_asked:
+            await run.cancel()
+        try:
+            done = await run.run(payload, trials, token)
+        finally:
+            self._searches.pop(job_id, None)
+        if run.cancelled:
+            return WorkOutcome("cancelled", "the search was cancelled")
+        succeeded = {t.index: t for t in done if t.state == "SUCCEEDED"}
+        if not succeeded:
+            failed = [t for t in done if t.state == "FAILED"]
+            first = failed[0] if failed else done[0]
+            return WorkOutcome("failed", f"all {total} trials of the search failed; trial {first.index}: "
+                                         f"{first.failure_message}")
+        metric, direction = search.objective_metric, search.direction
+        best = best_trial({i: {m["name"]: m["value"] for m in t.metrics} for i, t in succeeded.items()},
+                          metric, direction)
+        if best is None:
+            return WorkOutcome("failed", f"no trial reported the objective metric {metric!r} on the "
+                                         "validation split, so no best trial could be chosen")
+        winner = succeeded[best]
+        winner.best = True
+        value = next(m["value"] for m in winner.metrics if m["name"] == metric)
+        self._set_trial(job_id, winner, [("log_line", {"level": "INFO", "text": (
+            f"best trial: {best} ({metric} {value:.6g} on the validation split, {direction}; "
+            f"{len(succeeded)} of {total} trials succeeded)")})])
+        outcome = winner.outcome
+        assert outcome is not None and outcome.result is not None
+        result = dict(outcome.result, job_id=job_id)
+        result["search"] = dict(algorithm=search.algorithm, trial_index=best, trials_total=total,
+                                trials_succeeded=len(succeeded), objective_metric=metric, direction=direction,
+                                objective_value=value)
+        return WorkOutcome("succeeded", "", result=result, onnx=outcome.onnx, predictions=outcome.predictions)
+
+    def _set_trial(self, job_id: str, trial: TrialRun, events=(), **changes) -> None:
+        trials = self.store.get(job_id).trials
+        trials = [trial.to_dict() if t["index"] == trial.index else t for t in trials]
+        self._update(job_id, events, trials=trials, **changes)
+
+    async def _record_trial_event(self, job_id: str, index: int, event: dict, pids: list[int]) -> None:
+        """A trial's worker event: metrics and log lines are kept with the trial index; a trial's
+        own progress is left out (the search reports trials finished instead)."""
+        kind = event.get("type")
+        if kind == "worker_started":
+            worker = dict(event["worker"])
+            if isinstance(worker.get("pid"), int):
+                pids.append(worker.pop("pid"))
+                worker["pids"] = list(pids)
+            self._update(job_id, worker=worker)
+        elif kind == "metric":
+            metric = {k: event[k] for k in ("name", "split", "value", "iteration")}
+            self._update(job_id, [("metric", {**metric, "trial_index": index})])
+        elif kind == "log":
+            self._update(job_id, [("log_line", {"level": event.get("level", "INFO"), "trial_index": index,
+                                                "text": str(event.get("text", ""))[:10_000]})])
+
     async def _succeed(self, job: JobRecord, outcome: WorkOutcome, token: str | None) -> None:
         job_id = job.job_id
         result = dict(outcome.result or {})
@@ -382,13 +493,21 @@ class JobManager:
             self._log(job_id, reproduction["summary"])
         metrics = [dict(m) for m in result.get("metrics", [])]
         job = self.store.get(job_id)
-        self._transition(job, SUCCEEDED, "trained, checked and registered" if job.spec.publish else
-                         "trained and checked", end_time=now(), result=result, metrics=metrics,
+        message = "trained, checked and registered" if job.spec.publish else "trained and checked"
+        if "search" in result:
+            message = (f"best of {result['search']['trials_total']} trials (trial "
+                       f"{result['search']['trial_index']}) {message}")
+        self._transition(job, SUCCEEDED, message, end_time=now(), result=result, metrics=metrics,
                          reproduction=reproduction,
                          progress={**job.progress, "fraction": 1.0})
 
     def _log(self, job_id: str, text: str, level: str = "INFO") -> None:
         self._update(job_id, [("log_line", {"level": level, "text": text})])
+
+
+def _short(hyperparameters: dict, search) -> str:
+    """The searched hyperparameters of a trial, e.g. "max_depth=4, learning_rate=0.1"."""
+    return ", ".join(f"{p.name}={hyperparameters.get(p.name)!r}" for p in search.parameters)
 
 
 def _cancel_message(job: JobRecord) -> str:

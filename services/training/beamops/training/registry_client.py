@@ -143,6 +143,13 @@ def _parameters_request(job_id: str, spec: TrainingSpec, result: dict, artifact_
             "spec_sha256": hashlib.sha256(spec_json.encode()).hexdigest()}
     if len(spec_json) <= 500:
         tags["training_spec"] = spec_json
+    search = result.get("search")
+    if search:  # the best trial of a hyperparameter search
+        tags["search_job"] = job_id
+        tags["search_trial"] = str(search["trial_index"])
+        tags["search_objective"] = (f"{search['direction']} validation {search['objective_metric']} = "
+                                    f"{search['objective_value']:.6g}")
+        tags["search_trials"] = f"{search['trials_succeeded']} of {search['trials_total']} succeeded"
     lineage = model_pb2.Lineage(
         datasets=[lineage_pb2.DatasetVersionRef(**d) for d in result.get("datasets", [])],
         training_job=lineage_pb2.JobRef(job_id=job_id),
@@ -154,7 +161,8 @@ def _parameters_request(job_id: str, spec: TrainingSpec, result: dict, artifact_
     return rs.CreateParametersVersionRequest(
         model=publish.model, model_type_version=publish.model_type_version,
         primary_artifact_id=artifact_id, metrics=metrics, lineage=lineage,
-        description=publish.description or spec.description,
+        description=publish.description or spec.description or (
+            f"best trial ({search['trial_index']}) of {search['algorithm']} search {job_id}" if search else ""),
         tags=tags,
         reference_distributions=[model_pb2.FeatureDistribution(**d)
                                  for d in result.get("reference_distributions", [])],

@@ -22,7 +22,7 @@ async def create_server(settings: TrainingSettings) -> RunningServer:
     data = DataClient(settings.data_address, settings.max_message_bytes)
     registry = RegistryClient(settings.registry_address, settings.max_message_bytes)
     executors = {"local": LocalExecutor(settings.jobs_dir, settings.event_poll_interval_s,
-                                        settings.cancel_grace_s)}
+                                        settings.cancel_grace_s, settings.local_trial_workers)}
     if settings.dask_scheduler:
         executors["dask"] = DaskExecutor(settings.dask_scheduler, settings.event_poll_interval_s)
     jobs = JobManager(
@@ -30,7 +30,8 @@ async def create_server(settings: TrainingSettings) -> RunningServer:
         default_executor="dask" if settings.dask_scheduler else "local",
         data_address=settings.data_address, jobs_dir=settings.jobs_dir,
         max_concurrent_jobs=settings.max_concurrent_jobs, max_message_bytes=settings.max_message_bytes,
-        service_token=settings.service_token, entry_point_exists=entry_point_module_exists,
+        service_token=settings.service_token, max_trials=settings.max_trials,
+        entry_point_exists=entry_point_module_exists,
     )
     jobs.recover()
     service = Service(

@@ -36,7 +36,10 @@ class TrainingSettings(ServiceSettings):
         5.0, ge=0, description="Time a cancelled local worker gets to stop before it is killed."
     )
     event_poll_interval_s: float = Field(0.2, gt=0, description="How often worker events are read.")
-    max_trials: int = Field(256, ge=1, description="Largest hyperparameter search accepted.")
+    max_trials: int = Field(256, ge=1, description="Largest hyperparameter search accepted (trials).")
+    local_trial_workers: int = Field(
+        2, ge=1, description="Search trials running at once on the local executor (one worker "
+                             "subprocess each); on Dask, trials run on as many threads as the cluster has.")
 
     @property
     def database_path(self) -> Path:

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from beamops.runtime.errors import InvalidArgument
 
 from . import hyperparameters as hp
+from .search import SearchSpec, validate_search
 
 TASKS = ("classification", "regression")
 EXECUTORS = ("", "local", "dask")
@@ -107,7 +108,8 @@ class TrainingSpec:
     onnx_tolerance: float = 0.0
     timeout_s: float = 0.0
     description: str = ""
-    has_search: bool = False
+    # Set for a hyperparameter search (trials run in parallel; the best is registered).
+    search: SearchSpec | None = None
 
     @property
     def datasets(self) -> tuple[DatasetRef, ...]:
@@ -118,6 +120,7 @@ class TrainingSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["model"]["hyperparameters"] = dict(self.model.hyperparameters)
+        data["search"] = self.search.to_dict() if self.search is not None else None
         return data
 
     def to_json(self) -> str:
@@ -147,7 +150,7 @@ class TrainingSpec:
             onnx_tolerance=float(d.get("onnx_tolerance", 0.0)),
             timeout_s=float(d.get("timeout_s", 0.0)),
             description=d.get("description", ""),
-            has_search=bool(d.get("has_search", False)),
+            search=SearchSpec.from_dict(d["search"]) if d.get("search") else None,
         )
 
     @classmethod
@@ -158,20 +161,19 @@ class TrainingSpec:
 # --------------------------------------------------------------------------- step 1: the spec alone
 
 
-def validate_spec(spec: TrainingSpec, *, entry_point_exists=None) -> TrainingSpec:
+def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: int = 256) -> TrainingSpec:
     """Check what needs no other service; return the spec with defaults filled in.
 
     ``entry_point_exists(entry_point) -> bool`` says whether a user model's module can be found
-    in the worker environment (None: not checked).
+    in the worker environment (None: not checked). ``max_trials`` is the largest search accepted.
     """
-    if spec.has_search:
-        raise InvalidArgument(
-            "hyperparameter search is not available in this version of the training service; "
-            "submit one job per set of hyperparameters", field="spec.search")
     _check_label_and_datasets(spec)
     features = _check_features(spec)
     model = _check_model(spec.model, entry_point_exists)
     metrics = _check_metrics(spec.metrics, model.task)
+    search = None
+    if spec.search is not None:
+        search = validate_search(spec.search, builtin=model.builtin, metrics=metrics, max_trials=max_trials)
     if spec.seed < 0 or spec.seed >= 2**32:
         raise InvalidArgument(f"the seed must be in [0, 2**32); got {spec.seed} (0 means: pick one)",
                               field="spec.seed")
@@ -191,7 +193,7 @@ def validate_spec(spec: TrainingSpec, *, entry_point_exists=None) -> TrainingSpe
         _check_publish(spec.publish)
     if len(spec.description) > 10_000:
         raise InvalidArgument("the description is longer than 10000 characters", field="spec.description")
-    return replace(spec, features=features, model=model, metrics=metrics, seed=seed,
+    return replace(spec, features=features, model=model, metrics=metrics, seed=seed, search=search,
                    onnx_tolerance=spec.onnx_tolerance or DEFAULT_ONNX_TOLERANCE)
 
 
@@ -382,9 +384,14 @@ def check_against_data(spec: TrainingSpec, infos: Mapping[tuple[str, str], Datas
             count = info.splits.get(split, 0)
             if count > 0:
                 continue
-            if what == "validation" and not named:
+            if what == "validation" and not named and spec.search is None:
                 use_validation = False
                 continue
+            if what == "validation" and spec.search is not None and split not in info.splits:
+                raise InvalidArgument(
+                    f"a search ranks its trials on the validation split, but dataset {ref.dataset} version "
+                    f"{ref.version_id} has no split {split!r} (splits: {', '.join(sorted(info.splits))})",
+                    field=f"spec.splits.{name}")
             state = "is empty" if split in info.splits else "does not exist"
             raise InvalidArgument(
                 f"the {what} split {split!r} of dataset {ref.dataset} version {ref.version_id} {state} "

@@ -53,6 +53,9 @@ class JobRecord:
     idempotency_key: str = ""
     request_hash: str = ""
     worker: dict = field(default_factory=dict)
+    # Trials of a search: {"index", "hyperparameters", "state", "metrics", "failure_message",
+    # "start_us", "end_us", "best"}; empty for a single training.
+    trials: list[dict] = field(default_factory=list)
 
     @property
     def final(self) -> bool:
@@ -113,6 +116,7 @@ class JobRow(SQLModel, table=True):
     worker: str = "{}"
     # "|dataset:version|dataset:version|", for filtering by dataset
     datasets: str = ""
+    trials: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
 
 
 class EventRow(SQLModel, table=True):
@@ -127,7 +131,9 @@ class EventRow(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
 
 
-JSON_FIELDS = ("progress", "metrics", "result", "reproduction", "worker")
+JSON_FIELDS = ("progress", "metrics", "result", "reproduction", "worker", "trials")
+# Columns added after the first release: (name, SQL type and default), added to older databases.
+ADDED_COLUMNS = (("trials", "TEXT NOT NULL DEFAULT '[]'"),)
 
 
 def _us(t: datetime | None) -> int | None:
@@ -152,6 +158,15 @@ class SqlJobStore:
             cur.close()
 
         SQLModel.metadata.create_all(self.engine, tables=[JobRow.__table__, EventRow.__table__])
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database written by an older release lacks the newer columns: add them."""
+        with self.engine.begin() as conn:
+            present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(jobs)")}
+            for name, definition in ADDED_COLUMNS:
+                if name not in present:
+                    conn.exec_driver_sql(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -170,6 +185,7 @@ class SqlJobStore:
             last_event_sequence=row.last_event_sequence, cancel_requested_by=row.cancel_requested_by,
             cancel_reason=row.cancel_reason, idempotency_key=row.idempotency_key,
             request_hash=row.request_hash, worker=json.loads(row.worker),
+            trials=json.loads(row.trials or "[]"),
         )
 
     @staticmethod

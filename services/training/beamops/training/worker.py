@@ -140,7 +140,7 @@ def cancel_variable_name(job_id: str) -> str:
 
 def run_on_dask(payload: dict, token: str | None) -> dict[str, Any]:
     """The Dask task: same run as the local worker; returns the outcome (bytes included)."""
-    from distributed import Queue, Variable, get_client
+    from distributed import Queue, Variable, get_client, get_worker
 
     client = get_client()
     job_id = payload["job_id"]
@@ -161,6 +161,7 @@ def run_on_dask(payload: dict, token: str | None) -> dict[str, Any]:
                 pass
         return checked["stop"]
 
+    emit({"type": "log", "level": "INFO", "text": f"running on Dask worker {get_worker().address}"})
     status, outcome = execute(payload, token, emit, should_stop)
     out: dict[str, Any] = dict(status)
     if outcome is not None:

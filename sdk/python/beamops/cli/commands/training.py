@@ -62,6 +62,15 @@ def show(ctx: typer.Context, job_id: str) -> None:
     })
 
 
+@jobs.command("watch")
+def watch(ctx: typer.Context, job_id: str) -> None:
+    """Follow a job with a progress bar until it ends; exit 0 only if it succeeds."""
+    job = ctx.obj.client.training.follow(job_id, progress=not ctx.obj.out.json_mode)
+    ctx.obj.out.table("job", COLUMNS, [_row(job)], records=[_record(job)])
+    if job.state != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
 @jobs.command("cancel")
 def cancel(ctx: typer.Context, job_id: str, reason: str = typer.Option("", help="Why.")) -> None:
     """Stop a job (the work really stops)."""
