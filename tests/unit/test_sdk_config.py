@@ -35,7 +35,19 @@ def test_missing_config_file_gives_localhost_defaults(tmp_path, monkeypatch):
 
 def test_only_calls_without_side_effects_are_retried():
     config = json.loads(service_config("registry"))
-    retried = {n["method"] for n in config["methodConfig"][0]["name"]}
+    with_retry = [c for c in config["methodConfig"] if "retryPolicy" in c]
+    retried = {n["method"] for c in with_retry for n in c["name"]}
     assert "GetModel" in retried and "ResolveAlias" in retried and "DownloadArtifact" in retried
     assert "CreateParametersVersion" not in retried and "SetAlias" not in retried
-    assert config["methodConfig"][0]["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert all(c["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"] for c in with_retry)
+
+
+def test_unary_calls_have_deadlines_and_reads_wait_for_a_restarting_service():
+    config = json.loads(service_config("registry"))
+    by_method = {n["method"]: c for c in config["methodConfig"] for n in c["name"]}
+    assert len(by_method) == sum(len(c["name"]) for c in config["methodConfig"])  # each method once
+    for method in ("GetModel", "ResolveAlias", "CreateParametersVersion", "SetAlias"):
+        assert by_method[method]["timeout"] == "30.0s", method
+    assert by_method["ResolveAlias"]["waitForReady"] is True
+    assert "waitForReady" not in by_method["CreateParametersVersion"]  # writes fail fast
+    assert "timeout" not in by_method["DownloadArtifact"] and "UploadArtifact" not in by_method  # streams

@@ -3,6 +3,13 @@
 Retries come from the contracts: every RPC marked ``idempotency_level = NO_SIDE_EFFECTS`` is
 retried on UNAVAILABLE with exponential backoff (gRPC's own retry policy); nothing else is.
 Unary calls get a default deadline; streams have none unless the caller sets one.
+
+Unary calls without side effects also *wait for ready*: while the service is down or restarting
+they wait (up to their deadline) for the channel to reconnect instead of failing at once, so a
+read rides over a restart; the channel retries connecting at least every 5 s. The price: a read
+against a service that stays down fails only at its deadline (DeadlineExceededError), not at
+once. Calls with side effects fail fast with UNAVAILABLE: the caller decides whether to send them
+again (with the same idempotency key where the RPC has one).
 """
 
 from __future__ import annotations
@@ -26,18 +33,20 @@ SERVICE_DESCRIPTORS = {
 }
 DEFAULT_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_RECONNECT_BACKOFF_MS = 5000  # gRPC's default grows to 120 s
 
 
 @cache
 def service_config(service: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     descriptor = SERVICE_DESCRIPTORS[service]
-    safe, unary = [], []
+    safe_unary, safe_streams, unary = [], [], []
     for method in descriptor.methods:
         name = {"service": descriptor.full_name, "method": method.name}
         level = method.GetOptions().idempotency_level
+        streaming = method.client_streaming or method.server_streaming
         if level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS and not method.client_streaming:
-            safe.append(name)
-        elif not (method.client_streaming or method.server_streaming):
+            (safe_streams if streaming else safe_unary).append(name)
+        elif not streaming:
             unary.append(name)
     retry = {
         "maxAttempts": 5,
@@ -46,7 +55,12 @@ def service_config(service: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
-    configs = [{"name": safe, "retryPolicy": retry}]
+    configs = []
+    if safe_unary:
+        configs.append({"name": safe_unary, "retryPolicy": retry, "waitForReady": True,
+                        "timeout": f"{timeout_s}s"})
+    if safe_streams:
+        configs.append({"name": safe_streams, "retryPolicy": retry})
     if unary:
         configs.append({"name": unary, "timeout": f"{timeout_s}s"})
     return json.dumps({"methodConfig": configs})
@@ -80,6 +94,7 @@ def open_channel(service: str, address: str, token: str | None) -> grpc.Channel:
     options = [
         ("grpc.service_config", service_config(service)),
         ("grpc.enable_retries", 1),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
