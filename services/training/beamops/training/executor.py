@@ -23,6 +23,8 @@ from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
+from .failures import dask_failure_message
+
 log = logging.getLogger(__name__)
 
 OnEvent = Callable[[dict], Awaitable[None]]
@@ -259,8 +261,7 @@ class DaskExecutor:
             try:
                 out = await future
             except Exception as exc:  # noqa: BLE001 - the task died (worker lost, ...)
-                return WorkOutcome("failed", f"the Dask task failed: {type(exc).__name__}: "
-                                   f"{(str(exc).splitlines() or [''])[0][:300]}")
+                return WorkOutcome("failed", dask_failure_message(exc))
         finally:
             self._futures.pop(job_id, None)
             cancelled = job_id in self._cancelled or future.cancelled()
