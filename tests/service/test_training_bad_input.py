@@ -55,7 +55,7 @@ async def test_bad_specs_are_refused_before_anything_runs(training_env):
     entry.model.entry_point = "os:system; rm -rf /"
     cases.append((entry, "invalid entry point"))
     missing = spec()
-    missing.model.entry_point = "not_installed_pkg.models:Net"
+    missing.model.entry_point = "beamops.training.examples.not_installed:Net"
     cases.append((missing, "not installed"))
     no_kind = spec()
     no_kind.model.ClearField("builtin")
@@ -89,6 +89,10 @@ async def test_roles_and_unknown_jobs(training_env):
     split = await env.split_version("zmumu", ["uproot-Zmumu.root"])
     err = await submit_error(env, zmumu_mass_spec(split, model=""), role="reader")
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    foreign = zmumu_mass_spec(split, model="")
+    foreign.model.entry_point = "os.path:join"  # importing a module runs its code: allowlisted only
+    err = await submit_error(env, foreign)
+    assert_clear(err, grpc.StatusCode.PERMISSION_DENIED, "entry_point_modules", "os.path")
     for call, request in ((env.training.GetJob, ts.GetJobRequest(job_id="job-nope")),
                           (env.training.CancelJob, ts.CancelJobRequest(job_id="job-nope")),
                           (env.training.ReproduceJob, ts.ReproduceJobRequest(job_id="job-nope"))):

@@ -73,6 +73,7 @@ class JobManager:
                  jobs_dir: Path, max_concurrent_jobs: int = 2, max_message_bytes: int = 64 * 1024 * 1024,
                  service_token: str | None = None, max_trials: int = 256,
                  entry_point_exists: Callable[[str], bool] | None = None,
+                 entry_point_modules: tuple[str, ...] | None = None,
                  stop_stale_worker: Callable[[dict, str], bool] = LocalExecutor.stop_stale) -> None:
         self.store = store
         self.data = data
@@ -84,6 +85,7 @@ class JobManager:
         self.max_message_bytes = max_message_bytes
         self.service_token = service_token
         self.entry_point_exists = entry_point_exists
+        self.entry_point_modules = entry_point_modules
         self.max_trials = max_trials
         self.stop_stale_worker = stop_stale_worker
         self._slots = asyncio.Semaphore(max_concurrent_jobs)
@@ -144,7 +146,8 @@ class JobManager:
                                         f"request (job {existing.job_id}); use a new key",
                                         job=existing.job_id)
                 return existing
-        spec = validate_spec(spec, entry_point_exists=self.entry_point_exists, max_trials=self.max_trials)
+        spec = validate_spec(spec, entry_point_exists=self.entry_point_exists, max_trials=self.max_trials,
+                             entry_point_modules=self.entry_point_modules)
         executor = spec.executor or self.default_executor
         if executor not in self.executors:
             raise FailedPrecondition("no Dask scheduler is configured for this training service; "

@@ -32,6 +32,7 @@ async def create_server(settings: TrainingSettings) -> RunningServer:
         max_concurrent_jobs=settings.max_concurrent_jobs, max_message_bytes=settings.max_message_bytes,
         service_token=settings.service_token, max_trials=settings.max_trials,
         entry_point_exists=entry_point_module_exists,
+        entry_point_modules=tuple(settings.entry_point_modules),
     )
     jobs.recover()
     service = Service(

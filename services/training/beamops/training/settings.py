@@ -36,6 +36,11 @@ class TrainingSettings(ServiceSettings):
         5.0, ge=0, description="Time a cancelled local worker gets to stop before it is killed."
     )
     event_poll_interval_s: float = Field(0.2, gt=0, description="How often worker events are read.")
+    entry_point_modules: list[str] = Field(
+        default_factory=lambda: ["beamops.training.examples"],
+        description="Packages whose model classes users may train by entry point "
+                    "('package.module:Class'); importing a module runs its code, so list only "
+                    "packages you trust.")
     max_trials: int = Field(256, ge=1, description="Largest hyperparameter search accepted (trials).")
     local_trial_workers: int = Field(
         2, ge=1, description="Search trials running at once on the local executor (one worker "

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
-from beamops.runtime.errors import InvalidArgument
+from beamops.runtime.errors import InvalidArgument, PermissionDenied
 
 from . import hyperparameters as hp
 from .search import SearchSpec, validate_search
@@ -161,15 +161,17 @@ class TrainingSpec:
 # --------------------------------------------------------------------------- step 1: the spec alone
 
 
-def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: int = 256) -> TrainingSpec:
+def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: int = 256,
+                  entry_point_modules: tuple[str, ...] | None = None) -> TrainingSpec:
     """Check what needs no other service; return the spec with defaults filled in.
 
     ``entry_point_exists(entry_point) -> bool`` says whether a user model's module can be found
     in the worker environment (None: not checked). ``max_trials`` is the largest search accepted.
+    ``entry_point_modules`` are the packages an administrator allows user models from (None: any).
     """
     _check_label_and_datasets(spec)
     features = _check_features(spec)
-    model = _check_model(spec.model, entry_point_exists)
+    model = _check_model(spec.model, entry_point_exists, entry_point_modules)
     metrics = _check_metrics(spec.metrics, model.task)
     search = None
     if spec.search is not None:
@@ -262,7 +264,7 @@ def _check_features(spec: TrainingSpec) -> tuple[str, ...]:
     return tuple(spec.features)
 
 
-def _check_model(model: ModelChoice, entry_point_exists) -> ModelChoice:
+def _check_model(model: ModelChoice, entry_point_exists, entry_point_modules=None) -> ModelChoice:
     if bool(model.builtin) == bool(model.entry_point):
         raise InvalidArgument("choose the model: a built-in kind (gradient_boosted_trees, mlp) or a "
                               "user entry point 'package.module:Class'", field="spec.model.kind")
@@ -275,6 +277,12 @@ def _check_model(model: ModelChoice, entry_point_exists) -> ModelChoice:
         params = hp.check(model.builtin, model.hyperparameters, field="spec.model.hyperparameters")
         return replace(model, hyperparameters=params)
     check_entry_point(model.entry_point)
+    module = model.entry_point.split(":")[0]
+    if entry_point_modules is not None and not any(
+            module == allowed or module.startswith(allowed + ".") for allowed in entry_point_modules):
+        raise PermissionDenied(
+            f"user models from {module!r} are not allowed on this service; an administrator lists the "
+            "allowed packages in the training setting entry_point_modules", module=module)
     if entry_point_exists is not None and not entry_point_exists(model.entry_point):
         module = model.entry_point.split(":")[0]
         raise InvalidArgument(f"the module {module!r} of entry point {model.entry_point!r} is not "
