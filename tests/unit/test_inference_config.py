@@ -82,3 +82,20 @@ def test_config_refuses_what_triton_cannot_express():
     sig = Signature(inputs=(TensorSig(name="x", dtype=99, shape=(-1, 2)),), outputs=SIG.outputs)
     with pytest.raises(ValueError, match="'x'"):
         config_for("m", sig, ServingConfig(), "python")
+
+
+def test_input_checker_keeps_the_request_bytes_and_gives_triton_its_shapes():
+    from beamops.inference.validation import InputChecker
+
+    sig = Signature(inputs=(TensorSig(name="x", dtype=F32, shape=(-1, 6)),
+                            TensorSig(name="n", dtype=I64, shape=(-1,))), outputs=SIG.outputs)
+    x, n = to_tensor("x", np.ones((3, 6), np.float32)), to_tensor("n", np.arange(3))
+    tensors, rows = InputChecker(sig, 64).check([n, x])
+    assert rows == 3
+    assert [(t.name, t.shape) for t in tensors] == [("n", (3, 1)), ("x", (3, 6))]
+    assert tensors[1].data == x.raw_data and tensors[1].dtype == F32
+    fixed, rows = InputChecker(Signature(inputs=(TensorSig(name="x", dtype=F32, shape=(3, 6)),),
+                                         outputs=SIG.outputs), 0).check([x])
+    assert rows == 0 and fixed[0].shape == (3, 6)
+    with pytest.raises(InvalidArgument, match="'n' has 2 rows but input 'x' has 3"):
+        InputChecker(sig, 64).check([x, to_tensor("n", np.arange(2))])

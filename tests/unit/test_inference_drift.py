@@ -96,3 +96,45 @@ def test_monitor_reports_unavailable_without_reference_and_drift_on_shift():
     report = monitor.report()
     flags = {f.index: (f.psi_exceeded, f.ks_exceeded) for f in report.features if f.available}
     assert flags == {0: (False, False), 1: (True, True), 2: (False, False)} and report.drifting
+
+
+def test_monitor_copies_raw_samples_in_batches_keeping_rows_times_and_order():
+    from beamops.inference import drift_monitor
+    from beamops.inference.domain import RawTensor
+
+    monitor = DriftMonitor("d", "m", "1.0", SIG, (_ref("a"), _ref("b"), _ref("c"), _ref("output:y[1]")),
+                           Thresholds(window_size=100, min_samples=1))
+
+    def raw(name, array):
+        return RawTensor(name, F32, array.shape, np.ascontiguousarray(array, np.float32).tobytes())
+
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    y = -np.arange(8, dtype=np.float32).reshape(4, 2)
+    monitor.observe([raw("x", x[:3])], [raw("y", y[:3])])
+    monitor.observe([raw("x", x[3:])], [])  # this request asked for no monitored output
+    assert monitor.window.size == 0  # nothing copied on the Predict path yet
+    report = monitor.report()  # copies what is pending first
+    assert report.window_samples == 4
+    values = monitor.window.values()
+    assert values[:, :3].tolist() == x.tolist()
+    y_column = [f.tensor for f in monitor.features].index("y") + 1  # y[1]
+    assert values[:3, y_column].tolist() == y[:3, 1].tolist() and np.isnan(values[3, y_column])
+    start, end = monitor.window.time_span()
+    assert start <= end
+
+    for i in range(drift_monitor.FLUSH_EVERY):  # enough pending requests copy themselves
+        monitor.observe([raw("x", x[:1])], [raw("y", y[:1])])
+    assert monitor.window.size == 100  # the window is full of the newest rows: all x[0]
+    assert monitor.window.values()[:, :3].tolist() == [x[0].tolist()] * 100
+
+    fresh = DriftMonitor("d", "m", "1.0", SIG, (_ref("a"),), Thresholds(window_size=100))
+    big = np.zeros((drift_monitor.FLUSH_BYTES // 12 + 1, 3), np.float32)
+    fresh.observe([raw("x", big)], [])  # a large request is not kept pending
+    assert fresh.window.size == 100
+
+
+def test_window_takes_one_arrival_time_per_row():
+    window = drift.Window(capacity=4, width=1)
+    window.append(np.arange(3.0).reshape(3, 1), now=np.array([1.0, 2.0, 3.0]))
+    window.append(np.array([[9.0], [10.0]]), now=5.0)
+    assert window.size == 4 and window.time_span() == (2.0, 5.0)

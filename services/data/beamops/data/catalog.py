@@ -35,16 +35,23 @@ MAX_TAGS, MAX_TAG_LENGTH, MAX_DESCRIPTION = 64, 128, 10_000
 
 
 def check_dataset_name(name: str, field: str = "dataset") -> None:
-    if not DATASET_NAME.match(name or ""):
+    # fullmatch, not match: "$" would accept a trailing newline
+    if not DATASET_NAME.fullmatch(name or "") or ".." in name:
         raise InvalidArgument(
-            f"dataset name {name!r} is not valid: use lower case letters, digits, '.', '_' and '-' "
-            "(at most 128 characters, starting with a letter or digit)", field=field)
+            f"dataset name {_shown(name)} is not valid: use lower case letters, digits, '.', '_' and '-' "
+            "(at most 128 characters, starting with a letter or digit, no '..')", field=field)
 
 
 def check_version_id(version_id: str, field: str = "version_id") -> None:
-    if not VERSION_ID.match(version_id or ""):
-        raise InvalidArgument(f"version id {version_id!r} is not valid (expected dsv- and 16 hex digits)",
+    if not VERSION_ID.fullmatch(version_id or ""):
+        raise InvalidArgument(f"version id {_shown(version_id)} is not valid (expected dsv- and 16 hex digits)",
                               field=field)
+
+
+def _shown(value: str) -> str:
+    """A name as quoted in messages: ASCII only (no control or bidi characters), cut at 60."""
+    value = value or ""
+    return ascii(value if len(value) <= 60 else value[:60] + "...")
 
 
 def page_bounds(page_size: int, page_token: str) -> tuple[int, int]:

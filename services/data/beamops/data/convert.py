@@ -72,7 +72,8 @@ def derivation_from(request) -> Derivation | None:
             train=s.train_fraction, validation=s.validation_fraction, test=s.test_fraction,
             seed=s.seed))
     if kind == "parquet":
-        return Derivation(kind="parquet", compression=_COMPRESSION[request.parquet.compression],
+        return Derivation(kind="parquet",  # an unknown enum value is refused by the catalog
+                          compression=_COMPRESSION.get(request.parquet.compression, "unknown"),
                           row_group_size=request.parquet.row_group_size)
     return None
 

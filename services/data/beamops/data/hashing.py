@@ -89,9 +89,9 @@ class FileHasher:
         import fsspec  # imported here: only remote sources need it
 
         with errors_for(ref):
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = ref.check_connection()  # SSRF guard, see netguard.py
             if ref.open_path.startswith(("http://", "https://")):
-                kwargs = {"block_size": 0}  # stream the whole body, no range requests
+                kwargs["block_size"] = 0  # stream the whole body, no range requests
             with fsspec.open(ref.open_path, "rb", **kwargs) as f:
                 digest = hashlib.sha256()
                 total = 0

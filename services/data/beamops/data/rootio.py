@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import struct
 from typing import Any, Iterator, Sequence
 
 import awkward as ak
@@ -29,7 +30,15 @@ _UNIT = re.compile(r"\[([^\[\]]{1,32})\]\s*$|\(([^()]{1,32})\)\s*$")
 def errors_for(ref: SourceFileRef, tree_name: str | None = None) -> Iterator[None]:
     """Map what uproot and the transports raise to domain errors naming ``ref.url``."""
     try:
-        yield
+        try:
+            yield
+        except BeamopsError:
+            raise
+        except Exception as exc:
+            refusal = _domain_cause(exc)  # e.g. the SSRF guard's refusal, wrapped by fsspec
+            if refusal is None:
+                raise
+            raise refusal from None
     except BeamopsError:
         raise
     except uproot.KeyInFileError as exc:
@@ -57,6 +66,16 @@ def errors_for(ref: SourceFileRef, tree_name: str | None = None) -> Iterator[Non
     except Exception as exc:  # uproot raises many kinds for bad bytes
         raise DataLoss(f"file {ref.url!r} is not a readable ROOT file (truncated or corrupt): "
                        f"{_clean(exc, ref)}", file=ref.url) from None
+
+
+def _domain_cause(exc: BaseException) -> BeamopsError | None:
+    seen = 0
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and seen < 10:
+        if isinstance(cause, BeamopsError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
 
 
 def _looks_network(text: str) -> bool:
@@ -89,7 +108,8 @@ def open_file(ref: SourceFileRef, timeout_s: float = 30.0) -> Any:
         if ref.is_local:
             return uproot.open(ref.open_path, handler=uproot.source.file.MultithreadedFileSource,
                                array_cache=None)
-        return uproot.open(ref.open_path, timeout=max(1, int(timeout_s)), array_cache=None)
+        options = ref.check_connection()  # SSRF guard: before any connection, and on each one
+        return uproot.open(ref.open_path, timeout=max(1, int(timeout_s)), array_cache=None, **options)
 
 
 def get_tree(file: Any, ref: SourceFileRef, tree_name: str) -> Any:
@@ -110,26 +130,109 @@ def inspect_tree(ref: SourceFileRef, tree_name: str, timeout_s: float = 30.0,
     """Entries and branches of ``tree_name``; checks that the baskets of ``check_branches``
     (default: all) lie inside the file, so a truncated copy is caught before registering."""
     with open_file(ref, timeout_s) as file, errors_for(ref, tree_name):
-        tree = get_tree(file, ref, tree_name)
-        branches = [describe_branch(b) for b in tree.branches]
-        wanted = set(check_branches) if check_branches is not None else None
         size = getattr(file.file.source, "num_bytes", None)
         if size is not None:
-            for branch in tree.branches:
-                if wanted is None or branch.name in wanted:
-                    _check_baskets(branch, size, ref)
+            _check_header(file.file, size, ref)
+        tree = get_tree(file, ref, tree_name)
+        if size is not None:
+            _check_key(file, file.key(tree_name), size, ref, tree_name)
+        branches = [describe_branch(b) for b in tree.branches]
+        wanted = set(check_branches) if check_branches is not None else None
+        if size is not None:
+            with _key_reader(ref) as read_key:
+                for branch in tree.branches:
+                    if wanted is None or branch.name in wanted:
+                        _check_baskets(branch, size, ref, read_key)
         return TreeInfo(num_entries=int(tree.num_entries), branches=branches)
 
 
-def _check_baskets(branch: Any, size: int, ref: SourceFileRef) -> None:
+# Structural checks at registration: cheap (a few header reads, no decompression), so a
+# truncated file or one with impossible sizes or offsets is refused before it is registered.
+# A flipped bit inside compressed data is caught when the data is read (the decompressor's
+# checksum): DATA_LOSS then.
+
+def _corrupt(ref: SourceFileRef, what: str) -> DataLoss:
+    return DataLoss(f"file {ref.url!r} is truncated or corrupt: {what}", file=ref.url)
+
+
+def _check_header(f: Any, size: int, ref: SourceFileRef) -> None:
+    begin, end = int(f.fBEGIN), int(f.fEND)
+    if not 0 < begin <= end:
+        raise _corrupt(ref, "its header has impossible offsets")
+    if end > size:
+        raise DataLoss(f"file {ref.url!r} is truncated: it ends at byte {size} but its header says {end}",
+                       file=ref.url)
+    for seek, nbytes, what in ((f.fSeekInfo, f.fNbytesInfo, "streamer information"),
+                               (f.fSeekFree, f.fNbytesFree, "free-segment list")):
+        seek, nbytes = int(seek), int(nbytes)
+        if nbytes < 0 or seek < 0 or (nbytes and not begin <= seek <= end - nbytes):
+            raise _corrupt(ref, f"its {what} lies outside the file")
+    if not 0 <= int(f.nfree) <= max(1, int(f.fNbytesFree)) or not 0 <= int(f.fNbytesName) <= begin \
+            or not 0 <= int(f.fCompress) < 1000:
+        raise _corrupt(ref, "its header has impossible values")
+
+
+_KEY_HEAD = 26  # fNbytes i4, fVersion i2, fObjlen i4, fDatime u4, fKeylen i2, fCycle i2, fSeekKey i4|i8
+
+
+def _parse_key(raw: bytes) -> tuple[int, int, int, int] | None:
+    """(fNbytes, fObjlen, fKeylen, fSeekKey) of a TKey header, or None when too short."""
+    if len(raw) < 22:
+        return None
+    nbytes, version, objlen, _datime, keylen, _cycle = struct.unpack(">ihiIhh", raw[:18])
+    if version > 1000:
+        seek = struct.unpack(">q", raw[18:26])[0] if len(raw) >= 26 else -1
+    else:
+        seek = struct.unpack(">i", raw[18:22])[0]
+    return nbytes, objlen, keylen, seek
+
+
+@contextlib.contextmanager
+def _key_reader(ref: SourceFileRef) -> Iterator[Any]:
+    """Reads TKey headers: from the local file directly (cheap); None for remote files (one
+    round trip per basket would cost too much; their baskets are bounds-checked only)."""
+    if not ref.is_local:
+        yield None
+        return
+    with open(ref.open_path, "rb") as handle:
+        def read(seek: int) -> bytes:
+            handle.seek(seek)
+            return handle.read(_KEY_HEAD)
+
+        yield read
+
+
+def _check_key(file: Any, key: Any, size: int, ref: SourceFileRef, name: str) -> None:
+    """The directory's key of ``name`` must match the key written in front of the object."""
+    seek = int(key.fSeekKey)
+    if not 0 < seek < size or not 0 < int(key.fNbytes) <= size - seek or int(key.fObjlen) < 0:
+        raise _corrupt(ref, f"the key of {name!r} points outside the file")
+    raw = file.file.source.chunk(seek, seek + min(_KEY_HEAD, size - seek)).raw_data.tobytes()
+    written = _parse_key(raw)
+    if written != (int(key.fNbytes), int(key.fObjlen), int(key.fKeylen), seek):
+        raise _corrupt(ref, f"the key of {name!r} does not match its copy in the directory")
+
+
+MAX_OBJLEN = 1 << 30  # one basket decompresses to at most 1 GiB (ROOT's own limit is lower)
+
+
+def _check_baskets(branch: Any, size: int, ref: SourceFileRef, read_key=None) -> None:
     seeks = branch.member("fBasketSeek")
     for i in range(branch.num_baskets):
         seek = int(seeks[i])
-        if seek + branch.basket_compressed_bytes(i) > size:
+        nbytes = int(branch.basket_compressed_bytes(i))
+        if seek + nbytes > size:
             raise DataLoss(
                 f"file {ref.url!r} is truncated: branch {branch.name!r} has data beyond the end "
                 "of the file", file=ref.url,
             )
+        if seek <= 0 or nbytes <= 0:
+            raise _corrupt(ref, f"branch {branch.name!r} has a basket at an impossible place")
+        if read_key is not None:
+            key = _parse_key(read_key(seek))
+            if key is None or key[0] != nbytes or key[3] != seek or not 0 < key[2] < nbytes \
+                    or not 0 <= key[1] <= MAX_OBJLEN:
+                raise _corrupt(ref, f"branch {branch.name!r} has a damaged basket header")
 
 
 def describe_branch(branch: Any) -> BranchInfo:

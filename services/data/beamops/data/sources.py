@@ -17,13 +17,15 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from beamops.runtime.errors import InvalidArgument, NotFound, PermissionDenied
+
+from .netguard import AddressGuard
 
 GLOB_CHARS = set("*?[")
 MAX_SOURCE_LENGTH = 4096
@@ -47,6 +49,18 @@ class SourceFileRef:
     url: str
     kind: SourceKind
     open_path: str
+    # Remote files: checks the host's addresses before (and, for HTTP, during) every connection.
+    guard: AddressGuard | None = field(default=None, compare=False, repr=False)
+
+    def check_connection(self) -> dict:
+        """For a remote file: refuse a host whose addresses are not allowed (before connecting);
+        return the fsspec options that keep checking every HTTP connection and redirect."""
+        if self.is_local:
+            return {}
+        if self.guard is None:
+            raise PermissionDenied(f"remote source {self.url!r} has no address policy")
+        self.guard.check_url(self.open_path, what=f" of source {self.url!r}")
+        return dict(self.guard.http_options) if self.kind is SourceKind.HTTP else {}
 
     @property
     def is_local(self) -> bool:
@@ -91,6 +105,7 @@ class SourceResolver:
     def __init__(self, policy: SourcePolicy) -> None:
         self._policy = policy
         self._roots = [Path(root).resolve() for root in policy.data_roots]
+        self._guard = AddressGuard(tuple(policy.remote_hosts))
 
     def resolve_all(self, sources: Sequence[str]) -> list[SourceFileRef]:
         """Every file of every source, de-duplicated, sorted by normalised URL."""
@@ -118,6 +133,9 @@ class SourceResolver:
             raise InvalidArgument(
                 "a source is too long or has unprintable characters", field="source.urls"
             )
+        if _hidden_traversal(source):
+            raise PermissionDenied(
+                f"source {source!r} contains '..' (possibly percent-encoded); paths must stay in a data root")
         if "://" not in source:
             if source.startswith("/") or source.startswith("~") or Path(source).is_absolute():
                 raise PermissionDenied(  # the path is not echoed: it may be a server path
@@ -229,9 +247,24 @@ class SourceResolver:
             # XRootD URLs are root://host[:port]//absolute/path; keep the double slash.
             path = parts.path if parts.path.startswith("//") else "/" + parts.path
             url = f"root://{parts.netloc.lower()}{path}"
-            return SourceFileRef(url, SourceKind.XROOTD, url)
+            return SourceFileRef(url, SourceKind.XROOTD, url, self._guard)
         url = f"{scheme}://{parts.netloc.lower()}{parts.path}"
-        return SourceFileRef(url, SourceKind.HTTP, url)
+        return SourceFileRef(url, SourceKind.HTTP, url, self._guard)
+
+
+def _hidden_traversal(source: str) -> bool:
+    """True when ``source``, as written or percent-decoded once or twice, has a ".." segment
+    (between '/', '\\' or ';'): a server that decodes it would climb out of its folder."""
+    text = source
+    for _ in range(3):
+        segments = text.replace("\\", "/").replace(";", "/").split("/")
+        if any(seg.strip() == ".." for seg in segments):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True  # still encoded after two decodings: refuse rather than guess
 
 
 def _posix(rel: str) -> str:

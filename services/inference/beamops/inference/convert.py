@@ -16,7 +16,7 @@ from .domain import (
     Alert, AlertState, Deployment, DriftReport, FeatureDrift, ServedVersion, ServingConfig,
     Signature, State, Target, TargetKind, Thresholds,
 )
-from .deployments import DeployCommand, Route
+from .deployments import DeployCommand, Prediction, Route
 
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
@@ -27,7 +27,13 @@ def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 
 
 def from_ts(value: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return value.ToDatetime(tzinfo=timezone.utc) if present else None
+    if not present:
+        return None
+    try:
+        return value.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError, OSError):  # nanos out of range, a year past 9999
+        raise InvalidArgument("a timestamp is out of range (seconds within years 1..9999, "
+                              "nanos within 0..999999999)", field="start_time/end_time") from None
 
 
 def duration_s(value: duration_pb2.Duration) -> float:
@@ -100,19 +106,38 @@ def route(req) -> Route:
 def state(value: int) -> State | None:
     if value == pb.DEPLOYMENT_STATE_UNSPECIFIED:
         return None
-    return State(pb.DeploymentState.Name(value).removeprefix("DEPLOYMENT_STATE_"))
+    return State(_enum_name(pb.DeploymentState, value, "state").removeprefix("DEPLOYMENT_STATE_"))
 
 
 def alert_state(value: int) -> AlertState | None:
     if value == pb.ALERT_STATE_UNSPECIFIED:
         return None
-    return AlertState(pb.AlertState.Name(value).removeprefix("ALERT_STATE_"))
+    return AlertState(_enum_name(pb.AlertState, value, "state").removeprefix("ALERT_STATE_"))
+
+
+def _enum_name(enum, value: int, field: str) -> str:
+    """The name of a known enum value; an unknown one (proto3 enums are open) is bad input."""
+    try:
+        return enum.Name(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} {value} is not a known value", field=field) from None
 
 
 # ---- domain -> protobuf ----------------------------------------------------------------------------
 
 def tensor(name: str, array: np.ndarray) -> tensor_pb2.Tensor:
     return to_tensor(name, array)
+
+
+def prediction(result: Prediction, out):
+    """Fills a PredictResponse or PredictStreamResponse ``out`` from a prediction; returns it."""
+    add = out.outputs.add
+    for t in result.outputs:
+        add(name=t.name, dtype=t.dtype, shape=t.shape, raw_data=t.data)
+    out.deployment = result.deployment
+    params = out.parameters
+    params.model, params.version = result.model, result.version
+    return out
 
 
 def signature(sig: Signature) -> tensor_pb2.Signature:

@@ -11,13 +11,12 @@ point at it; requests already sent to the old model are awaited, and only then i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from beamops.runtime.errors import (
     AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, NotFound,
@@ -26,13 +25,14 @@ from beamops.runtime.errors import (
 
 from .alerts import AlertBook
 from .domain import (
-    SERVING_STATES, AlertKind, Deployment, DriftReport, ResolvedVersion, ServedVersion,
-    ServingConfig, Severity, State, Target, TargetKind, Thresholds, utcnow,
+    SERVING_STATES, AlertKind, Deployment, DriftReport, RawTensor, ResolvedVersion, ServedVersion,
+    ServingConfig, Severity, Signature, State, Target, TargetKind, Thresholds, utcnow,
 )
+from .coalescer import Coalescer
 from .drift_monitor import DriftMonitor
 from .metrics import InferenceMetrics
 from .model_repository import ModelRepository, config_for, effective_max_batch_size, triton_name
-from .validation import check_inputs, check_outputs, shape_outputs
+from .validation import InputChecker, check_outputs, output_ranks, shape_output
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,32 @@ class Route:
 
 @dataclass
 class Prediction:
-    outputs: dict[str, np.ndarray]
+    outputs: list[RawTensor]
     deployment: str
     model: str
     version: str
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A deployment's Predict path, prepared when the deployment changes (see ``_plan``)."""
+
+    dep: Deployment
+    version: str
+    triton_name: str
+    checker: InputChecker
+    signature: Signature
+    all_outputs: list[str]
+    output_ranks: dict[str, int]
+    requests: object  # metric children, labelled once
+    latency: object
+    batch_size: object
+    drift: DriftMonitor | None  # the deployment's monitor (a new one means a new plan)
+    monitor: DriftMonitor | None  # the same, when it watches (has a window), else None
+    coalescer: Coalescer | None
+
+    def check_outputs(self, names: Sequence[str]) -> list[str]:
+        return check_outputs(names, self.signature) if names else self.all_outputs
 
 
 @dataclass
@@ -87,6 +109,7 @@ class Options:
     intra_op_threads: int = 1
     alias_poll_interval_s: float = 5.0
     drift_tick_s: float = 1.0
+    coalesce_max_in_flight: int = 1
     service_auth: str | None = None
     service_name: str = "inference-service"
 
@@ -99,6 +122,8 @@ class DeploymentManager:
         self._options = options
         self._deployments: dict[str, Deployment] = {d.name: d for d in store.deployments()}
         self._monitors: dict[str, DriftMonitor] = {}
+        self._plans: dict[str, _Plan] = {}
+        self._coalescers: dict[str, Coalescer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, int] = {}
         self._drained: dict[str, asyncio.Event] = {}
@@ -212,6 +237,7 @@ class DeploymentManager:
                 await self._retire(dep.current.triton_name)
             self._deployments.pop(name, None)
             self._monitors.pop(name, None)
+            self._plans.pop(name, None)
             self._store.delete_deployment(name)
             self._alerts.resolve_prefix(f"{name}/")
         await self._audit("deployment.undeploy", before, reason, caller,
@@ -245,43 +271,80 @@ class DeploymentManager:
 
     # ---- predict ----------------------------------------------------------------------------------
 
-    async def predict(self, route: Route, inputs, output_names: Sequence[str],
+    async def predict(self, route: Route, inputs: Sequence, output_names: Sequence[str],
                       caller: Caller | None = None) -> Prediction:
-        dep = await self._select(route, caller)
+        """Checks ``inputs`` (``beamops.common.v1.Tensor`` messages) against the served
+        signature, runs them on Triton, and returns the outputs as raw tensors."""
+        if route.deployment:  # the common case: no await before the Triton call
+            dep = self._deployments.get(route.deployment)
+            if dep is None:
+                raise NotFound(f"no deployment named {route.deployment!r}",
+                               deployment=route.deployment)
+        else:
+            dep = await self._select(route, caller)
+        plan = self._plans.get(dep.name)
+        if plan is None or plan.dep is not dep or plan.drift is not self._monitors.get(dep.name):
+            plan = self._plan(dep)
+        started = time.perf_counter()
+        try:
+            tensors, rows = plan.checker.check(inputs)
+            outputs = plan.check_outputs(output_names)
+            name = plan.triton_name
+            inflight = self._inflight
+            inflight[name] = inflight.get(name, 0) + 1
+            try:
+                if plan.coalescer is not None:
+                    result = await plan.coalescer.infer(tensors, rows, outputs)
+                else:
+                    result = await self._backend.infer(name, tensors, outputs)
+            finally:
+                left = inflight[name] = inflight[name] - 1
+                if left == 0 and name in self._drained:
+                    self._drained[name].set()
+        except BeamopsError as exc:
+            self._metrics.errors.labels(dep.name, exc.reason).inc()
+            raise
+        ranks = plan.output_ranks
+        result = [shape_output(t, ranks) for t in result]
+        plan.requests.inc()
+        plan.latency.observe(time.perf_counter() - started)
+        if rows:
+            plan.batch_size.observe(rows)
+        if plan.monitor is not None:
+            plan.monitor.observe(tensors, result)
+        return Prediction(result, dep.name, dep.model, plan.version)
+
+    def _plan(self, dep: Deployment) -> "_Plan":
+        """What Predict needs of a deployment, computed once per deployment state."""
         served = dep.current
         if dep.state not in SERVING_STATES or served is None:
             raise FailedPrecondition(
                 f"deployment {dep.name!r} is {dep.state.value}, not serving"
                 + (f": {dep.state_message}" if dep.state_message else ""), deployment=dep.name)
-        started = time.perf_counter()
-        metrics = self._metrics
-        try:
-            max_batch = effective_max_batch_size(served.signature, dep.serving,
-                                                 self._options.default_max_batch_size)
-            arrays = check_inputs(inputs, served.signature, max_batch)
-            outputs = check_outputs(output_names, served.signature)
-            name = served.triton_name
-            self._inflight[name] = self._inflight.get(name, 0) + 1
-            try:
-                result = await self._backend.infer(name, arrays, outputs)
-            finally:
-                left = self._inflight[name] = self._inflight[name] - 1
-                if left == 0 and name in self._drained:
-                    self._drained[name].set()
-        except BeamopsError as exc:
-            metrics.errors.labels(dep.name, exc.reason).inc()
-            raise
-        result = shape_outputs(result, served.signature)
-        metrics.requests.labels(dep.name, served.version).inc()
-        metrics.latency.labels(dep.name).observe(time.perf_counter() - started)
-        if max_batch:
-            metrics.batch_size.labels(dep.name).observe(next(iter(arrays.values())).shape[0])
-        monitor = self._monitors.get(dep.name)
-        if monitor is None or monitor.version != served.version:
-            monitor = self._monitor(dep)
-        if monitor is not None and monitor.window is not None:
-            monitor.observe(arrays, result)
-        return Prediction(result, dep.name, dep.model, served.version)
+        max_batch = effective_max_batch_size(served.signature, dep.serving,
+                                             self._options.default_max_batch_size)
+        monitor = self._monitor(dep)
+        m = self._metrics
+        coalescer = None
+        if max_batch > 0 and self._options.coalesce_max_in_flight > 0:
+            coalescer = self._coalescers.get(served.triton_name)
+            if coalescer is None or coalescer.max_rows != max_batch:
+                coalescer = Coalescer(functools.partial(self._backend.infer, served.triton_name),
+                                      max_rows=max_batch,
+                                      max_in_flight=self._options.coalesce_max_in_flight,
+                                      counter=m.coalesced.labels(dep.name))
+                self._coalescers[served.triton_name] = coalescer
+        plan = _Plan(
+            dep=dep, version=served.version, triton_name=served.triton_name,
+            checker=InputChecker(served.signature, max_batch), signature=served.signature,
+            all_outputs=[t.name for t in served.signature.outputs],
+            output_ranks=output_ranks(served.signature),
+            requests=m.requests.labels(dep.name, served.version), latency=m.latency.labels(dep.name),
+            batch_size=m.batch_size.labels(dep.name),
+            drift=monitor, monitor=monitor if monitor is not None and monitor.window is not None else None,
+            coalescer=coalescer)
+        self._plans[dep.name] = plan
+        return plan
 
     async def _select(self, route: Route, caller: Caller | None) -> Deployment:
         if route.deployment:
@@ -551,6 +614,7 @@ class DeploymentManager:
                     log.warning("requests on %s still in flight; unloading anyway", triton_model)
         self._drained.pop(triton_model, None)
         self._inflight.pop(triton_model, None)
+        self._coalescers.pop(triton_model, None)
         try:
             await self._backend.unload(triton_model)
         except BeamopsError as exc:
@@ -614,7 +678,7 @@ class DeploymentManager:
 def _validate(cmd: DeployCommand, name: str) -> None:
     if not cmd.model:
         raise InvalidArgument("model is required", field="model")
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InvalidArgument(
             f"deployment name {name!r} is invalid: lower-case letters, digits, '.', '_', '-', at "
             "most 63 characters, starting with a letter or digit", field="name")

@@ -7,6 +7,7 @@ Plain pydantic models (persisted as JSON by the store, converted to and from pro
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
@@ -26,6 +27,17 @@ class State(str, enum.Enum):
 
 
 SERVING_STATES = (State.READY, State.SWITCHING)
+
+
+@dataclass(frozen=True, slots=True)
+class RawTensor:
+    """A tensor on the Predict path: DataType number, shape, raw little-endian bytes (no copy
+    into numpy; arrays are made only where needed, e.g. for drift)."""
+
+    name: str
+    dtype: int
+    shape: tuple[int, ...]
+    data: bytes
 
 
 class TensorSig(BaseModel):

@@ -89,22 +89,24 @@ class Window:
         self._next = 0
         self.size = 0
 
-    def append(self, rows: np.ndarray, now: float | None = None) -> None:
+    def append(self, rows: np.ndarray, now: float | np.ndarray | None = None) -> None:
+        """Adds rows that arrived at ``now`` (one time, or one per row)."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.width)
+        times = np.broadcast_to(np.asarray(time.time() if now is None else now, np.float64),
+                                (len(rows),))
         if len(rows) >= self.capacity:
-            rows = rows[-self.capacity:]
+            rows, times = rows[-self.capacity:], times[-self.capacity:]
         n = len(rows)
-        now = time.time() if now is None else now
         end = self._next + n
         if end <= self.capacity:
             self._rows[self._next:end] = rows
-            self._times[self._next:end] = now
+            self._times[self._next:end] = times
         else:
             first = self.capacity - self._next
             self._rows[self._next:] = rows[:first]
             self._rows[:n - first] = rows[first:]
-            self._times[self._next:] = now
-            self._times[:n - first] = now
+            self._times[self._next:] = times[:first]
+            self._times[:n - first] = times[first:]
         self._next = end % self.capacity
         self.size = min(self.capacity, self.size + n)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -19,10 +20,16 @@ import numpy as np
 from beamops.common.v1 import tensor_pb2
 
 from . import drift
-from .domain import DriftReport, FeatureDrift, FeatureKind, FeatureReference, Signature, Thresholds
+from .domain import (
+    DriftReport, FeatureDrift, FeatureKind, FeatureReference, RawTensor, Signature, Thresholds,
+)
+from .validation import as_array
 
 _NAMED = re.compile(r"^(?P<tensor>[^\[\]]+)(\[(?P<index>\d+)\])?$")
 _NON_NUMERIC = {tensor_pb2.DATA_TYPE_BOOL, tensor_pb2.DATA_TYPE_BYTES}
+#: Requests (or bytes of tensors) kept before their samples are copied into the window
+#: (report() copies them too).
+FLUSH_EVERY, FLUSH_BYTES = 256, 4 << 20
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,12 @@ def features_for(signature: Signature, references: tuple[FeatureReference, ...])
     return [Feature(k, t, i, *assigned.get((k, t, i), ("", None))) for k, t, i in slots]
 
 
+def _nbytes(tensors) -> int:
+    if isinstance(tensors, Mapping):
+        return sum(np.asarray(a).nbytes for a in tensors.values())
+    return sum(len(t.data) for t in tensors)
+
+
 def _ts(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
@@ -80,31 +93,79 @@ class DriftMonitor:
         for column, f in enumerate(self.features):
             self._by_tensor.setdefault(f.tensor, []).append((column, f.index))
         self.last_evaluation = time.monotonic()
+        self._pending: list[tuple[float, object, object]] = []
+        self._pending_bytes = 0
 
-    def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    def observe(self, inputs: Mapping[str, np.ndarray] | Sequence[RawTensor],
+                outputs: Mapping[str, np.ndarray] | Sequence[RawTensor]) -> None:
+        """Keeps one request's tensors (arrays by name, or raw tensors) for the window.
+
+        Cheap on purpose (it runs on every Predict): the samples are copied into the window in
+        batches, by :meth:`flush`, which :meth:`report` calls, and which runs by itself once
+        enough requests are pending.
+        """
         if self.window is None:
             return
-        rows = None
-        for arrays in (inputs, outputs):
-            for name, array in arrays.items():
-                columns = self._by_tensor.get(name)
-                if not columns:
+        self._pending.append((time.time(), inputs, outputs))
+        self._pending_bytes += _nbytes(inputs) + _nbytes(outputs)
+        if len(self._pending) >= FLUSH_EVERY or self._pending_bytes >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Copies the pending requests' samples into the window (rows in arrival order)."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if self.window is None or not pending:
+            return
+        run_key, run = None, []
+        for now, inputs, outputs in pending:
+            flats = self._flats(inputs, outputs)
+            if flats is None:
+                continue
+            key = tuple((name, flat.shape[1]) for name, flat in flats)
+            if key != run_key and run:
+                self._append_run(run)
+                run = []
+            run_key = key
+            run.append((now, flats))
+        if run:
+            self._append_run(run)
+
+    def _flats(self, inputs, outputs) -> list[tuple[str, np.ndarray]] | None:
+        """The request's monitored tensors as [rows, values] arrays; None if not batch-major."""
+        flats, rows = [], None
+        for tensors in (inputs, outputs):
+            items = tensors.items() if isinstance(tensors, Mapping) else \
+                ((t.name, t) for t in tensors)
+            for name, tensor in items:
+                if name not in self._by_tensor:
                     continue
+                array = as_array(tensor) if isinstance(tensor, RawTensor) else np.asarray(tensor)
                 flat = array.reshape(array.shape[0], -1) if array.ndim >= 1 else array.reshape(1, 1)
                 if rows is None:
-                    rows = np.full((flat.shape[0], len(self.features)), np.nan)
-                if flat.shape[0] != rows.shape[0]:
-                    return  # not batch-major: cannot attribute rows
-                for column, index in columns:
-                    if index < flat.shape[1]:
-                        rows[:, column] = flat[:, index]
-        if rows is not None:
-            self.window.append(rows)
+                    rows = flat.shape[0]
+                if flat.shape[0] != rows:
+                    return None  # not batch-major: cannot attribute rows
+                flats.append((name, flat))
+        return flats or None
+
+    def _append_run(self, run: list[tuple[float, list[tuple[str, np.ndarray]]]]) -> None:
+        """Requests with the same tensors: one matrix for all of them, one copy into the window."""
+        counts = [flats[0][1].shape[0] for _, flats in run]
+        rows = np.full((sum(counts), len(self.features)), np.nan)
+        for position, (name, _) in enumerate(run[0][1]):
+            block = run[0][1][position][1] if len(run) == 1 else np.concatenate(
+                [flats[position][1] for _, flats in run])
+            for column, index in self._by_tensor[name]:
+                if index < block.shape[1]:
+                    rows[:, column] = block[:, index]
+        times = np.repeat(np.fromiter((now for now, _ in run), np.float64, len(run)), counts)
+        self.window.append(rows, times)
 
     def due(self) -> bool:
         return time.monotonic() - self.last_evaluation >= self.thresholds.evaluation_interval_s
 
     def report(self) -> DriftReport:
+        self.flush()
         self.last_evaluation = time.monotonic()
         t = self.thresholds
         base = dict(deployment=self.deployment, model=self.model, version=self.version,

@@ -24,6 +24,9 @@ class InferenceMetrics:
                                  ["deployment"], buckets=LATENCY_BUCKETS, registry=registry)
         self.batch_size = Histogram("beamops_inference_batch_size", "Rows per Predict request",
                                     ["deployment"], buckets=BATCH_BUCKETS, registry=registry)
+        self.coalesced = Counter("beamops_inference_coalesced_requests",
+                                 "Predict requests sent to Triton together with others in one call",
+                                 ["deployment"], registry=registry)
         self.drift_psi = Gauge("beamops_inference_drift_psi", "PSI of a feature over the window",
                                ["deployment", "kind", "tensor", "index"], registry=registry)
         self.drift_ks = Gauge("beamops_inference_drift_ks_statistic",
@@ -37,6 +40,7 @@ class InferenceMetrics:
                                        "Times the bundled Triton was restarted", registry=registry)
 
     def register_into(self, registry: CollectorRegistry) -> None:
-        for collector in (self.requests, self.errors, self.latency, self.batch_size, self.drift_psi,
+        for collector in (self.requests, self.errors, self.latency, self.batch_size, self.coalesced,
+                          self.drift_psi,
                           self.drift_ks, self.alerts_firing, self.alerts_fired, self.triton_restarts):
             registry.register(collector)

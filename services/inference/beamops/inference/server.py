@@ -17,6 +17,7 @@ from beamops.runtime.server import RunningServer, Service, create_grpc_server, r
 from .alerts import AlertBook
 from .bundled_triton import TritonPaths
 from .deployments import DeploymentManager, Options
+from .malloc_tuning import tune_malloc
 from .metrics import InferenceMetrics
 from .model_repository import ModelRepository
 from .registry_client import RegistryClient
@@ -54,6 +55,7 @@ async def create_server(settings: InferenceSettings) -> RunningServer:
                       intra_op_threads=settings.intra_op_threads,
                       alias_poll_interval_s=settings.alias_poll_interval_s,
                       drift_tick_s=settings.drift_tick_s,
+                      coalesce_max_in_flight=settings.coalesce_max_in_flight,
                       service_auth=f"Bearer {token}" if token else None)
 
     metrics = InferenceMetrics()
@@ -96,6 +98,7 @@ async def create_server(settings: InferenceSettings) -> RunningServer:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tune_malloc()  # large tensors: reuse heap buffers instead of fresh mmap pages
     run(InferenceSettings.load(sys.argv[1:] if argv is None else argv), create_server)
 
 

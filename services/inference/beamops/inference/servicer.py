@@ -10,7 +10,7 @@ from google.rpc import status_pb2
 from beamops.inference.v1 import inference_service_pb2 as pb, inference_service_pb2_grpc
 from beamops.runtime.auth import current_principal
 from beamops.runtime.errors import InvalidArgument
-from beamops.runtime.interceptors import status_for
+from beamops.runtime.interceptors import metadata_value, status_for
 
 from . import convert
 from .alerts import AlertBook
@@ -22,8 +22,7 @@ STREAM_IN_FLIGHT = 64
 
 
 def _caller(context) -> Caller:
-    auth = dict(context.invocation_metadata() or ()).get("authorization")
-    return Caller(current_principal().name, auth)
+    return Caller(current_principal().name, metadata_value(context, "authorization") or None)
 
 
 def _page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
@@ -67,13 +66,11 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         return pb.RollbackResponse(deployment=convert.deployment(dep))
 
     async def Predict(self, req: pb.PredictRequest, context) -> pb.PredictResponse:
-        result = await self._deployments.predict(convert.route(req), req.inputs, req.output_names,
-                                                 _caller(context))
-        response = pb.PredictResponse(
-            outputs=[convert.tensor(n, a) for n, a in result.outputs.items()],
-            deployment=result.deployment)
-        response.parameters.model, response.parameters.version = result.model, result.version
-        return response
+        route = convert.route(req)
+        # The caller (for the registry) is only needed to resolve an alias or a run.
+        caller = None if route.deployment else _caller(context)
+        result = await self._deployments.predict(route, req.inputs, req.output_names, caller)
+        return convert.prediction(result, pb.PredictResponse())
 
     async def PredictStream(self, request_iterator, context):
         caller = _caller(context)
@@ -89,11 +86,8 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
                     raise InvalidArgument("request_id is required", field="request_id")
                 result = await self._deployments.predict(convert.route(req), req.inputs,
                                                          req.output_names, caller)
-                out = pb.PredictStreamResponse(
-                    request_id=req.request_id, status=status_pb2.Status(code=0),
-                    outputs=[convert.tensor(n, a) for n, a in result.outputs.items()],
-                    deployment=result.deployment)
-                out.parameters.model, out.parameters.version = result.model, result.version
+                out = convert.prediction(result, pb.PredictStreamResponse(
+                    request_id=req.request_id, status=status_pb2.Status(code=0)))
             except Exception as exc:  # noqa: BLE001 - one failing request does not end the stream
                 status = status_for(exc, method, req.request_id or "-")
                 detail = dict(status.trailing_metadata).get("grpc-status-details-bin")

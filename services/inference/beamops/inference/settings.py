@@ -49,6 +49,11 @@ class InferenceSettings(ServiceSettings):
     triton_infer_timeout_s: float = Field(30.0, description="Client timeout of one inference.")
     intra_op_threads: int = Field(1, description="ONNX Runtime threads per model instance "
                                   "(bundled Triton).")
+    coalesce_max_in_flight: int = Field(
+        1, description="Calls to one batching Triton model in flight at once; Predict requests "
+        "arriving meanwhile are coalesced into one Triton call (then cut apart again). 0: no "
+        "limit and no coalescing (Triton's dynamic batcher alone). Raise it for a Triton with "
+        "spare capacity (several instances, a GPU) when the gateway is not CPU-bound.")
     default_max_batch_size: int = Field(64, description="max_batch_size when a Deploy leaves it 0 "
                                         "and the signature has a variable first dimension.")
 

@@ -1,25 +1,28 @@
-"""The one module that talks to Triton (``tritonclient.grpc.aio``).
+"""The one module that talks to Triton, through tritonclient's generated gRPC stubs and messages
+(``tritonclient.grpc.service_pb2`` / ``service_pb2_grpc``) over one ``grpc.aio`` channel.
 
 It offers only what the service needs: load and unload a model (explicit model control, always
-with a client timeout), readiness, and inference on numpy arrays. Triton's repository index,
-logging, tracing and shared-memory APIs are deliberately not exposed. Errors become domain
-errors: Triton unreachable -> :class:`Unavailable`; everything else -> a clear message with no
-server path in it.
+with a client timeout), readiness, and inference on raw tensors: the request's bytes go into
+``raw_input_contents`` and ``raw_output_contents`` come back as they are, with no numpy round
+trip (tritonclient's ``InferInput``/``InferResult`` helpers copy and convert several times).
+Triton's repository index, logging, tracing and shared-memory APIs are deliberately not
+exposed. Errors become domain errors: Triton unreachable -> :class:`Unavailable`; everything
+else -> a clear message with no server path in it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import grpc
-import numpy as np
-import tritonclient.grpc.aio as triton
-from tritonclient.grpc import InferInput, InferRequestedOutput
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from beamops.common.v1 import tensor_pb2
 from beamops.runtime.errors import FailedPrecondition, Unavailable
+
+from .domain import RawTensor
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,27 @@ _CHANNEL_ARGS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 30000),
 ]
-_UNREACHABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED)
 _PATH = re.compile(r"(/[\w.\-]+){2,}/?")
+
+#: beamops DataType -> Triton's wire datatype (the ``datatype`` of a tensor in ModelInfer).
+WIRE_TYPES: dict[int, str] = {
+    tensor_pb2.DATA_TYPE_BOOL: "BOOL",
+    tensor_pb2.DATA_TYPE_INT8: "INT8",
+    tensor_pb2.DATA_TYPE_INT16: "INT16",
+    tensor_pb2.DATA_TYPE_INT32: "INT32",
+    tensor_pb2.DATA_TYPE_INT64: "INT64",
+    tensor_pb2.DATA_TYPE_UINT8: "UINT8",
+    tensor_pb2.DATA_TYPE_UINT16: "UINT16",
+    tensor_pb2.DATA_TYPE_UINT32: "UINT32",
+    tensor_pb2.DATA_TYPE_UINT64: "UINT64",
+    tensor_pb2.DATA_TYPE_FLOAT16: "FP16",
+    tensor_pb2.DATA_TYPE_FLOAT32: "FP32",
+    tensor_pb2.DATA_TYPE_FLOAT64: "FP64",
+    tensor_pb2.DATA_TYPE_BYTES: "BYTES",
+}
+_FROM_WIRE = {wire: dtype for dtype, wire in WIRE_TYPES.items()}
 
 
 class ModelNotLoaded(Unavailable):
@@ -54,67 +76,95 @@ class TritonBackend:
         self.load_timeout_s = load_timeout_s
         self.infer_timeout_s = infer_timeout_s
         self.ready_timeout_s = ready_timeout_s
-        self._client = triton.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
+        self._channel, self._stub = self._connect()
+
+    def _connect(self):
+        channel = grpc.aio.insecure_channel(self.url, options=_CHANNEL_ARGS)
+        return channel, service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
     async def reconnect(self) -> None:
         """A fresh channel (after the bundled Triton restarted)."""
-        old, self._client = self._client, triton.InferenceServerClient(
-            self.url, channel_args=_CHANNEL_ARGS)
+        old = self._channel
+        self._channel, self._stub = self._connect()
         await _quietly(old.close())
 
     async def close(self) -> None:
-        await _quietly(self._client.close())
+        await _quietly(self._channel.close())
 
     async def is_ready(self) -> bool:
         try:
-            return bool(await self._client.is_server_ready(client_timeout=self.ready_timeout_s))
-        except (InferenceServerException, grpc.RpcError):
+            reply = await self._stub.ServerReady(service_pb2.ServerReadyRequest(),
+                                                 timeout=self.ready_timeout_s)
+        except grpc.RpcError:
             return False
+        return bool(reply.ready)
 
     async def is_model_ready(self, name: str) -> bool:
         try:
-            return bool(await self._client.is_model_ready(name, client_timeout=self.ready_timeout_s))
-        except (InferenceServerException, grpc.RpcError):
+            reply = await self._stub.ModelReady(service_pb2.ModelReadyRequest(name=name),
+                                                timeout=self.ready_timeout_s)
+        except grpc.RpcError:
             return False
+        return bool(reply.ready)
 
     async def load(self, name: str) -> None:
         """Loads (or reloads) ``name`` from the repository; returns once Triton reports it."""
         try:
-            await self._client.load_model(name, client_timeout=self.load_timeout_s)
-        except InferenceServerException as exc:
+            await self._stub.RepositoryModelLoad(
+                service_pb2.RepositoryModelLoadRequest(model_name=name), timeout=self.load_timeout_s)
+        except grpc.RpcError as exc:
             raise self._error(exc, f"loading model {name!r}") from None
 
     async def unload(self, name: str) -> None:
+        request = service_pb2.RepositoryModelUnloadRequest(model_name=name)
+        request.parameters["unload_dependents"].bool_param = False
         try:
-            await self._client.unload_model(name, client_timeout=self.load_timeout_s)
-        except InferenceServerException as exc:
+            await self._stub.RepositoryModelUnload(request, timeout=self.load_timeout_s)
+        except grpc.RpcError as exc:
             raise self._error(exc, f"unloading model {name!r}") from None
 
-    async def infer(self, name: str, inputs: Mapping[str, np.ndarray],
-                    outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        """Runs one request; returns the requested outputs as numpy arrays."""
-        request = []
-        for input_name, array in inputs.items():
-            tensor = InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
-            request.append(tensor)
-        wanted = [InferRequestedOutput(n) for n in outputs]
+    async def infer(self, name: str, inputs: Sequence[RawTensor],
+                    outputs: Sequence[str]) -> list[RawTensor]:
+        """Runs one request; returns the requested outputs (in Triton's shapes), raw."""
+        request = service_pb2.ModelInferRequest(model_name=name)
+        request.raw_input_contents.extend([t.data for t in inputs])
+        add_input, add_output = request.inputs.add, request.outputs.add
+        for t in inputs:
+            add_input(name=t.name, datatype=WIRE_TYPES[t.dtype], shape=t.shape)
+        for output in outputs:
+            add_output(name=output)
         try:
-            result = await self._client.infer(name, request, outputs=wanted,
-                                              client_timeout=self.infer_timeout_s)
-        except InferenceServerException as exc:
+            reply = await self._stub.ModelInfer(request, timeout=self.infer_timeout_s)
+        except grpc.RpcError as exc:
             raise self._error(exc, "running the model") from None
-        return {n: result.as_numpy(n) for n in outputs}
+        raw = reply.raw_output_contents
+        if len(raw) != len(reply.outputs):
+            raise FailedPrecondition("Triton failed running the model: it answered without raw "
+                                     "output contents")
+        got = {}
+        for tensor, data in zip(reply.outputs, raw):
+            dtype = _FROM_WIRE.get(tensor.datatype)
+            if dtype is None:
+                raise FailedPrecondition(f"Triton failed running the model: output "
+                                         f"{tensor.name!r} has datatype {tensor.datatype}")
+            got[tensor.name] = RawTensor(tensor.name, dtype, tuple(tensor.shape), data)
+        try:
+            return [got[n] for n in outputs]
+        except KeyError as exc:
+            raise FailedPrecondition(f"Triton failed running the model: no output "
+                                     f"{exc.args[0]!r} in its answer") from None
 
-    def _error(self, exc: InferenceServerException, doing: str) -> Exception:
-        status, message = str(exc.status() or ""), _clean(exc.message() or str(exc))
-        if status in _UNREACHABLE:
+    def _error(self, exc: grpc.RpcError, doing: str) -> Exception:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        message = _clean(details or str(exc))
+        if code in _UNREACHABLE:
             return Unavailable(f"Triton is not reachable ({doing}); retry shortly")
         lowered = message.lower()
         if "unknown model" in lowered or "is not ready" in lowered or "not found" in lowered:
             return ModelNotLoaded(f"the model is not loaded in Triton right now ({doing}); "
                                   "it is being (re)loaded, retry shortly")
-        log.warning("Triton error while %s: %s %s", doing, status, message)
+        log.warning("Triton error while %s: %s %s", doing, code, message)
         return FailedPrecondition(f"Triton failed {doing}: {message}")
 
 

@@ -42,7 +42,7 @@ def config_pbtxt(
     ``parameters`` become the config's string ``parameters`` map (the Python-backend model reads
     ``intra_op_threads`` from it). ``dynamic_batching=False`` leaves the dynamic batcher out.
     """
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid model name {name!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
@@ -79,7 +79,7 @@ def config_pbtxt(
         batching.append(f"max_queue_delay_microseconds: {max_queue_delay_us}")
         lines.append("dynamic_batching { " + " ".join(batching) + " }")
     for key, value in sorted((parameters or {}).items()):
-        if not _NAME.match(key):
+        if not _NAME.fullmatch(key):
             raise ValueError(f"invalid parameter key {key!r}")
         lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{_escape(value)}" }} }}')
     return "\n".join(lines) + "\n"
@@ -89,7 +89,7 @@ def _tensors(kind: str, specs: list[TensorSpec]) -> str:
     seen: set[str] = set()
     entries = []
     for tensor_name, dtype, dims in specs:
-        if not _NAME.match(tensor_name) or tensor_name in seen:
+        if not _NAME.fullmatch(tensor_name) or tensor_name in seen:
             raise ValueError(f"invalid or duplicate {kind} name {tensor_name!r}")
         seen.add(tensor_name)
         if dtype not in TRITON_DTYPES:

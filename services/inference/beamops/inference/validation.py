@@ -13,9 +13,9 @@ import numpy as np
 
 from beamops.common.v1 import tensor_pb2
 from beamops.runtime.errors import InvalidArgument
-from beamops.tensors import TensorError, check_tensor
+from beamops.tensors import DTYPES, TensorError, check_tensor
 
-from .domain import Signature
+from .domain import RawTensor, Signature
 
 
 def dtype_name(dtype: int) -> str:
@@ -29,58 +29,85 @@ def _shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join("N" if d == -1 else str(d) for d in shape) + "]"
 
 
+class InputChecker:
+    """The checks of one signature and batch limit, prepared once per served version.
+
+    :meth:`check` gives the inputs as :class:`RawTensor` (the request's bytes, shaped as Triton
+    expects: one value per sample becomes ``[batch, 1]``) and the batch size (0 when the model
+    does not batch); InvalidArgument naming the tensor otherwise.
+    """
+
+    __slots__ = ("specs", "max_batch_size", "_expected")
+
+    def __init__(self, signature: Signature, max_batch_size: int) -> None:
+        self.specs = {s.name: s for s in signature.inputs}
+        self.max_batch_size = max_batch_size
+        self._expected = ", ".join(repr(n) for n in self.specs)
+
+    def check(self, tensors: Sequence[tensor_pb2.Tensor]) -> tuple[list[RawTensor], int]:
+        specs, max_batch_size = self.specs, self.max_batch_size
+        out: list[RawTensor] = []
+        seen: set[str] = set()
+        batch: tuple[str, int] | None = None
+        for i, tensor in enumerate(tensors):
+            name = tensor.name
+            spec = specs.get(name)
+            if spec is None:
+                raise InvalidArgument(
+                    f"input {name!r} is not in the model's signature; expected {self._expected}",
+                    field=f"inputs[{i}].name", tensor=name)
+            if name in seen:
+                raise InvalidArgument(f"input {name!r} is given twice", field=f"inputs[{i}].name",
+                                      tensor=name)
+            seen.add(name)
+            if tensor.dtype != spec.dtype:
+                raise InvalidArgument(
+                    f"input {name!r}: dtype {dtype_name(tensor.dtype)}, the model expects "
+                    f"{dtype_name(spec.dtype)}", field=f"inputs[{i}].dtype", tensor=name)
+            try:
+                _, shape = check_tensor(tensor)
+            except TensorError as exc:
+                raise InvalidArgument(f"input {exc}", field=f"inputs[{i}]", tensor=name) from None
+            want = spec.shape
+            if len(shape) != len(want) or any(
+                    w != -1 and got != w for got, w in zip(shape, want)):
+                raise InvalidArgument(
+                    f"input {name!r}: shape {list(shape)}, the model expects {_shape(want)}",
+                    field=f"inputs[{i}].shape", tensor=name)
+            if max_batch_size > 0:
+                rows = shape[0]
+                field = f"inputs[{i}].shape"
+                if rows == 0:
+                    raise InvalidArgument(f"input {name!r} has no rows", field=field, tensor=name)
+                if rows > max_batch_size:
+                    raise InvalidArgument(
+                        f"input {name!r} has {rows} rows, more than this deployment's "
+                        f"max_batch_size {max_batch_size}; split the request",
+                        field=field, tensor=name)
+                if batch is not None and batch[1] != rows:
+                    raise InvalidArgument(
+                        f"input {name!r} has {rows} rows but input {batch[0]!r} has {batch[1]}",
+                        field=field, tensor=name)
+                batch = (name, rows)
+                if len(shape) == 1:  # Triton wants [batch, 1] for one value per sample
+                    shape = (rows, 1)
+            out.append(RawTensor(name, tensor.dtype, shape, tensor.raw_data))
+        if len(out) != len(specs):
+            missing = next(n for n in specs if n not in seen)
+            raise InvalidArgument(f"input {missing!r} is missing", field="inputs", tensor=missing)
+        return out, (batch[1] if batch else 0)
+
+
 def check_inputs(tensors: Sequence[tensor_pb2.Tensor], signature: Signature,
                  max_batch_size: int) -> dict[str, np.ndarray]:
     """numpy arrays by input name, shaped as Triton expects; InvalidArgument naming the tensor."""
-    specs = {s.name: s for s in signature.inputs}
-    arrays: dict[str, np.ndarray] = {}
-    batch: tuple[str, int] | None = None
-    for i, tensor in enumerate(tensors):
-        field = f"inputs[{i}]"
-        name = tensor.name
-        spec = specs.get(name)
-        if spec is None:
-            raise InvalidArgument(
-                f"input {name!r} is not in the model's signature; expected "
-                f"{', '.join(repr(n) for n in specs)}", field=f"{field}.name", tensor=name)
-        if name in arrays:
-            raise InvalidArgument(f"input {name!r} is given twice", field=f"{field}.name", tensor=name)
-        if tensor.dtype != spec.dtype:
-            raise InvalidArgument(
-                f"input {name!r}: dtype {dtype_name(tensor.dtype)}, the model expects "
-                f"{dtype_name(spec.dtype)}", field=f"{field}.dtype", tensor=name)
-        try:
-            dtype, shape = check_tensor(tensor)
-        except TensorError as exc:
-            raise InvalidArgument(f"input {exc}", field=field, tensor=name) from None
-        if len(shape) != len(spec.shape) or any(
-                want != -1 and got != want for got, want in zip(shape, spec.shape)):
-            raise InvalidArgument(
-                f"input {name!r}: shape {list(shape)}, the model expects {_shape(spec.shape)}",
-                field=f"{field}.shape", tensor=name)
-        array = np.frombuffer(tensor.raw_data, dtype=dtype).reshape(shape)
-        if max_batch_size > 0:
-            rows = shape[0]
-            if rows == 0:
-                raise InvalidArgument(f"input {name!r} has no rows", field=f"{field}.shape",
-                                      tensor=name)
-            if rows > max_batch_size:
-                raise InvalidArgument(
-                    f"input {name!r} has {rows} rows, more than this deployment's "
-                    f"max_batch_size {max_batch_size}; split the request",
-                    field=f"{field}.shape", tensor=name)
-            if batch is not None and batch[1] != rows:
-                raise InvalidArgument(
-                    f"input {name!r} has {rows} rows but input {batch[0]!r} has {batch[1]}",
-                    field=f"{field}.shape", tensor=name)
-            batch = (name, rows)
-            if array.ndim == 1:  # Triton wants [batch, 1] for one value per sample
-                array = array.reshape(rows, 1)
-        arrays[name] = array
-    missing = [n for n in specs if n not in arrays]
-    if missing:
-        raise InvalidArgument(f"input {missing[0]!r} is missing", field="inputs", tensor=missing[0])
-    return arrays
+    raw, _ = InputChecker(signature, max_batch_size).check(tensors)
+    return {t.name: as_array(t) for t in raw}
+
+
+def as_array(tensor: RawTensor) -> np.ndarray:
+    """A read-only numpy view of a raw tensor's bytes."""
+    return np.frombuffer(tensor.data, dtype=DTYPES[tensor.dtype]).reshape(tensor.shape)
 
 
 def check_outputs(names: Sequence[str], signature: Signature) -> list[str]:
@@ -93,6 +120,18 @@ def check_outputs(names: Sequence[str], signature: Signature) -> list[str]:
                 f"output {name!r} is not in the model's signature; it has "
                 f"{', '.join(repr(n) for n in known)}", field=f"output_names[{i}]", tensor=name)
     return list(dict.fromkeys(names))
+
+
+def output_ranks(signature: Signature) -> dict[str, int]:
+    return {s.name: len(s.shape) for s in signature.outputs}
+
+
+def shape_output(tensor: RawTensor, ranks: dict[str, int]) -> RawTensor:
+    """Gives a rank-1 output (one value per sample, [batch, 1] from Triton) its signature rank."""
+    shape = tensor.shape
+    if len(shape) == 2 and shape[1] == 1 and ranks.get(tensor.name) == 1:
+        return RawTensor(tensor.name, tensor.dtype, (shape[0],), tensor.data)
+    return tensor
 
 
 def shape_outputs(outputs: dict[str, np.ndarray], signature: Signature) -> dict[str, np.ndarray]:

@@ -18,7 +18,9 @@ or carries any other pickle is refused, and so is a TorchScript archive declared
 from __future__ import annotations
 
 import bz2
+import io
 import lzma
+import pickletools
 import tarfile
 import zipfile
 import zlib
@@ -31,24 +33,67 @@ from .entities import Signature
 
 PICKLE_MAGIC = tuple(bytes([0x80, proto]) for proto in (2, 3, 4, 5))
 PICKLE_SUFFIXES = (".pkl", ".pickle")
+MAX_EXPANSION = 100  # a compressed tar may expand this much (plus 64 MiB) while its members are listed
+HEAD = 64 * 1024  # bytes of a file (or of its decompressed start) that are inspected
 
 
-def is_pickle(head: bytes) -> bool:
-    """True if ``head`` (the first bytes of a file) starts like a pickle of protocol 2 to 5."""
-    return head[:2] in PICKLE_MAGIC
+def is_pickle(head: bytes, whole: bool = False) -> bool:
+    """True if ``head`` (the first bytes of a file; all of it when ``whole``) is a pickle: protocol
+    2 to 5 by their PROTO opcode, protocols 0 and 1 (no header) by reading the opcodes without
+    running them (``pickletools``, which also checks the stack): the bytes are a pickle when they
+    form a complete one, or when the whole head is a valid prefix of one."""
+    if head[:2] in PICKLE_MAGIC:
+        return True
+    return _unheaded_pickle(head, whole)
+
+
+# A stream of nothing but persistent ids cannot be loaded without a persistent_load hook (and a
+# zip's "PK..." header reads as one), so those alone do not count.
+_PERSISTENT = {"PERSID", "BINPERSID", "STOP"}
+_OPCODE_BYTES = {op.code.encode("latin-1")[0] for op in pickletools.opcodes}
+_RAN_OUT = ("exhausted", "not enough data", "but only", "no newline found")
+_MIN_PREFIX = 4096  # a valid pickle prefix this long is not a coincidence
+
+
+def _unheaded_pickle(head: bytes, whole: bool) -> bool:
+    if not head or head[0] not in _OPCODE_BYTES:
+        return False
+    names: set[str] = set()
+    try:
+        for opcode, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+            names.add(opcode.name)
+    except ValueError:
+        pass
+    try:
+        pickletools.dis(head, out=io.StringIO())  # opcodes, arguments, stack and memo
+    except ValueError as exc:
+        ran_out = any(word in str(exc) for word in _RAN_OUT)
+        if whole or not ran_out or len(head) < _MIN_PREFIX:
+            return False
+    return bool(names - _PERSISTENT)
+
+
+def numpy_object_array(head: bytes) -> bool:
+    """True for a ``.npy`` file of dtype object: its data is a pickle (``np.load`` needs
+    ``allow_pickle=True``)."""
+    if not head.startswith(b"\x93NUMPY") or len(head) < 10:
+        return False
+    size = int.from_bytes(head[8:10], "little") if head[6] == 1 else int.from_bytes(head[8:12], "little")
+    header = head[10 if head[6] == 1 else 12:][:size].decode("latin-1", "replace")
+    return "'O'" in header or "|O" in header or "object" in header
 
 
 def _zlib(wbits: int):
-    return lambda data: zlib.decompressobj(wbits).decompress(data, 16)
+    return lambda data: zlib.decompressobj(wbits).decompress(data, HEAD)
 
 
 # Compressed streams joblib (and others) write: magic bytes -> how to decompress a head of it.
 _COMPRESSED = (
     (b"\x1f\x8b", _zlib(31)),  # gzip
     (b"\x78", _zlib(15)),  # zlib (joblib compress=N)
-    (b"BZh", lambda data: bz2.BZ2Decompressor().decompress(data, 16)),
-    (b"\xfd7zXZ\x00", lambda data: lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data, 16)),
-    (b"\x5d\x00\x00", lambda data: lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data, 16)),
+    (b"BZh", lambda data: bz2.BZ2Decompressor().decompress(data, HEAD)),
+    (b"\xfd7zXZ\x00", lambda data: lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data, HEAD)),
+    (b"\x5d\x00\x00", lambda data: lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data, HEAD)),
 )
 
 
@@ -77,9 +122,15 @@ def archive_members(path: Path) -> list[str]:
     else:
         try:
             if tarfile.is_tarfile(path):
+                limit = MAX_EXPANSION * path.stat().st_size + (64 << 20)
                 with tarfile.open(path) as archive:
-                    names = archive.getnames()
-        except (tarfile.TarError, OSError, EOFError):
+                    for member in archive:  # headers only; never extracted
+                        names.append(member.name)
+                        if archive.offset > limit:  # a decompression bomb: refuse, do not spin
+                            raise InvalidArgument(
+                                f"the archive expands to more than {MAX_EXPANSION} times its size; "
+                                "such archives are refused", field="chunk")
+        except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError):
             return []
     return names
 
@@ -108,8 +159,8 @@ def torchscript_pickles(path: Path) -> set[str] | None:
 def check_content(path: Path, fmt: str) -> Signature | None:
     """Refuse pickle-based content; check ONNX files and return their signature."""
     with open(path, "rb") as f:
-        head = f.read(64 * 1024)
-    if is_pickle(head) or compressed_pickle(head):
+        head = f.read(HEAD)
+    if is_pickle(head, whole=len(head) < HEAD) or compressed_pickle(head) or numpy_object_array(head):
         raise InvalidArgument(
             "the artifact is a Python pickle (or a compressed one, as joblib writes); the registry refuses pickle-based files because "
             "loading them can run arbitrary code. Export the model to ONNX (or safetensors for raw "

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from beamops.common.v1 import lineage_pb2, tensor_pb2
 from beamops.registry.v1 import audit_pb2, iov_pb2, model_pb2, registry_service_pb2 as rs
+from beamops.runtime.errors import InvalidArgument
 
 from . import entities as e
 
@@ -52,8 +53,14 @@ PARAMETERS_ORDERS = {
 }
 
 
-def time_from(ts: Timestamp) -> datetime:
-    return datetime.fromtimestamp(ts.seconds, tz=timezone.utc) + timedelta(microseconds=ts.nanos // 1000)
+def time_from(ts: Timestamp, field: str = "time") -> datetime:
+    """A request's timestamp; out of range (years 1..9999, nanos 0..999999999) is bad input."""
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument(f"{field}: nanos must be within 0..999999999", field=field)
+    try:
+        return datetime.fromtimestamp(ts.seconds, tz=timezone.utc) + timedelta(microseconds=ts.nanos // 1000)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(f"{field} is out of range (years 1 to 9999)", field=field) from None
 
 
 def ts(when: datetime) -> Timestamp:
@@ -63,7 +70,7 @@ def ts(when: datetime) -> Timestamp:
 
 
 def optional_time(message, field: str) -> datetime | None:
-    return time_from(getattr(message, field)) if message.HasField(field) else None
+    return time_from(getattr(message, field), field) if message.HasField(field) else None
 
 
 # ------------------------------------------------------------------ to entities

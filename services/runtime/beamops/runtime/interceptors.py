@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
+import functools
 import inspect
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -89,6 +92,7 @@ class MetricsInterceptor(BehaviorInterceptor):
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
 
     async def call_unary(self, method, context, call):
         start = time.perf_counter()
@@ -111,9 +115,15 @@ class MetricsInterceptor(BehaviorInterceptor):
         self._record(method, start, grpc.StatusCode.OK)
 
     def _record(self, method: str, start: float, code: grpc.StatusCode) -> None:
-        name = method.rsplit("/", 1)[-1]
-        self._latency.labels(self._service, name).observe(time.perf_counter() - start)
-        self._calls.labels(self._service, name, code.name).inc()
+        # Label children are looked up once per (method, code), not on every call.
+        children = self._children.get((method, code))
+        if children is None:
+            name = method.rsplit("/", 1)[-1]
+            children = (self._latency.labels(self._service, name),
+                        self._calls.labels(self._service, name, code.name))
+            self._children[(method, code)] = children
+        children[0].observe(time.perf_counter() - start)
+        children[1].inc()
 
 
 class ErrorInterceptor(BehaviorInterceptor):
@@ -163,6 +173,7 @@ class AuthInterceptor(BehaviorInterceptor):
         super().__init__()
         self._tokens = tokens
         self._policy = policy
+        self._rules: dict[str, tuple[bool, str, Role | None]] = {}
 
     async def call_unary(self, method, context, call):
         self._admit(method, context)
@@ -174,10 +185,14 @@ class AuthInterceptor(BehaviorInterceptor):
             yield item
 
     def _admit(self, method: str, context) -> None:
-        if method.startswith(PUBLIC_PREFIXES):
+        rule = self._rules.get(method)
+        if rule is None:
+            public = method.startswith(PUBLIC_PREFIXES)
+            rule = self._rules[method] = (public, method.rsplit("/", 1)[-1],
+                                          self._policy.get(method))
+        public, name, required = rule
+        if public:
             return
-        name = method.rsplit("/", 1)[-1]
-        required = self._policy.get(method)
         if required is None:
             raise errors.PermissionDenied(f"{name} declares no access policy, so nobody may call it")
         principal = self._authenticate(context)
@@ -191,7 +206,7 @@ class AuthInterceptor(BehaviorInterceptor):
     def _authenticate(self, context) -> Principal:
         if self._tokens is None:
             return ANONYMOUS_ADMIN
-        header = dict(context.invocation_metadata() or ()).get("authorization", "")
+        header = metadata_value(context, "authorization")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise errors.Unauthenticated(
@@ -255,11 +270,36 @@ def _pack(message) -> any_pb2.Any:
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Generated request ids: 32 hex digits, a random prefix per process and a counter (unique like
+# a uuid4, without a random draw per call).
+_ID_PREFIX = os.urandom(10).hex()
+_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big") << 24)
+# The current call's invocation metadata, read once and shared by the interceptors.
+_call_metadata: contextvars.ContextVar[tuple[Any, Any]] = contextvars.ContextVar(
+    "beamops_call_metadata", default=(None, ()))
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+
+
+def metadata_value(context, key: str, default: str = "") -> str:
+    """The value of ``key`` in the call's invocation metadata (the last one, like ``dict()``);
+    the metadata is read from the context once per call."""
+    owner, metadata = _call_metadata.get()
+    if owner is not context:
+        metadata = context.invocation_metadata() or ()
+        _call_metadata.set((context, metadata))
+    value = default
+    for k, v in metadata:
+        if k == key:
+            value = v
+    return value
 
 
 def _request_id(context) -> str:
-    given = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    given = metadata_value(context, REQUEST_ID_KEY)
+    return given if given and _REQUEST_ID.fullmatch(given) else _new_request_id()
 
 
 def _code_of(exc: BaseException, context) -> grpc.StatusCode:
@@ -302,15 +342,21 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str, icpt: BehaviorInt
     )
     if handler.unary_unary:
         behavior = handler.unary_unary
+        direct = inspect.iscoroutinefunction(behavior)
 
         async def unary_unary(request, context):
+            if direct:  # no extra coroutine in between
+                return await icpt.call_unary(method, context, functools.partial(behavior, request, context))
             return await icpt.call_unary(method, context, lambda: _invoke(behavior, request, context))
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
     if handler.stream_unary:
         behavior = handler.stream_unary
+        direct = inspect.iscoroutinefunction(behavior)
 
         async def stream_unary(requests, context):
+            if direct:
+                return await icpt.call_unary(method, context, functools.partial(behavior, requests, context))
             return await icpt.call_unary(method, context, lambda: _invoke(behavior, requests, context))
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
