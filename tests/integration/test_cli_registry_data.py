@@ -47,6 +47,9 @@ def test_models_aliases_iovs_and_audit(stack_env, onnx_file):
     assert cli(stack_env, "iov", "resolve", "tagger-2026", "1999")["version"] == "1.0"
     assert cli(stack_env, "iov", "resolve", "tagger-2026", "2000")["version"] == "1.1"
 
+    history = cli(stack_env, "models", "history", "jet-tagger")
+    assert [(m["alias"], m["to_version"]) for m in history] == [("staging", "1.1"), ("staging", "1.0")]
+
     shown = cli(stack_env, "models", "show", "jet-tagger")
     assert shown["model"]["owner"] == "admin"
     assert {v["version"] for v in shown["versions"]} == {"1.0", "1.1"}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from beamops.training import hyperparameters as hp
-from beamops.training.onnx_export import OnnxPredictor, compare
+from beamops.onnx_export import OnnxPredictor, compare
 from beamops.training.trainers import (TrainingData, TrainingFailure, UserModel, load_entry_point,
                                        make_trainer)
 

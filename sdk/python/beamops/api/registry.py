@@ -27,6 +27,31 @@ CHUNK = 1024 * 1024
 IOV_KINDS = {"run": iov_pb2.IOV_KIND_RUN, "timestamp": iov_pb2.IOV_KIND_TIMESTAMP}
 
 
+def to_onnx(estimator, n_features: int | None = None, example_input=None) -> bytes:
+    """ONNX bytes of an in-memory model (scikit-learn, or PyTorch when installed)."""
+    if type(estimator).__module__.startswith("torch") or hasattr(estimator, "state_dict"):
+        import io
+
+        import torch
+
+        if example_input is None:
+            raise ValueError("a PyTorch model needs example_input (a tensor of the input's shape)")
+        buffer = io.BytesIO()
+        torch.onnx.export(estimator, example_input, buffer, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        return buffer.getvalue()
+    if hasattr(estimator, "fit") and hasattr(estimator, "predict"):
+        from beamops.onnx_export import sklearn_to_onnx
+
+        if n_features is None:
+            n_features = getattr(estimator, "n_features_in_", None)
+        if n_features is None:
+            raise ValueError("say how many input features the model takes: n_features=...")
+        return sklearn_to_onnx(estimator, int(n_features))
+    raise TypeError(f"cannot export a {type(estimator).__name__} to ONNX: give a scikit-learn "
+                    "estimator or pipeline, a PyTorch module, or publish an ONNX file")
+
+
 class RegistryAPI:
     def __init__(self, stub) -> None:
         self._stub = stub
@@ -51,12 +76,14 @@ class RegistryAPI:
         return [Model.from_proto(m) for m in pages(self._stub.ListModels, request, "models", limit)]
 
     # parameters ---------------------------------------------------------------------------
-    def upload_artifact(self, model: str, path: str | Path, format: str = "onnx") -> model_pb2.Artifact:
-        """Upload a file in chunks; the server checks the sha256 computed here."""
-        data = Path(path).read_bytes()
+    def upload_artifact(self, model: str, content: str | Path | bytes, format: str = "onnx",
+                        filename: str = "") -> model_pb2.Artifact:
+        """Upload a file (or bytes) in chunks; the server checks the sha256 computed here."""
+        data = content if isinstance(content, bytes) else Path(content).read_bytes()
+        name = filename or (Path(content).name if not isinstance(content, bytes) else f"{model}.{format}")
         kind = model_pb2.ArtifactFormat.Value(f"ARTIFACT_FORMAT_{format.upper()}")
         header = pb.UploadArtifactRequest.Header(
-            model=model, format=kind, filename=Path(path).name,
+            model=model, format=kind, filename=name,
             sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
         )
         parts = [pb.UploadArtifactRequest(header=header)] + [
@@ -64,13 +91,13 @@ class RegistryAPI:
         ]
         return call(self._stub.UploadArtifact, iter(parts)).artifact
 
-    def publish_onnx(self, model: str, path: str | Path, model_type_version: str = "1.0.0",
+    def publish_onnx(self, model: str, onnx: str | Path | bytes, model_type_version: str = "1.0.0",
                      metrics: Mapping[str, float] | None = None, description: str = "",
                      idempotency_key: str = "", reason: str = "") -> ParametersVersion:
-        """Publish an ONNX file as a new parameters version (creating the model and its type
-        from the file's signature when they do not exist yet)."""
+        """Publish an ONNX file (or its bytes) as a new parameters version, creating the model
+        and its type from the file's signature when they do not exist yet."""
         self.create_model(model, exist_ok=True)
-        artifact = self.upload_artifact(model, path, "onnx")
+        artifact = self.upload_artifact(model, onnx, "onnx")
         try:
             call(self._stub.GetModelType, pb.GetModelTypeRequest(model=model, version=model_type_version))
         except NotFoundError:
@@ -82,6 +109,22 @@ class RegistryAPI:
             primary_artifact_id=artifact.artifact_id, metrics=dict(metrics or {}),
             description=description, idempotency_key=idempotency_key, reason=reason))
         return ParametersVersion.from_proto(reply.parameters)
+
+    def publish_model(self, model: str, estimator, n_features: int | None = None, *,
+                      example_input=None, model_type_version: str = "1.0.0",
+                      metrics: Mapping[str, float] | None = None, description: str = "",
+                      idempotency_key: str = "", reason: str = "") -> ParametersVersion:
+        """Publish an in-memory model, exported to ONNX here (one float32 input ``input``).
+
+        scikit-learn estimators and pipelines (``n_features`` inputs) go through skl2onnx; a
+        PyTorch module (when torch is installed) through ``torch.onnx.export`` with
+        ``example_input``. Nothing is pickled: the registry only ever receives ONNX.
+
+        >>> client.registry.publish_model("jet-tagger", fitted_classifier, n_features=8,
+        ...                               metrics={"auc": 0.93})
+        """
+        return self.publish_onnx(model, to_onnx(estimator, n_features, example_input),
+                                 model_type_version, metrics, description, idempotency_key, reason)
 
     def get_version(self, model: str, version: str) -> ParametersVersion:
         reply = call(self._stub.GetParametersVersion, pb.GetParametersVersionRequest(model=model, version=version))

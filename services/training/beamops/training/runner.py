@@ -19,7 +19,7 @@ import numpy as np
 
 from . import metrics as metric_fns
 from .environment import code_reference, software_environment
-from .onnx_export import OnnxPredictor, compare
+from beamops.onnx_export import OnnxPredictor, compare
 from .reference import reference_distributions
 from .spec import DatasetRef, TrainingSpec
 from .trainers import TrainingData, TrainingFailure, make_trainer

@@ -94,7 +94,7 @@ class GradientBoostedTrees(Trainer):
         return self.model.predict(X)
 
     def to_onnx(self, n_features: int) -> bytes:
-        from .onnx_export import sklearn_to_onnx
+        from beamops.onnx_export import sklearn_to_onnx
 
         return sklearn_to_onnx(self.model, n_features)
 
@@ -152,7 +152,7 @@ class MultilayerPerceptron(Trainer):
         return self.mlp.predict(Xs)
 
     def to_onnx(self, n_features: int) -> bytes:
-        from .onnx_export import sklearn_to_onnx
+        from beamops.onnx_export import sklearn_to_onnx
 
         return sklearn_to_onnx(self.pipeline(), n_features)
 

@@ -54,6 +54,6 @@ class LogisticModel:
         logistic.n_features_in_ = len(scale.mean_)
 
     def to_onnx(self, n_features: int) -> bytes:
-        from beamops.training.onnx_export import sklearn_to_onnx
+        from beamops.onnx_export import sklearn_to_onnx
 
         return sklearn_to_onnx(self.model, n_features)
