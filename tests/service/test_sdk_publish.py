@@ -57,3 +57,16 @@ def publish(target, tokens, model):
     with beamops.Client(tokens.publisher, registry_address=target) as client:
         version = client.registry.publish_model("sk-tagger", model, metrics={"auc": 0.9})
         return version, b"".join(client.registry.download(version.artifact_id))
+
+
+def test_xgboost_models_export_too():
+    import xgboost
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    classifier = xgboost.XGBClassifier(n_estimators=10, max_depth=3).fit(x, (x[:, 0] > 0).astype(int))
+    _, probabilities = ort.InferenceSession(to_onnx(classifier)).run(None, {"input": x})
+    np.testing.assert_allclose(probabilities, classifier.predict_proba(x), atol=1e-5)
+    regressor = xgboost.XGBRegressor(n_estimators=10).fit(x, 2 * x[:, 0])
+    (prediction,) = ort.InferenceSession(to_onnx(regressor)).run(None, {"input": x})
+    np.testing.assert_allclose(prediction.ravel(), regressor.predict(x), atol=1e-5)

@@ -16,6 +16,7 @@ import numpy as np
 
 INPUT_NAME = "input"
 TARGET_OPSET = 17
+XGBOOST_TARGET_OPSET = 15  # the highest onnxmltools' XGBoost converter supports
 
 _patched = False
 
@@ -52,6 +53,20 @@ def sklearn_to_onnx(estimator, n_features: int) -> bytes:
     model.graph.name = "beamops_model"  # skl2onnx picks a random one: keep exports byte-identical
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def xgboost_to_onnx(model, n_features: int) -> bytes:
+    """A fitted XGBoost scikit-learn model (XGBClassifier, XGBRegressor) as ONNX bytes."""
+    import onnx
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    converted = onnxmltools.convert_xgboost(
+        model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+        target_opset=XGBOOST_TARGET_OPSET)
+    converted.graph.name = "beamops_model"
+    onnx.checker.check_model(converted)
+    return converted.SerializeToString()
 
 
 class OnnxPredictor:

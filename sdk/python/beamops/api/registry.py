@@ -28,7 +28,7 @@ IOV_KINDS = {"run": iov_pb2.IOV_KIND_RUN, "timestamp": iov_pb2.IOV_KIND_TIMESTAM
 
 
 def to_onnx(estimator, n_features: int | None = None, example_input=None) -> bytes:
-    """ONNX bytes of an in-memory model (scikit-learn, or PyTorch when installed)."""
+    """ONNX bytes of an in-memory model (scikit-learn, XGBoost, or PyTorch when installed)."""
     if type(estimator).__module__.startswith("torch") or hasattr(estimator, "state_dict"):
         import io
 
@@ -41,15 +41,17 @@ def to_onnx(estimator, n_features: int | None = None, example_input=None) -> byt
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
         return buffer.getvalue()
     if hasattr(estimator, "fit") and hasattr(estimator, "predict"):
-        from beamops.onnx_export import sklearn_to_onnx
+        from beamops.onnx_export import sklearn_to_onnx, xgboost_to_onnx
 
         if n_features is None:
             n_features = getattr(estimator, "n_features_in_", None)
         if n_features is None:
             raise ValueError("say how many input features the model takes: n_features=...")
+        if type(estimator).__module__.startswith("xgboost"):
+            return xgboost_to_onnx(estimator, int(n_features))
         return sklearn_to_onnx(estimator, int(n_features))
     raise TypeError(f"cannot export a {type(estimator).__name__} to ONNX: give a scikit-learn "
-                    "estimator or pipeline, a PyTorch module, or publish an ONNX file")
+                    "estimator or pipeline, an XGBoost model, a PyTorch module, or publish an ONNX file")
 
 
 class RegistryAPI:
@@ -116,8 +118,8 @@ class RegistryAPI:
                       idempotency_key: str = "", reason: str = "") -> ParametersVersion:
         """Publish an in-memory model, exported to ONNX here (one float32 input ``input``).
 
-        scikit-learn estimators and pipelines (``n_features`` inputs) go through skl2onnx; a
-        PyTorch module (when torch is installed) through ``torch.onnx.export`` with
+        scikit-learn estimators and pipelines (``n_features`` inputs) go through skl2onnx,
+        XGBoost's scikit-learn models through onnxmltools; a PyTorch module (when torch is installed) through ``torch.onnx.export`` with
         ``example_input``. Nothing is pickled: the registry only ever receives ONNX.
 
         >>> client.registry.publish_model("jet-tagger", fitted_classifier, n_features=8,
