@@ -89,8 +89,20 @@ class _TokenInterceptor(
         return continuation(self._with_token(details), requests)
 
 
-def open_channel(service: str, address: str, token: str | None) -> grpc.Channel:
-    """A blocking channel to one service, with token, deadlines and retries."""
+def channel_credentials(ca_file: str | None, cert_file: str | None = None,
+                        key_file: str | None = None) -> grpc.ChannelCredentials | None:
+    """TLS credentials trusting ``ca_file`` (and presenting a client certificate for mutual TLS)."""
+    if ca_file is None:
+        if cert_file or key_file:
+            raise ValueError("a client certificate needs BEAMOPS_CA_FILE too (mutual TLS is TLS)")
+        return None
+    read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
+    return grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))
+
+
+def open_channel(service: str, address: str, token: str | None,
+                 credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A blocking channel to one service, with token, deadlines, retries, and TLS if given."""
     options = [
         ("grpc.service_config", service_config(service)),
         ("grpc.enable_retries", 1),
@@ -98,7 +110,8 @@ def open_channel(service: str, address: str, token: str | None) -> grpc.Channel:
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
-    channel = grpc.insecure_channel(address, options=options)
+    channel = (grpc.secure_channel(address, credentials, options=options) if credentials
+               else grpc.insecure_channel(address, options=options))
     if token:
         channel = grpc.intercept_channel(channel, _TokenInterceptor(token))
     return channel

@@ -19,7 +19,7 @@ from beamops.inference.v1 import inference_service_pb2_grpc
 from beamops.registry.v1 import registry_service_pb2_grpc
 from beamops.training.v1 import training_service_pb2_grpc
 
-from .channels import open_channel
+from .channels import channel_credentials, open_channel
 from .config import SERVICES, Connection
 
 if TYPE_CHECKING:
@@ -41,10 +41,12 @@ class Client:
 
     def __init__(self, token: str | None = None, *, registry_address: str | None = None,
                  data_address: str | None = None, training_address: str | None = None,
-                 inference_address: str | None = None) -> None:
+                 inference_address: str | None = None, ca_file: str | None = None,
+                 client_cert_file: str | None = None, client_key_file: str | None = None) -> None:
         self.connection = Connection.resolve(
             token, registry_address=registry_address, data_address=data_address,
             training_address=training_address, inference_address=inference_address,
+            ca_file=ca_file, client_cert_file=client_cert_file, client_key_file=client_key_file,
         )
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, Any] = {}
@@ -54,7 +56,9 @@ class Client:
         if service not in SERVICES:
             raise ValueError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
         if service not in self._stubs:
-            channel = open_channel(service, self.connection.address(service), self.connection.token)
+            c = self.connection
+            credentials = channel_credentials(c.ca_file, c.client_cert_file, c.client_key_file)
+            channel = open_channel(service, c.address(service), c.token, credentials)
             self._channels[service] = channel
             self._stubs[service] = _STUBS[service](channel)
         return self._stubs[service]

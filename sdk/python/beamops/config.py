@@ -2,7 +2,8 @@
 
 In order: arguments given in code, then environment variables (``BEAMOPS_TOKEN``,
 ``BEAMOPS_REGISTRY_ADDRESS``, ``BEAMOPS_DATA_ADDRESS``, ``BEAMOPS_TRAINING_ADDRESS``,
-``BEAMOPS_INFERENCE_ADDRESS``), then the config file that ``make up`` writes
+``BEAMOPS_INFERENCE_ADDRESS``; for TLS ``BEAMOPS_CA_FILE``, and for mutual TLS
+``BEAMOPS_CLIENT_CERT_FILE`` and ``BEAMOPS_CLIENT_KEY_FILE``), then the config file that ``make up`` writes
 (``~/.config/beamops/config.json``, or the file named by ``BEAMOPS_CONFIG``), then localhost
 defaults.
 """
@@ -39,6 +40,11 @@ class Connection:
     data_address: str
     training_address: str
     inference_address: str
+    # TLS: the CA that signed the services' certificates (None: plaintext), and for mutual TLS
+    # this client's certificate and key.
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
 
     def address(self, service: str) -> str:
         return getattr(self, f"{service}_address")
@@ -58,6 +64,8 @@ class Connection:
                 or stored.get(key) or DEFAULT_ADDRESSES[service]
             )
         values["token"] = token or os.environ.get("BEAMOPS_TOKEN") or stored.get("token")
+        for key in ("ca_file", "client_cert_file", "client_key_file"):
+            values[key] = addresses.get(key) or os.environ.get(f"BEAMOPS_{key.upper()}") or stored.get(key)
         return cls(**values)
 
     def with_token(self, token: str) -> "Connection":

@@ -42,6 +42,11 @@ class ServiceSettings(BaseSettings):
     tokens_file: Path | None = Field(
         None, description="Hashed tokens shared by all services (default <var_dir>/auth/tokens.json)."
     )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain: serve TLS instead of plaintext (with tls_key_file).")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: require client certificates signed by it (mutual TLS).")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(True, description="One JSON object per log line.")
 
