@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from beamops.files import write_atomically
 from beamops.registry.v1 import registry_service_pb2 as rs
 
 from .errors import BeamopsError, DataLossError, NotFoundError, from_rpc_error
@@ -125,22 +125,11 @@ def _download(client, artifact_id: str, sha256: str, path: Path, timeout_s: floa
             chunks.append(part.chunk)
     if digest.hexdigest() != sha256:
         raise DataLossError(f"artifact {artifact_id} does not match its sha256 {sha256}; not cached")
-    _write_atomically(path, b"".join(chunks))
+    write_atomically(path, b"".join(chunks))
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _index(cache: Path) -> Path:
@@ -161,4 +150,5 @@ def _remember(cache: Path, key: str, entry: dict) -> None:
         index = {}
     if index.get(key) != entry:
         index[key] = entry
-        _write_atomically(_index(cache), json.dumps(index, indent=1).encode())
+        write_atomically(_index(cache), json.dumps(index, indent=1).encode())
+

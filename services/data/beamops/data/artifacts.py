@@ -14,6 +14,7 @@ import re
 import uuid
 from pathlib import Path
 
+from beamops.files import fsync_dir
 from beamops.runtime.errors import DataLoss
 
 from .hashing import sha256_local
@@ -52,7 +53,7 @@ class ArtifactArea:
         final = self.path_for(sha)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)  # the same content may exist already: same bytes, same name
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return sha, size
 
     @staticmethod
@@ -77,11 +78,3 @@ class ArtifactArea:
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+from beamops.files import fsync_dir
 from beamops.runtime.errors import DataLoss, ResourceExhausted
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class LocalArtifactStore(ArtifactStore):
             return sha256
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(pending.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return sha256
 
     def exists(self, sha256: str) -> bool:
@@ -255,11 +256,3 @@ class S3ArtifactStore(ArtifactStore):
                     self.delete(sha256)
                     removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
