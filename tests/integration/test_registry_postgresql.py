@@ -15,6 +15,7 @@ from tests.service.test_registry_artifacts import (  # noqa: F401
 from tests.service.test_registry_concurrency import *  # noqa: F401,F403
 from tests.service.test_registry_iov import *  # noqa: F401,F403
 from tests.service.test_registry_lineage_audit import *  # noqa: F401,F403
+from tests.service.test_registry_permissions import *  # noqa: F401,F403
 from tests.service.test_registry_versions import *  # noqa: F401,F403
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,6 @@ def test_the_store_really_is_postgresql(postgres_database):
             tables = set(conn.exec_driver_sql(
                 "select tablename from pg_tables where schemaname = 'public'").scalars())
         assert {"models", "parameters_versions", "aliases", "iov_entries", "audit_events",
-                "alembic_version"} <= tables
+                "model_permissions", "alembic_version"} <= tables
     finally:
         store.dispose()

@@ -140,7 +140,13 @@ def signature_msg(sig: e.Signature | None) -> tensor_pb2.Signature | None:
 
 def model_msg(m: e.Model) -> model_pb2.Model:
     return model_pb2.Model(name=m.name, description=m.description, owner=m.owner, tags=m.tags,
-                           create_time=ts(m.create_time), update_time=ts(m.update_time))
+                           create_time=ts(m.create_time), update_time=ts(m.update_time),
+                           restricted=m.restricted)
+
+
+def model_permission_msg(p: e.ModelPermission) -> model_pb2.ModelPermission:
+    return model_pb2.ModelPermission(model=p.model, principal=p.principal, role=p.role,
+                                     granted_by=p.granted_by, grant_time=ts(p.grant_time))
 
 
 def model_type_msg(t: e.ModelType) -> model_pb2.ModelType:

@@ -58,6 +58,18 @@ class Model:
     tags: dict[str, str]
     create_time: datetime
     update_time: datetime
+    restricted: bool = False
+
+
+@dataclass(frozen=True)
+class ModelPermission:
+    """A grant: ``principal`` may change ``model`` up to ``role`` (a Role value)."""
+
+    model: str
+    principal: str
+    role: int
+    granted_by: str
+    grant_time: datetime
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from typing import Any
 
 from .entities import (
     Alias, AliasEvent, Artifact, AuditEvent, DatasetRef, GlobalTag, IovEntry, IovTag, Lineage,
-    Model, ModelType, ParametersRef, Signature, TensorSpec,
+    Model, ModelPermission, ModelType, ParametersRef, Signature, TensorSpec,
 )
 from .tables import (
-    AliasEventRow, AliasRow, ArtifactRow, AuditEventRow, GlobalTagRow, IovTagRow, ModelRow,
+    AliasEventRow, AliasRow, ArtifactRow, AuditEventRow, GlobalTagRow, IovTagRow, ModelPermissionRow, ModelRow,
     ModelTypeRow,
 )
 
@@ -76,7 +76,11 @@ def lineage_from(data: dict[str, Any]) -> Lineage:
 
 def model(row: ModelRow) -> Model:
     return Model(row.name, row.description, row.owner, dict(row.tags),
-                 to_datetime(row.create_us), to_datetime(row.update_us))
+                 to_datetime(row.create_us), to_datetime(row.update_us), bool(row.restricted))
+
+
+def model_permission(row: ModelPermissionRow, model_name: str) -> ModelPermission:
+    return ModelPermission(model_name, row.principal, row.role, row.granted_by, to_datetime(row.create_us))
 
 
 def model_type(row: ModelTypeRow, model_name: str) -> ModelType:

@@ -33,7 +33,7 @@ from . import version_writes as vw
 from .lookups import Lookups
 from .entities import (
     ARTIFACT_FORMATS, DTYPES, IOV_KINDS, Alias, Artifact, AuditEvent, AuditQuery, Caller,
-    GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelType, NewParameters, Page,
+    GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelPermission, ModelType, NewParameters, Page,
     ParametersQuery, ParametersVersion, Signature,
 )
 from .names import check_action, check_filename, check_name, check_tags, check_text
@@ -41,8 +41,9 @@ from .onnx_signature import signature_difference
 from .pagination import decode_token, encode_token, page_size
 from .tables import (
     AliasEventRow, AliasRow, ArtifactRow, AuditEventRow, GlobalTagRow, IdempotencyKeyRow, IovEntryRow,
-    IovTagRow, ModelRow, ModelTypeRow, ParametersDatasetRow, ParametersRow,
+    IovTagRow, ModelPermissionRow, ModelRow, ModelTypeRow, ParametersDatasetRow, ParametersRow,
 )
+from .permissions import check_may_change, check_may_manage, grant_of, role_name
 from .versioning import ParamsVersion, latest_compatible, next_params_version, parse_params_version, parse_semver
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class Registry:
     # ----------------------------------------------------------------- models
 
     def create_model(self, caller: Caller, name: str, description: str = "",
-                     tags: dict[str, str] | None = None, reason: str = "") -> Model:
+                     tags: dict[str, str] | None = None, reason: str = "",
+                     restricted: bool = False) -> Model:
         check_name(name, "model name", field="name")
         check_text(description, "description")
         tags = check_tags(tags or {})
@@ -103,10 +105,11 @@ class Registry:
                 raise AlreadyExists(f"a model named {name!r} exists already", model=name)
             now = self._clock()
             row = ModelRow(name=name, description=description, owner=caller.name, tags=tags,
-                           create_us=now, update_us=now)
+                           create_us=now, update_us=now, restricted=restricted)
             s.add(row)
             s.flush()
-            self._audit(s, caller, "model.create", name, f"models/{name}", reason)
+            self._audit(s, caller, "model.create", name, f"models/{name}", reason,
+                        {"restricted": "true"} if restricted else None)
             return records.model(row)
 
         return self.store.write(change)
@@ -130,18 +133,24 @@ class Registry:
         return Page(items, encode_token({"after": rows[size - 1].name}) if len(rows) > size else "")
 
     def update_model(self, caller: Caller, name: str, description: str,
-                     tags: dict[str, str] | None, reason: str = "") -> Model:
+                     tags: dict[str, str] | None, reason: str = "",
+                     restricted: bool | None = None) -> Model:
         check_name(name, "model name", field="name")
         check_text(description, "description")
         tags = check_tags(tags or {})
 
         def change(s: Session) -> Model:
             row = self._model_row(s, name, lock=True)
-            before = {"description": row.description, "tags": json.dumps(row.tags, sort_keys=True)}
+            self._check_change(s, caller, row, auth_pb2.ROLE_PUBLISHER)
+            details = {"old_description": row.description, "old_tags": json.dumps(row.tags, sort_keys=True)}
+            if restricted is not None and bool(restricted) != bool(row.restricted):
+                check_may_manage(caller.principal, name, row.owner)
+                details.update(old_restricted=str(bool(row.restricted)).lower(),
+                               restricted=str(bool(restricted)).lower())
+                row.restricted = bool(restricted)
             row.description, row.tags, row.update_us = description, tags, self._clock()
             s.add(row)
-            self._audit(s, caller, "model.update", name, f"models/{name}", reason,
-                        {"old_description": before["description"], "old_tags": before["tags"]})
+            self._audit(s, caller, "model.update", name, f"models/{name}", reason, details)
             return records.model(row)
 
         return self.store.write(change)
@@ -151,6 +160,7 @@ class Registry:
 
         def change(s: Session) -> None:
             row = self._model_row(s, name, lock=True)
+            self._check_change(s, caller, row, auth_pb2.ROLE_ADMIN)
             mid = row.id
             tag_ids = list(s.exec(select(IovTagRow.id).where(IovTagRow.model_id == mid)).all())
             aliases = s.exec(select(func.count()).select_from(AliasRow).where(AliasRow.model_id == mid)).one()
@@ -174,6 +184,7 @@ class Registry:
             s.exec(delete(ParametersRow).where(ParametersRow.model_id == mid))
             s.exec(delete(ArtifactRow).where(ArtifactRow.model_id == mid))
             s.exec(delete(ModelTypeRow).where(ModelTypeRow.model_id == mid))
+            s.exec(delete(ModelPermissionRow).where(ModelPermissionRow.model_id == mid))
             s.delete(row)
             self._audit(s, caller, "model.delete", name, f"models/{name}", reason,
                         {"force": str(force).lower(), "parameters_versions": str(len(param_ids)),
@@ -181,6 +192,65 @@ class Registry:
 
         # The blobs stay until the next start, where cleanup_orphans() removes those no row
         # references: deleting them now could race with an upload of the same content.
+        self.store.write(change)
+
+    # ----------------------------------------------------------------- per-model permissions
+
+    def set_model_permission(self, caller: Caller, model: str, principal: str, role: int,
+                             reason: str = "") -> ModelPermission:
+        """Grant ``principal`` ``role`` on ``model`` (replacing an earlier grant); owner or admin."""
+        check_name(model, "model name", field="model")
+        _check_principal(principal)
+        if role not in (auth_pb2.ROLE_READER, auth_pb2.ROLE_PUBLISHER, auth_pb2.ROLE_DEPLOYER, auth_pb2.ROLE_ADMIN):
+            raise InvalidArgument("choose the role to grant: ROLE_READER, ROLE_PUBLISHER, ROLE_DEPLOYER "
+                                  "or ROLE_ADMIN", field="role")
+        check_text(reason, "reason")
+
+        def change(s: Session) -> ModelPermission:
+            mrow = self._model_row(s, model, lock=True)
+            check_may_manage(caller.principal, model, mrow.owner)
+            row = grant_of(s, mrow.id, principal)
+            old = role_name(row.role) if row is not None else ""
+            if row is None:
+                row = ModelPermissionRow(model_id=mrow.id, principal=principal, role=role)
+            row.role, row.granted_by, row.create_us = role, caller.name, self._clock()
+            s.add(row)
+            s.flush()
+            self._audit(s, caller, "permission.set", model, f"{model}/permissions/{principal}", reason,
+                        {"principal": principal, "role": role_name(role), "old_role": old})
+            return records.model_permission(row, model)
+
+        return self.store.write(change)
+
+    def list_model_permissions(self, model: str, size: int = 0, token: str = "") -> Page:
+        check_name(model, "model name", field="model")
+        size, key = page_size(size), decode_token(token, "after")
+        with self.store.read() as s:
+            mrow = self._model_row(s, model)
+            query = (select(ModelPermissionRow).where(ModelPermissionRow.model_id == mrow.id)
+                     .order_by(ModelPermissionRow.principal))
+            if key:
+                query = query.where(ModelPermissionRow.principal > str(key["after"]))
+            rows = list(s.exec(query.limit(size + 1)).all())
+        items = [records.model_permission(r, model) for r in rows[:size]]
+        return Page(items, encode_token({"after": rows[size - 1].principal}) if len(rows) > size else "")
+
+    def remove_model_permission(self, caller: Caller, model: str, principal: str, reason: str = "") -> None:
+        check_name(model, "model name", field="model")
+        _check_principal(principal)
+        check_text(reason, "reason")
+
+        def change(s: Session) -> None:
+            mrow = self._model_row(s, model, lock=True)
+            check_may_manage(caller.principal, model, mrow.owner)
+            row = grant_of(s, mrow.id, principal)
+            if row is None:
+                raise NotFound(f"{principal!r} has no grant on model {model!r}", model=model)
+            old = role_name(row.role)
+            s.delete(row)
+            self._audit(s, caller, "permission.remove", model, f"{model}/permissions/{principal}", reason,
+                        {"principal": principal, "old_role": old})
+
         self.store.write(change)
 
     # ----------------------------------------------------------------- model types
@@ -196,6 +266,7 @@ class Registry:
 
         def change(s: Session) -> ModelType:
             mrow = self._model_row(s, model)
+            self._check_change(s, caller, mrow, auth_pb2.ROLE_PUBLISHER)
             existing = s.exec(select(ModelTypeRow).where(
                 ModelTypeRow.model_id == mrow.id, ModelTypeRow.major == semver.major,
                 ModelTypeRow.minor == semver.minor, ModelTypeRow.patch == semver.patch)).first()
@@ -257,8 +328,8 @@ class Registry:
             raise InvalidArgument("header.size_bytes must not be negative", field="header.size_bytes")
         if size_bytes > self.artifacts.max_bytes:
             raise_too_big(size_bytes, self.artifacts.max_bytes)
-        with self.store.read() as s:
-            self._model_row(s, model)
+        with self.store.read() as s:  # checked again when the artifact is recorded
+            self._check_change(s, caller, self._model_row(s, model), auth_pb2.ROLE_PUBLISHER)
         return Upload(model, fmt, filename, sha256, size_bytes, self.artifacts.begin_upload())
 
     def finish_upload(self, caller: Caller, upload: Upload, reason: str = "") -> Artifact:
@@ -284,6 +355,7 @@ class Registry:
 
         def change(s: Session) -> Artifact:
             mrow = self._model_row(s, upload.model)
+            self._check_change(s, caller, mrow, auth_pb2.ROLE_PUBLISHER)
             row = ArtifactRow(artifact_id="art-" + uuid.uuid4().hex, model_id=mrow.id, format=upload.format,
                               filename=upload.filename, sha256=sha256, size_bytes=pending.size,
                               signature=records.signature_json(signature), created_by=caller.name,
@@ -332,6 +404,8 @@ class Registry:
             mrow = conn.execute(vw.MODEL_FOR_UPDATE, {"name": new.model}).first()  # serializes creators
             if mrow is None:
                 raise NotFound(f"no model named {new.model!r}", model=new.model)
+            check_may_change(s, caller.principal, auth_pb2.ROLE_PUBLISHER, new.model, mrow.id,
+                             mrow.owner, mrow.restricted)
             if key:
                 seen = conn.execute(vw.IDEMPOTENCY_KEY, {"scope": f"parameters:{new.model}", "key": key}).first()
                 if seen is not None:
@@ -521,6 +595,7 @@ class Registry:
                 raise PermissionDenied(
                     f"alias {alias!r} of {model} is protected: only the deployer role may set or move "
                     f"it, and {caller.name!r} is not a deployer", model=model, alias=alias)
+            self._check_change(s, caller, mrow, auth_pb2.ROLE_DEPLOYER if is_protected else auth_pb2.ROLE_PUBLISHER)
             now = self._clock()
             if row is not None and row.parameters_id == prow.id and row.protected == is_protected:
                 return records.alias(row, model, str(wanted))  # already there: nothing to record
@@ -548,6 +623,7 @@ class Registry:
             current = self._version_of(s, row.parameters_id)
             if row.protected and not caller.principal.may(auth_pb2.ROLE_DEPLOYER):
                 raise PermissionDenied(f"alias {alias!r} of {model} is protected; only deployers may delete it")
+            self._check_change(s, caller, mrow, auth_pb2.ROLE_DEPLOYER)
             s.delete(row)
             s.add(AliasEventRow(model_id=mrow.id, alias=alias, from_version=current, to_version="",
                                 actor=caller.name, reason=reason, event_us=self._clock()))
@@ -628,6 +704,7 @@ class Registry:
 
         def change(s: Session) -> IovTag:
             mrow = self._model_row(s, model)
+            self._check_change(s, caller, mrow, auth_pb2.ROLE_DEPLOYER)
             if s.exec(select(IovTagRow.id).where(IovTagRow.name == name)).first() is not None:
                 raise AlreadyExists(f"an IOV tag named {name!r} exists already", tag=name)
             row = IovTagRow(name=name, model_id=mrow.id, kind=kind, description=description,
@@ -668,6 +745,7 @@ class Registry:
         def change(s: Session) -> IovEntry:
             trow = self._tag_row(s, tag, lock=True)
             mrow = s.get(ModelRow, trow.model_id)
+            self._check_change(s, caller, mrow, auth_pb2.ROLE_DEPLOYER)
             prow = self._params_row(s, mrow, wanted)
             last = s.exec(select(func.max(IovEntryRow.since)).where(IovEntryRow.tag_id == trow.id)).one()
             if last is not None and since <= last:
@@ -808,6 +886,10 @@ class Registry:
         return SimpleNamespace(id=vw.insert_audit_event(s.connection(), values), **values)
 
     @staticmethod
+    def _check_change(s: Session, caller: Caller, mrow: ModelRow, needed: int) -> None:
+        check_may_change(s, caller.principal, needed, mrow.name, mrow.id, mrow.owner, mrow.restricted)
+
+    @staticmethod
     def _filtered(s: Session, stmt, size: int, keep: Callable) -> list:
         """Up to size+1 rows of ``stmt`` that pass ``keep`` (fetched in batches)."""
         out: list = []
@@ -943,6 +1025,12 @@ class Registry:
 
 def _version_is(version: ParamsVersion):
     return ParametersRow.major == version.major, ParametersRow.minor == version.minor
+
+
+def _check_principal(principal: str) -> None:
+    if not principal or len(principal) > 200 or not principal.isprintable() or principal != principal.strip():
+        raise InvalidArgument("principal must be the principal's name: 1 to 200 printable characters, "
+                              "no leading or trailing spaces", field="principal")
 
 
 def _has_tags(have: dict[str, str], wanted: dict[str, str]) -> bool:

@@ -46,7 +46,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
 
     # models
     async def CreateModel(self, req: rs.CreateModelRequest, context) -> rs.CreateModelResponse:
-        m = await _run(self._r.create_model, _caller(), req.name, req.description, dict(req.tags), req.reason)
+        m = await _run(self._r.create_model, _caller(), req.name, req.description, dict(req.tags), req.reason,
+                       req.restricted)
         return rs.CreateModelResponse(model=c.model_msg(m))
 
     async def GetModel(self, req, context):
@@ -58,7 +59,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                                      next_page_token=page.next_page_token)
 
     async def UpdateModel(self, req, context):
-        m = await _run(self._r.update_model, _caller(), req.name, req.description, dict(req.tags), req.reason)
+        restricted = req.restricted if req.HasField("restricted") else None
+        m = await _run(self._r.update_model, _caller(), req.name, req.description, dict(req.tags), req.reason,
+                       restricted)
         return rs.UpdateModelResponse(model=c.model_msg(m))
 
     async def DeleteModel(self, req, context):
@@ -209,3 +212,17 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         ev = await _run(self._r.record_audit_event, _caller(), req.action, req.model, req.resource,
                         req.reason, dict(req.details))
         return rs.RecordAuditEventResponse(event=c.audit_event_msg(ev))
+
+    # per-model permissions
+    async def SetModelPermission(self, req, context):
+        p = await _run(self._r.set_model_permission, _caller(), req.model, req.principal, req.role, req.reason)
+        return rs.SetModelPermissionResponse(permission=c.model_permission_msg(p))
+
+    async def ListModelPermissions(self, req, context):
+        page = await _run(self._r.list_model_permissions, req.model, req.page_size, req.page_token)
+        return rs.ListModelPermissionsResponse(permissions=[c.model_permission_msg(p) for p in page.items],
+                                               next_page_token=page.next_page_token)
+
+    async def RemoveModelPermission(self, req, context):
+        await _run(self._r.remove_model_permission, _caller(), req.model, req.principal, req.reason)
+        return rs.RemoveModelPermissionResponse()

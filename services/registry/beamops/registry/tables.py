@@ -33,6 +33,7 @@ class ModelRow(SQLModel, table=True):
     tags: dict[str, str] = _json()
     create_us: int = _us()
     update_us: int = _us()
+    restricted: bool = False  # only owner, grantees and admins may change it (permissions.py)
 
 
 class ModelTypeRow(SQLModel, table=True):
@@ -149,6 +150,19 @@ class GlobalTagRow(SQLModel, table=True):
     tags: list[str] = _json(list)
     description: str = ""
     created_by: str = ""
+    create_us: int = _us()
+
+
+class ModelPermissionRow(SQLModel, table=True):
+    """A grant: ``principal`` may change model ``model_id`` up to ``role`` (a Role value)."""
+
+    __tablename__ = "model_permissions"
+    __table_args__ = (UniqueConstraint("model_id", "principal", name="uq_model_permission"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    principal: str = Field(max_length=200)
+    role: int
+    granted_by: str = ""
     create_us: int = _us()
 
 

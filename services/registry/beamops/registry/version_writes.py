@@ -19,7 +19,7 @@ _m = ModelRow.__table__
 _t = ModelTypeRow.__table__
 _p = ParametersRow.__table__
 
-MODEL_FOR_UPDATE = (select(_m.c.id, _m.c.name).where(_m.c.name == bindparam("name"))
+MODEL_FOR_UPDATE = (select(_m.c.id, _m.c.name, _m.c.owner, _m.c.restricted).where(_m.c.name == bindparam("name"))
                     .with_for_update())  # FOR UPDATE on PostgreSQL; SQLite has BEGIN IMMEDIATE
 MODEL_TYPE = select(_t).where(_t.c.model_id == bindparam("model_id"), _t.c.major == bindparam("major"),
                               _t.c.minor == bindparam("minor"), _t.c.patch == bindparam("patch"))

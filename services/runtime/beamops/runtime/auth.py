@@ -4,6 +4,10 @@ Tokens are random strings handed to people and programs; only their sha256 is st
 JSON file shared by the services (``<var_dir>/auth/tokens.json``). The file is re-read when it
 changes, so a revoked token stops working on the next call.
 
+Optionally (labs with single sign-on), a bearer token may instead be a JWT issued by an OpenID
+Connect provider: :class:`JwtVerifier` checks its signature against a local JWKS file, and its
+``exp``, ``iss`` and ``aud``; the principal's name and role come from configured claims.
+
 Every RPC declares the least role it needs in its proto definition
 (``option (beamops.common.v1.required_role) = ROLE_READER;``); :func:`policy_for` reads it
 from the descriptors, so the contract and the enforcement cannot drift apart.
@@ -21,13 +25,13 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from google.protobuf.descriptor import ServiceDescriptor
 
 from beamops.common.v1 import auth_pb2
 
-from .errors import AlreadyExists, InvalidArgument, NotFound
+from .errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 Role = int  # a beamops.common.v1.Role value; higher values include the lower ones
 
@@ -175,6 +179,119 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+JWT_LEEWAY_S = 30  # clock skew allowed on exp/nbf/iat
+
+
+def looks_like_jwt(token: str) -> bool:
+    """A JWT is three base64url parts separated by dots; our own tokens never contain a dot."""
+    return token.count(".") == 2 and not token.startswith(TOKEN_PREFIX)
+
+
+class JwtVerifier:
+    """Verifies OpenID Connect / JWT bearer tokens against a JWKS file (public keys only).
+
+    Only asymmetric algorithms are accepted (never ``none`` nor HMAC, so a public key cannot be
+    used as a shared secret). ``exp``, ``iss`` and ``aud`` are required and checked. The JWKS
+    file is re-read when it changes (key rotation without a restart). The name is the
+    ``name_claim`` (falling back to ``sub``); the role is the ``role_claim`` (a dotted path such as
+    ``realm_access.roles`` reaches nested claims), a role name or a list of names (the highest
+    known one counts).
+    """
+
+    def __init__(self, jwks_path: Path, issuer: str, audience: str, role_claim: str = "beamops_role",
+                 name_claim: str = "sub") -> None:
+        import jwt  # PyJWT (with cryptography): only needed when JWTs are configured
+
+        if not issuer or not audience:
+            raise ValueError("JWT verification needs both an issuer and an audience")
+        self._jwt = jwt
+        self._path, self._issuer, self._audience = jwks_path, issuer, audience
+        self._role_claim, self._name_claim = role_claim, name_claim
+        self._stamp: tuple[int, int] | None = None
+        self._keys: dict[str, Any] = {}
+        self._load()  # fail at start, not on the first call, when the file is missing or invalid
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal of a valid token; Unauthenticated (or PermissionDenied: no role) otherwise."""
+        jwt = self._jwt
+        self._reload_if_changed()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in JWT_ALGORITHMS:
+            raise Unauthenticated(f"JWT algorithm {str(alg)[:20]!r} is not accepted; use one of "
+                                  f"{', '.join(JWT_ALGORITHMS)}")
+        if kid is None and len(self._keys) == 1:
+            key = next(iter(self._keys.values()))
+        else:
+            key = self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated("the JWT was signed with a key that is not in the configured key set")
+        try:
+            claims = jwt.decode(token, key=key.key, algorithms=[alg], audience=self._audience,
+                                issuer=self._issuer, leeway=JWT_LEEWAY_S,
+                                options={"require": ["exp", "iss", "aud"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the JWT has expired; get a new one from your identity provider") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("the JWT is not meant for beamops (wrong audience)") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("the JWT comes from an issuer beamops does not trust") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"the JWT lacks the required claim {exc.claim!r}") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the JWT's signature or claims are invalid") from None
+        name = claims.get(self._name_claim) or claims.get("sub")
+        if not isinstance(name, str) or not name or len(name) > 200 or not name.isprintable():
+            raise Unauthenticated(f"the JWT has no usable {self._name_claim!r} or 'sub' claim")
+        role = _role_from_claim(_claim(claims, self._role_claim))
+        if role is None:
+            raise PermissionDenied(f"{name!r} is authenticated, but the JWT's {self._role_claim!r} claim "
+                                   f"holds no beamops role ({', '.join(ROLES_BY_NAME)})")
+        return Principal(name, role)
+
+    def _reload_if_changed(self) -> None:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            self._stamp, self._keys = None, {}
+            return
+        if (st.st_mtime_ns, st.st_size) != self._stamp:
+            self._load()
+
+    def _load(self) -> None:
+        st = self._path.stat()
+        jwks = self._jwt.PyJWKSet.from_dict(json.loads(self._path.read_text()))
+        self._keys = {k.key_id: k for k in jwks.keys}
+        self._stamp = (st.st_mtime_ns, st.st_size)
+
+
+def _claim(claims: dict, path: str) -> Any:
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _role_from_claim(value: Any) -> Role | None:
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    roles = [ROLES_BY_NAME[n.lower()] for n in names if isinstance(n, str) and n.lower() in ROLES_BY_NAME]
+    return max(roles) if roles else None
+
+
+def jwt_verifier_for(settings: Any) -> JwtVerifier | None:
+    """The JWT verifier the settings ask for (``jwt_jwks_file`` set), or None."""
+    if getattr(settings, "jwt_jwks_file", None) is None or not settings.auth_enabled:
+        return None
+    return JwtVerifier(settings.jwt_jwks_file, settings.jwt_issuer, settings.jwt_audience,
+                       settings.jwt_role_claim, settings.jwt_name_claim)
 
 
 def method_path(service: ServiceDescriptor, method_name: str) -> str:

@@ -25,7 +25,10 @@ from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from . import errors
-from .auth import ANONYMOUS_ADMIN, ROLE_NAMES, Principal, Role, TokenStore, set_current_principal
+from .auth import (
+    ANONYMOUS_ADMIN, ROLE_NAMES, JwtVerifier, Principal, Role, TokenStore, looks_like_jwt,
+    set_current_principal,
+)
 from .logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -165,13 +168,16 @@ class ErrorInterceptor(BehaviorInterceptor):
 class AuthInterceptor(BehaviorInterceptor):
     """Checks the bearer token and the role each RPC declares; fails closed.
 
+    ``jwt`` (optional) also accepts OpenID Connect JWTs (three dot-separated parts).
     ``tokens=None`` disables authentication (every caller is an anonymous admin): only for
     development, never the default.
     """
 
-    def __init__(self, tokens: TokenStore | None, policy: dict[str, Role]) -> None:
+    def __init__(self, tokens: TokenStore | None, policy: dict[str, Role],
+                 jwt: JwtVerifier | None = None) -> None:
         super().__init__()
         self._tokens = tokens
+        self._jwt = jwt
         self._policy = policy
         self._rules: dict[str, tuple[bool, str, Role | None]] = {}
 
@@ -213,7 +219,10 @@ class AuthInterceptor(BehaviorInterceptor):
                 "this call needs a token: send the metadata 'authorization: Bearer <token>' "
                 "(`make up` prints an admin token and saves it in ~/.config/beamops/config.json)"
             )
-        principal = self._tokens.authenticate(token.strip())
+        token = token.strip()
+        if self._jwt is not None and looks_like_jwt(token):
+            return self._jwt.authenticate(token)
+        principal = self._tokens.authenticate(token)
         if principal is None:
             raise errors.Unauthenticated("the token is unknown or has been revoked")
         return principal

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from .auth import TokenStore, policy_for
+from .auth import TokenStore, jwt_verifier_for, policy_for
 from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from .logs import configure_logging
 from .settings import ServiceSettings
@@ -93,7 +93,7 @@ async def create_grpc_server(
     interceptors = [
         MetricsInterceptor(metrics, settings.service_name),
         ErrorInterceptor(),
-        AuthInterceptor(tokens, policy_for(s.descriptor for s in services)),
+        AuthInterceptor(tokens, policy_for(s.descriptor for s in services), jwt=jwt_verifier_for(settings)),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     for service in services:

@@ -47,6 +47,13 @@ class ServiceSettings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
     tls_client_ca_file: Path | None = Field(
         None, description="PEM CA bundle: require client certificates signed by it (mutual TLS).")
+    jwt_jwks_file: Path | None = Field(
+        None, description="JWKS (JSON) of the identity provider: also accept its JWT bearer tokens.")
+    jwt_issuer: str = Field("", description="Required 'iss' of JWTs (the OpenID Connect issuer URL).")
+    jwt_audience: str = Field("", description="Required 'aud' of JWTs (the client id beamops has there).")
+    jwt_role_claim: str = Field(
+        "beamops_role", description="Claim holding the role name(s); dots reach nested claims.")
+    jwt_name_claim: str = Field("sub", description="Claim naming the principal (falls back to 'sub').")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(True, description="One JSON object per log line.")
 
