@@ -8,25 +8,22 @@ import queue
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
-from onnx import TensorProto, helper, numpy_helper
+
+from beamops.inference import triton_config
+from beamops.inference.bundled_triton import BundledTriton, TritonPaths
+
+from tests.fixtures.inference import N_CLASSES, N_FEATURES, mlp_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "services" / "inference"))
-
-from beamops.inference import triton_config  # noqa: E402
-from beamops.inference.bundled_triton import BundledTriton, TritonPaths  # noqa: E402
 
 INSTALL = ROOT / "services" / "inference" / "triton" / "install.sh"
 MODEL_PY = ROOT / "services" / "inference" / "beamops" / "inference" / "triton_model" / "model.py"
-N_FEATURES, N_HIDDEN, N_CLASSES = 6, 16, 3
 
 # Answers with the stub's sys.prefix and numpy version: proves model.py runs in .venv-triton.
 PROBE_MODEL_PY = '''
@@ -52,40 +49,6 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _mlp_onnx(seed: int = 0) -> bytes:
-    """A 6 -> 16 (ReLU) -> 3 (softmax) classifier with a dynamic batch dimension."""
-    rng = np.random.default_rng(seed)
-    weights = [
-        numpy_helper.from_array(rng.normal(size=(N_FEATURES, N_HIDDEN)).astype(np.float32), "w1"),
-        numpy_helper.from_array(rng.normal(size=(N_HIDDEN,)).astype(np.float32), "b1"),
-        numpy_helper.from_array(rng.normal(size=(N_HIDDEN, N_CLASSES)).astype(np.float32), "w2"),
-        numpy_helper.from_array(rng.normal(size=(N_CLASSES,)).astype(np.float32), "b2"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
-        helper.make_node("Add", ["h0", "b1"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["h"]),
-        helper.make_node("MatMul", ["h", "w2"], ["z0"]),
-        helper.make_node("Add", ["z0", "b2"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", N_FEATURES])],
-        [
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", N_CLASSES]),
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
-        ],
-        initializer=weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def triton_venv() -> Path:
     venv = Path(os.environ.get("BEAMOPS_TRITON_VENV", ROOT / ".venv-triton"))
@@ -95,7 +58,7 @@ def triton_venv() -> Path:
 
 def test_bundled_triton_serves_onnx_like_onnxruntime(triton_venv: Path, tmp_path: Path) -> None:
     repository = tmp_path / "models"
-    onnx_bytes = _mlp_onnx()
+    onnx_bytes = mlp_onnx()
 
     mlp = repository / "mlp"
     (mlp / "1").mkdir(parents=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 from tests.integration.test_cli_registry_data import BIN, cli

@@ -3,7 +3,6 @@ live stack; the YAML spec is the one the README's walkthrough uses."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from tests.integration.test_cli_registry_data import cli

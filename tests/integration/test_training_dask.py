@@ -3,7 +3,6 @@ streams its events through the cluster, registers with lineage, and cancels."""
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from beamops.registry.v1 import registry_service_pb2 as rs

@@ -15,7 +15,7 @@ from beamops.data.v1 import data_service_pb2 as dpb
 
 from tests.fixtures.registry import make_onnx
 
-from .assertions import assert_clean_error, expect_error, leaks_in
+from .assertions import expect_error, leaks_in
 
 
 @pytest.mark.parametrize("message", [

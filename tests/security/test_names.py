@@ -7,7 +7,6 @@ Names reach URLs, logs, Triton model names and repository folders, so an allowli
 from __future__ import annotations
 
 import grpc
-import pytest
 
 from beamops.common.v1 import lineage_pb2
 from beamops.data.v1 import data_service_pb2 as dpb, dataset_pb2

@@ -9,7 +9,6 @@ changed, never registered.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import grpc

@@ -8,7 +8,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from beamops.common.v1 import tensor_pb2
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.tensors import from_tensor, to_tensor
 from tests.fixtures.inference import N_FEATURES, mlp_onnx

@@ -22,7 +22,7 @@ from .cuts import Cut, combine, parse_cut
 from .hashing import FileHasher, content_hash, version_id_for
 from .model import (
     Dataset, DatasetStatistics, DatasetVersion, Derivation, EntryRange, FileRecord,
-    LineageNode, SourceSpec, SplitSpec, VersionRef,
+    LineageNode, SourceSpec, VersionRef,
 )
 from .reading import ReadPlan, chain_range, check_numeric, count_entries, read_batches
 from .sources import SourceFileRef, SourceKind, SourceResolver

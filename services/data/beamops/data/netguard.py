@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from beamops.runtime.errors import PermissionDenied, Unavailable

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import AsyncIterator, Callable, Mapping, Protocol
 
 import numpy as np
 
