@@ -27,3 +27,29 @@ def test_create_use_revoke(stack_env, stack):
     assert "alice" in again.stderr
     bad_role = cli(stack_env, "token", "create", "bob", "--role", "root", "--tokens-file", tokens_file, code=5)
     assert "reader, publisher, deployer, admin" in bad_role.stderr
+
+
+def test_restricted_models_and_grants(stack_env, stack, tmp_path):
+    from tests.fixtures.registry import make_onnx
+
+    _, stack_tmp, _, _, _ = stack
+    tokens_file = str(stack_tmp / "var" / "auth" / "tokens.json")
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(make_onnx())
+    cli(stack_env, "models", "publish", "calib", str(onnx_path))
+    assert cli(stack_env, "models", "restrict", "calib", "--reason", "frozen for the run")["restricted"] is True
+
+    bob = dict(stack_env, BEAMOPS_TOKEN=cli(stack_env, "token", "create", "bob", "--role", "publisher",
+                                            "--tokens-file", tokens_file)["token"])
+    refused = cli(bob, "models", "publish", "calib", str(onnx_path), code=4)
+    assert "calib" in refused.stderr
+
+    cli(stack_env, "models", "grant", "calib", "bob", "--role", "publisher", "--reason", "bob calibrates")
+    assert cli(stack_env, "models", "permissions", "calib") == [
+        {"principal": "bob", "role": "publisher", "granted_by": "admin"}]
+    assert cli(bob, "models", "publish", "calib", str(onnx_path))[0]["version"] == "1.1"
+
+    cli(stack_env, "models", "revoke", "calib", "bob")
+    cli(bob, "models", "publish", "calib", str(onnx_path), code=4)
+    actions = [e["action"] for e in cli(stack_env, "audit", "--model", "calib", "--action", "permission")]
+    assert sorted(actions) == ["permission.remove", "permission.set"]

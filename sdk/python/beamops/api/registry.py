@@ -17,6 +17,7 @@ from typing import Iterator, Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from beamops.common.v1 import auth_pb2
 from beamops.errors import AlreadyExistsError, NotFoundError
 from beamops.registry.v1 import iov_pb2, model_pb2, registry_service_pb2 as pb
 
@@ -76,6 +77,31 @@ class RegistryAPI:
     def list_models(self, name_prefix: str = "", limit: int | None = None) -> list[Model]:
         request = pb.ListModelsRequest(name_prefix=name_prefix, page_size=200)
         return [Model.from_proto(m) for m in pages(self._stub.ListModels, request, "models", limit)]
+
+    def restrict(self, model: str, restricted: bool = True, reason: str = "") -> Model:
+        """Restricted models are changed only by their owner, admins and principals granted a role."""
+        reply = call(self._stub.UpdateModel, pb.UpdateModelRequest(
+            name=model, restricted=restricted, reason=reason, **self._unchanged(model)))
+        return Model.from_proto(reply.model)
+
+    def grant(self, model: str, principal: str, role: str, reason: str = "") -> None:
+        """Let ``principal`` change ``model`` up to ``role`` (owner or admin only)."""
+        call(self._stub.SetModelPermission, pb.SetModelPermissionRequest(
+            model=model, principal=principal, role=auth_pb2.Role.Value(f"ROLE_{role.upper()}"), reason=reason))
+
+    def revoke(self, model: str, principal: str, reason: str = "") -> None:
+        call(self._stub.RemoveModelPermission, pb.RemoveModelPermissionRequest(
+            model=model, principal=principal, reason=reason))
+
+    def permissions(self, model: str) -> list[dict]:
+        """Grants on a model: principal, role, granted by, when."""
+        request = pb.ListModelPermissionsRequest(model=model, page_size=200)
+        return [{"principal": p.principal, "role": auth_pb2.Role.Name(p.role).removeprefix("ROLE_").lower(),
+                 "granted_by": p.granted_by} for p in pages(self._stub.ListModelPermissions, request, "permissions")]
+
+    def _unchanged(self, model: str) -> dict:
+        current = call(self._stub.GetModel, pb.GetModelRequest(name=model)).model
+        return {"description": current.description, "tags": dict(current.tags)}
 
     # parameters ---------------------------------------------------------------------------
     def upload_artifact(self, model: str, content: str | Path | bytes, format: str = "onnx",

@@ -88,6 +88,40 @@ def lineage(ctx: typer.Context, name: str, version: str) -> None:
                            {key: value for key, value in v.lineage.items()} or {"lineage": "none recorded"})
 
 
+@models.command("restrict")
+def restrict(ctx: typer.Context, name: str,
+             open_: bool = typer.Option(False, "--open", help="Lift the restriction instead."),
+             reason: str = typer.Option("", help="Why (kept in the audit log).")) -> None:
+    """Only the owner, admins and granted principals may change a restricted model."""
+    model = ctx.obj.client.registry.restrict(name, not open_, reason)
+    ctx.obj.out.record("model", {"name": model.name, "owner": model.owner, "restricted": not open_})
+
+
+@models.command("grant")
+def grant(ctx: typer.Context, name: str, principal: str,
+          role: str = typer.Option(..., help="publisher or deployer (what the principal may do to this model)."),
+          reason: str = typer.Option("", help="Why (kept in the audit log).")) -> None:
+    """Let a user (token or single sign-on name) change a restricted model."""
+    ctx.obj.client.registry.grant(name, principal, role, reason)
+    ctx.obj.out.record("granted", {"model": name, "principal": principal, "role": role})
+
+
+@models.command("revoke")
+def revoke(ctx: typer.Context, name: str, principal: str,
+           reason: str = typer.Option("", help="Why (kept in the audit log).")) -> None:
+    """Take a grant back; effective on the principal's next call."""
+    ctx.obj.client.registry.revoke(name, principal, reason)
+    ctx.obj.out.record("revoked", {"model": name, "principal": principal})
+
+
+@models.command("permissions")
+def permissions(ctx: typer.Context, name: str) -> None:
+    """Who may change a model besides its owner and the admins."""
+    grants = ctx.obj.client.registry.permissions(name)
+    ctx.obj.out.table(f"grants on {name}", ["principal", "role", "granted by"],
+                      [(g["principal"], g["role"], g["granted_by"]) for g in grants], records=grants)
+
+
 @alias.command("set")
 def set_alias(ctx: typer.Context, model: str, name: str, version: str,
               reason: str = typer.Option("", help="Why (kept in the history and the audit log)."),
