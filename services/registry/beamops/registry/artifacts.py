@@ -89,13 +89,23 @@ class ArtifactStore(abc.ABC):
     @abc.abstractmethod
     def exists(self, sha256: str) -> bool: ...
 
-    @abc.abstractmethod
     def read(self, sha256: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
         """The blob's bytes in chunks; raises DataLoss at the end if they do not hash to sha256."""
+        digest = hashlib.sha256()
+        for chunk in self._chunks(sha256, chunk_size):
+            digest.update(chunk)
+            yield chunk
+        if digest.hexdigest() != sha256:
+            raise DataLoss(f"the stored bytes of artifact sha256 {sha256} are corrupt (checksum mismatch)")
 
-    @abc.abstractmethod
     def verify(self, sha256: str) -> None:
         """Raise DataLoss unless the stored blob exists and hashes to ``sha256``."""
+        for _ in self.read(sha256):
+            pass
+
+    @abc.abstractmethod
+    def _chunks(self, sha256: str, chunk_size: int) -> Iterator[bytes]:
+        """The stored bytes as they are (unchecked); DataLoss if the blob is missing."""
 
     @abc.abstractmethod
     def delete(self, sha256: str) -> None: ...
@@ -140,22 +150,14 @@ class LocalArtifactStore(ArtifactStore):
     def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).is_file()
 
-    def read(self, sha256: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-        digest = hashlib.sha256()
+    def _chunks(self, sha256: str, chunk_size: int) -> Iterator[bytes]:
         try:
             handle = open(self.path_of(sha256), "rb")
         except FileNotFoundError:
             raise DataLoss(f"the bytes of artifact sha256 {sha256} are missing from storage") from None
         with handle:
             while chunk := handle.read(chunk_size):
-                digest.update(chunk)
                 yield chunk
-        if digest.hexdigest() != sha256:
-            raise DataLoss(f"the stored bytes of artifact sha256 {sha256} are corrupt (checksum mismatch)")
-
-    def verify(self, sha256: str) -> None:
-        for _ in self.read(sha256):
-            pass
 
     def delete(self, sha256: str) -> None:
         self.path_of(sha256).unlink(missing_ok=True)
@@ -226,18 +228,9 @@ class S3ArtifactStore(ArtifactStore):
         except Exception:  # botocore ClientError 404
             return False
 
-    def read(self, sha256: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-        digest = hashlib.sha256()
+    def _chunks(self, sha256: str, chunk_size: int) -> Iterator[bytes]:
         body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
-        for chunk in body.iter_chunks(chunk_size):
-            digest.update(chunk)
-            yield chunk
-        if digest.hexdigest() != sha256:
-            raise DataLoss(f"the stored bytes of artifact sha256 {sha256} are corrupt (checksum mismatch)")
-
-    def verify(self, sha256: str) -> None:
-        for _ in self.read(sha256):
-            pass
+        yield from body.iter_chunks(chunk_size)
 
     def delete(self, sha256: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))

@@ -19,9 +19,7 @@ import contextvars
 import fcntl
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Iterable
 from google.protobuf.descriptor import ServiceDescriptor
 
 from beamops.common.v1 import auth_pb2
+from beamops.files import write_atomically
 
 from .errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
@@ -159,26 +158,12 @@ class TokenStore:
         def __exit__(self, exc_type, exc, tb) -> None:
             try:
                 if exc_type is None:
-                    _write_atomically(self.store._path, json.dumps(self.data, indent=2))
+                    write_atomically(self.store._path, json.dumps(self.data, indent=2).encode(), mode=0o600)
             finally:
                 self.lock.close()
 
     def _locked(self) -> "_Locked":
         return TokenStore._Locked(self)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
