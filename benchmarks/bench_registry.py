@@ -28,17 +28,16 @@ import os
 import platform
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from timing import measure  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -96,40 +95,6 @@ def registry_process(database_url: str, workdir: Path) -> Iterator[tuple[str, st
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def measure(call: Callable[[int], None], n: int, threads: int = 1) -> dict:
-    """Run call(i) n times over ``threads`` threads; throughput and latency percentiles."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(n))
-
-    def worker() -> None:
-        mine = []
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            start = time.perf_counter()
-            call(i)
-            mine.append(time.perf_counter() - start)
-        with lock:
-            latencies.extend(mine)
-
-    start = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    wall = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "n": n, "threads": threads, "ops_per_s": round(n / wall, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 3),
-        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3),
-    }
 
 
 def bench_engine(address: str, token: str, n: int, threads: int) -> dict:

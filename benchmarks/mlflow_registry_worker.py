@@ -17,49 +17,8 @@ import argparse
 import json
 import logging
 import random
-import statistics
-import threading
-import time
 
-
-def measure(call, n: int, threads: int = 1) -> dict:
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    counter = iter(range(n))
-
-    def worker() -> None:
-        mine = []
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            start = time.perf_counter()
-            try:
-                call(i)
-            except Exception as exc:  # MLflow on SQLite with several writers: "database is locked"
-                with lock:
-                    errors.append(type(exc).__name__)
-                continue
-            mine.append(time.perf_counter() - start)
-        with lock:
-            latencies.extend(mine)
-
-    start = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    wall = time.perf_counter() - start
-    latencies.sort()
-    ok = len(latencies)
-    return {
-        "n": n, "threads": threads, "errors": len(errors), "ops_per_s": round(ok / wall, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 3) if ok else None,
-        "p99_ms": round(1000 * latencies[min(ok - 1, int(0.99 * ok))], 3) if ok else None,
-    }
+from timing import measure  # benchmarks/timing.py
 
 
 def main() -> None:
@@ -87,16 +46,16 @@ def main() -> None:
         return call
 
     create("bench-seq")(-1)  # warm up (first use runs lazy imports)
-    results["create_version"] = measure(create("bench-seq"), args.creates)
-    results["create_version_concurrent"] = measure(create("bench-par"), args.creates, args.threads)
+    results["create_version"] = measure(create("bench-seq"), args.creates, tolerate_errors=True)
+    results["create_version_concurrent"] = measure(create("bench-par"), args.creates, args.threads, tolerate_errors=True)
     client.set_registered_model_alias("bench-seq", "production", "7")
 
     def resolve_alias(i: int) -> None:
         client.get_model_version_by_alias("bench-seq", "production")
 
     resolve_alias(0)
-    results["resolve_alias"] = measure(resolve_alias, args.n)
-    results["resolve_alias_concurrent"] = measure(resolve_alias, args.n, args.threads)
+    results["resolve_alias"] = measure(resolve_alias, args.n, tolerate_errors=True)
+    results["resolve_alias_concurrent"] = measure(resolve_alias, args.n, args.threads, tolerate_errors=True)
     print(json.dumps(results))
 
 
