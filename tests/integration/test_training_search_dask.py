@@ -9,7 +9,9 @@ from beamops.registry.v1 import registry_service_pb2 as rs
 from beamops.training.v1 import job_pb2, training_service_pb2 as ts
 
 from tests.fixtures.training import zmumu_mass_spec
-from tests.service.test_training_search import add_values, most_at_once, zmumu_grid_search
+from tests.service.test_training_search import (
+    add_values, most_at_once, start_slow_search_with_two_trials_training, zmumu_grid_search,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,18 +45,7 @@ async def test_a_search_runs_one_task_per_trial_on_both_workers_and_registers_th
 
 async def test_cancel_stops_every_trial_task_of_a_search(training_env):
     env = training_env
-    split = await env.split_version("zmumu", ["uproot-Zmumu.root"])
-    spec = zmumu_mass_spec(split, model="", builtin=job_pb2.BUILTIN_MODEL_MLP, max_iter=100_000)
-    spec.search.algorithm = job_pb2.SEARCH_ALGORITHM_GRID
-    add_values(spec.search, "hidden_layer_sizes", [[8], [16], [32]])
-    job = await env.submit(spec)
-    training = set()
-    async for response in env.training.WatchJob(ts.WatchJobRequest(job_id=job.job_id),
-                                                metadata=env.md("reader"), timeout=120):
-        if response.event.log_line.text.startswith("training mlp"):
-            training.add(response.event.log_line.trial_index)
-            if training == {0, 1}:
-                break
+    split, job = await start_slow_search_with_two_trials_training(env)
     cancelled = (await env.training.CancelJob(ts.CancelJobRequest(job_id=job.job_id, reason="enough"),
                                               metadata=env.md("publisher"))).job
     assert cancelled.state == job_pb2.JOB_STATE_CANCELLED

@@ -142,8 +142,8 @@ async def test_a_failing_trial_is_recorded_and_the_search_goes_on_but_all_failin
     assert failed_events[-1].state_change.state == job_pb2.JOB_STATE_FAILED
 
 
-async def test_cancel_stops_every_running_trial_and_starts_no_new_one(training_env):
-    env = training_env
+async def start_slow_search_with_two_trials_training(env):
+    """A 3-trial grid of very long MLP fits, returned once trials 0 and 1 are both training."""
     split = await env.split_version("zmumu", ["uproot-Zmumu.root"])
     spec = zmumu_mass_spec(split, model="", builtin=job_pb2.BUILTIN_MODEL_MLP, max_iter=100_000)
     spec.search.algorithm = job_pb2.SEARCH_ALGORITHM_GRID
@@ -157,6 +157,12 @@ async def test_cancel_stops_every_running_trial_and_starts_no_new_one(training_e
             training.add(line.trial_index)
             if training == {0, 1}:
                 break
+    return split, job
+
+
+async def test_cancel_stops_every_running_trial_and_starts_no_new_one(training_env):
+    env = training_env
+    _, job = await start_slow_search_with_two_trials_training(env)
     assert len(worker_pids(job.job_id)) == 2  # two trial workers at once
 
     cancelled = (await env.training.CancelJob(ts.CancelJobRequest(job_id=job.job_id, reason="enough"),
