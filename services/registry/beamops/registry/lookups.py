@@ -4,8 +4,10 @@ statement each, run on a plain connection without an ORM session.
 These calls sit on the path of every inference request, so each is a single SELECT (plus one
 more only when a version has derived artifacts): the model, the version, its model type, its
 primary artifact and the names of its aliases come back in one row. The statements are built once
-per dialect, so SQLAlchemy's compiled cache always hits. There is no cache of results: every
-call reads the database, so several registry processes on one database always agree.
+per dialect, so SQLAlchemy's compiled cache always hits. Their results are kept by the
+registry's read cache (read_cache.py), which every committed change invalidates. An IOV tag is
+read whole (its timeline, up to ``TIMELINE_LIMIT`` entries) so that any point resolves from
+memory; a bigger tag is resolved point by point in SQL.
 
 A statement that finds no row returns ``None``; the caller then asks the slower, precise lookups
 which part is missing, so error messages stay the same.
@@ -13,6 +15,8 @@ which part is missing, so error messages stay the same.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, literal_column, select
@@ -28,6 +32,8 @@ _a = AliasRow.__table__
 _art = ArtifactRow.__table__
 _tag = IovTagRow.__table__
 _e = IovEntryRow.__table__
+
+TIMELINE_LIMIT = 10_000
 
 _ARTIFACT_COLUMNS = ("artifact_id", "format", "filename", "sha256", "size_bytes", "signature",
                      "created_by", "create_us")
@@ -79,6 +85,16 @@ class Lookups:
             .order_by(_e.c.since.desc())
             .limit(1)
         )
+        self._timeline: Select = (
+            select(_e.c.since, _e.c.created_by, _e.c.reason, _e.c.create_us, _p.c.major, _p.c.minor,
+                   _m.c.name.label("model_name"))
+            .select_from(_tag.join(_e, _e.c.tag_id == _tag.c.id)
+                         .join(_p, _p.c.id == _e.c.parameters_id)
+                         .join(_m, _m.c.id == _tag.c.model_id))
+            .where(_tag.c.name == bindparam("tag"))
+            .order_by(_e.c.since)
+            .limit(TIMELINE_LIMIT + 1)
+        )
         self._artifacts: Select = (
             select(_art.c.id, *(_art.c[name] for name in _ARTIFACT_COLUMNS))
             .where(_art.c.id.in_(bindparam("ids", expanding=True)))
@@ -103,6 +119,18 @@ class Lookups:
         return (records.iov_entry(tag, row.since, row.model_name, f"{row.major}.{row.minor}",
                                   row.created_by, row.reason, row.create_us), row.until or 0)
 
+    def iov_timeline(self, conn: Connection, tag: str) -> "IovTimeline | None":
+        """Every entry of ``tag`` in order of since (None if it has none); a tag with more than
+        ``TIMELINE_LIMIT`` entries gives an empty timeline marked ``too_long``."""
+        rows = conn.execute(self._timeline, {"tag": tag}).all()
+        if not rows:
+            return None
+        if len(rows) > TIMELINE_LIMIT:
+            return IovTimeline((), (), too_long=True)
+        return IovTimeline(tuple(r.since for r in rows), tuple(
+            records.iov_entry(tag, r.since, r.model_name, f"{r.major}.{r.minor}", r.created_by, r.reason,
+                              r.create_us) for r in rows))
+
     def _parameters(self, conn: Connection, row: Any) -> ParametersVersion:
         model = row.model_name
         derived: tuple[Artifact, ...] = ()
@@ -121,6 +149,22 @@ class Lookups:
             create_time=records.to_datetime(row.p_create_us),
             reference_distributions=tuple(row.reference_distributions),
         )
+
+
+@dataclass(frozen=True)
+class IovTimeline:
+    """The entries of one IOV tag, sorted by since, resolved in memory."""
+
+    sinces: tuple[int, ...]
+    entries: tuple[IovEntry, ...]
+    too_long: bool = False
+
+    def resolve(self, point: int) -> tuple[IovEntry, int] | None:
+        """The entry with the greatest since <= point and the next since (0 if none)."""
+        i = bisect_right(self.sinces, point) - 1
+        if i < 0:
+            return None
+        return self.entries[i], self.sinces[i + 1] if i + 1 < len(self.sinces) else 0
 
 
 def _aliases_of_version(dialect: str):

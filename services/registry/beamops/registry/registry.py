@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, replace
 from types import SimpleNamespace
 from datetime import datetime
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import delete, func, or_
 from sqlmodel import Session, select
@@ -457,16 +457,23 @@ class Registry:
 
         return self.store.write(change)
 
-    def get_parameters(self, model: str, version: str) -> ParametersVersion:
+    def get_parameters(self, model: str, version: str, cached_only: bool = False) -> ParametersVersion | None:
         check_name(model, "model name", field="model")
         wanted = parse_params_version(version)
-        with self.store.snapshot() as conn:
-            found = self._lookups.get_parameters(conn, model, wanted.major, wanted.minor)
-        if found is not None:
+        found = self._hot(("version", model, wanted.major, wanted.minor), cached_only,
+                          lambda conn: self._lookups.get_parameters(conn, model, wanted.major, wanted.minor))
+        if found is not None or cached_only:
             return found
         with self.store.read() as s:  # not found: say what is missing
             mrow = self._model_row(s, model)
             return self._parameters(s, self._params_row(s, mrow, wanted), model)
+
+    def _hot(self, key: tuple, cached_only: bool, read: Callable) -> Any:
+        """A hot read through the read cache: memory only when ``cached_only`` (None if not
+        there), else the cached value or ``read(connection)`` (cached when found)."""
+        if cached_only:
+            return self.store.cache.get(key)
+        return self.store.cache.load(key, lambda: self.store.read_once(read))
 
     def latest_compatible(self, model: str, model_type_version: str) -> ParametersVersion:
         """The highest parameters version whose MAJOR is the model type's MAJOR."""
@@ -632,14 +639,17 @@ class Registry:
 
         self.store.write(change)
 
-    def resolve_alias(self, model: str, alias: str, at: datetime | None = None) -> tuple[Alias, ParametersVersion]:
+    def resolve_alias(self, model: str, alias: str, at: datetime | None = None,
+                      cached_only: bool = False) -> tuple[Alias, ParametersVersion] | None:
         check_name(model, "model name", field="model")
         check_name(alias, "alias name", field="alias")
         if at is None:
-            with self.store.snapshot() as conn:
-                found = self._lookups.resolve_alias(conn, model, alias)
-            if found is not None:
+            found = self._hot(("alias", model, alias), cached_only,
+                              lambda conn: self._lookups.resolve_alias(conn, model, alias))
+            if found is not None or cached_only:
                 return found
+        elif cached_only:
+            return None
         with self.store.read() as s:
             mrow = self._model_row(s, model)
             if at is None:  # not found: say what is missing (or it appeared since)
@@ -778,12 +788,18 @@ class Registry:
                      for e, a, b in rows[:size]]
         return Page(items, encode_token({"after": rows[size - 1][0].since}) if len(rows) > size else "")
 
-    def resolve_iov(self, tag: str, point: int) -> tuple[IovEntry, int]:
+    def resolve_iov(self, tag: str, point: int, cached_only: bool = False) -> tuple[IovEntry, int] | None:
         """The entry valid at ``point`` (greatest since <= point) and the next since (0 if none)."""
         check_name(tag, "tag name", field="tag")
-        with self.store.snapshot() as conn:
-            found = self._lookups.resolve_iov(conn, tag, min(point, MAX_SINCE))
-        if found is not None:
+        point = min(point, MAX_SINCE)
+        timeline = self._hot(("iov", tag), cached_only, lambda conn: self._lookups.iov_timeline(conn, tag))
+        if cached_only and (timeline is None or timeline.too_long):
+            return None  # not in memory, or resolved in SQL
+        if timeline is not None and not timeline.too_long:
+            found = timeline.resolve(point)
+        else:
+            found = self.store.read_once(lambda conn: self._lookups.resolve_iov(conn, tag, point))
+        if found is not None or cached_only:
             return found
         with self.store.read() as s:  # nothing valid: say whether the tag exists
             trow = self._tag_row(s, tag)

@@ -28,6 +28,8 @@ from sqlmodel import Session
 
 from beamops.runtime.errors import Unavailable
 
+from .read_cache import ReadCache, change_watch_for
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -70,7 +72,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout): a connection found dead is invalidated by
+        # SQLAlchemy and the call retried once on a fresh one (Store.snapshot / Store.write).
+        return create_engine(url, pool_size=10, max_overflow=30)
     raise ValueError("database_url must start with sqlite:/// or postgresql+psycopg://")
 
 
@@ -84,9 +88,10 @@ def migrate(engine: Engine) -> None:
 
 
 class Store:
-    """The database behind the registry: sessions for reads, retried transactions for writes."""
+    """The database behind the registry: sessions for reads, retried transactions for writes,
+    and the read cache that every committed write invalidates (see read_cache.py)."""
 
-    def __init__(self, url: str, *, max_attempts: int = 12) -> None:
+    def __init__(self, url: str, *, max_attempts: int = 12, cache_entries: int = 10_000) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
@@ -101,6 +106,16 @@ class Store:
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._max_attempts = max_attempts
+        self.cache = ReadCache(cache_entries, change_watch_for(url, self.dialect, self._listener_connection))
+
+    def _listener_connection(self):
+        """A new DB-API connection outside the pool, in autocommit (for LISTEN)."""
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        # TCP keepalives: a silently lost connection is noticed in seconds (the cache then goes off)
+        kwargs.update(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
+        connection = self.engine.dialect.loaded_dbapi.connect(*args, **kwargs)
+        connection.autocommit = True
+        return connection
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -117,18 +132,40 @@ class Store:
         with self._snapshot_engine.connect() as connection:
             yield connection
 
+    def read_once(self, read: Callable[[Connection], T]) -> T:
+        """``read(connection)`` on a snapshot connection, once more on a fresh one if the
+        pooled connection turns out to be dead (the database restarted)."""
+        try:
+            with self.snapshot() as connection:
+                return read(connection)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with self.snapshot() as connection:
+            return read(connection)
+
     def write(self, change: Callable[[Session], T]) -> T:
         """Run ``change(session)`` in one transaction and commit it; retry on write conflicts.
 
         ``change`` may be run more than once, so it must not have side effects outside the
-        session (blobs are written before, and cleaned up after, by the caller).
+        session (blobs are written before, and cleaned up after, by the caller). A connection
+        found dead before the commit is retried on a fresh one; lost *during* the commit, the
+        outcome is unknown, and the caller is told so (UNAVAILABLE: retry with the same
+        idempotency key).
         """
         for attempt in range(1, self._max_attempts + 1):
+            committing = False
             try:
                 with Session(self._write_engine, expire_on_commit=False) as session:
                     with session.begin():
-                        return change(session)
+                        result = change(session)
+                        committing = True
+                return result
             except (IntegrityError, OperationalError, DBAPIError) as exc:
+                if committing and exc.connection_invalidated:
+                    raise Unavailable("the connection to the database was lost while committing; the "
+                                      "change may or may not be stored: retry with the same idempotency "
+                                      "key, or look before retrying") from exc
                 if not _retryable(exc):
                     raise
                 if attempt == self._max_attempts:
@@ -137,16 +174,22 @@ class Store:
                         "the registry is busy with concurrent changes to the same resource; "
                         "retry the call"
                     ) from exc
-                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+                if not exc.connection_invalidated:
+                    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+            finally:
+                self.cache.invalidate()  # committed, or perhaps committed: nothing cached is trusted
         raise AssertionError("unreachable")
 
     def dispose(self) -> None:
+        self.cache.close()
         self.engine.dispose()
 
 
 def _retryable(exc: DBAPIError) -> bool:
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer took the key; the retry sees its row
+    if exc.connection_invalidated:
+        return True  # a pooled connection found dead (the database restarted); a fresh one is used
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate in RETRYABLE_SQLSTATES:
         return True
