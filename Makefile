@@ -22,14 +22,16 @@ install: $(INSTALLED)  ## Create .venv and install beamops with its dev tools (g
 protos: $(INSTALLED)  ## Generate the Python gRPC stubs (and .pyi) from protos/ into gen/python/.
 	$(BIN)/python scripts/generate_stubs.py
 
-stubs: $(INSTALLED) system-deps  ## Generate the stubs of every language (Python, Go, Java, C++).
+stubs: $(INSTALLED)  ## Generate the stubs of every language (Python, Go, Java, C++).
+	@scripts/install_system_deps.sh
 	$(BIN)/python scripts/generate_stubs.py --all
 
 triton:  ## Install the bundled Triton Inference Server (CPU, Python backend) into .venv-triton.
 	@services/inference/triton/install.sh
 
-system-deps:  ## Install the Debian packages the tests need (XRootD server), if missing.
+system-deps:  ## Install what the tests need outside Python: XRootD (Debian), SeaweedFS S3 server (built with Go).
 	@scripts/install_system_deps.sh
+	@scripts/install_s3_server.sh
 
 up: protos triton  ## Start the four services on localhost (state in ./var); prints the admin token.
 	$(BIN)/beamops-stack up

@@ -1,33 +1,41 @@
 """Where artifact bytes live: content-addressed blobs behind one small interface.
 
-A blob's location is derived from its sha256 only (``ab/cd/abcd...``), never from anything a
-client sends. Uploads are streamed into a temporary file while the sha256 is computed; the file
-is fsynced and renamed into place only when the upload is complete and checked, so a crash
-never leaves a half-written blob visible. Reads verify the sha256 again (DATA_LOSS on mismatch).
+A blob's location is derived from its sha256 only, never from anything a client sends. Every
+upload is streamed into a local staging file while its sha256 and size are computed; only a
+complete, checked file is made visible (renamed into place, or sent to the object store), so a
+crash or a bad upload never leaves a half-written blob. Reads verify the sha256 again, in one
+place (:meth:`ArtifactStore.read`): DATA_LOSS on mismatch, whatever the backend.
 
 :class:`LocalArtifactStore` keeps blobs in a folder (the default). :class:`S3ArtifactStore`
-keeps them in an S3-compatible bucket through boto3; it is written to the same interface but
-UNTESTED here (no S3 server could be run on these machines).
+keeps them as objects in an S3-compatible bucket through boto3 (tested against SeaweedFS, see
+services/registry/README.md). :func:`artifact_store_from` picks one from the settings.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
+from urllib.parse import urlsplit
 
 from beamops.files import fsync_dir
-from beamops.runtime.errors import DataLoss, ResourceExhausted
+from beamops.runtime.errors import DataLoss, FailedPrecondition, ResourceExhausted, Unavailable
+
+if TYPE_CHECKING:
+    from .settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 1024 * 1024
+DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
 class PendingBlob:
@@ -74,13 +82,16 @@ class PendingBlob:
 
 
 class ArtifactStore(abc.ABC):
-    """Content-addressed blob storage."""
+    """Content-addressed blob storage; uploads are staged in a local folder first."""
 
     max_bytes: int
+    staging_dir: Path
 
-    @abc.abstractmethod
     def begin_upload(self) -> PendingBlob:
         """A temporary file to stream an upload into."""
+        fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="upload-")
+        os.close(fd)
+        return PendingBlob(Path(name), self.max_bytes)
 
     @abc.abstractmethod
     def commit(self, pending: PendingBlob) -> str:
@@ -111,30 +122,37 @@ class ArtifactStore(abc.ABC):
     def delete(self, sha256: str) -> None: ...
 
     @abc.abstractmethod
+    def blobs(self) -> list[str]:
+        """The sha256 of every stored blob."""
+
+    @abc.abstractmethod
     def cleanup(self, referenced: Iterable[str]) -> int:
-        """Remove temporary files and blobs nobody references; returns how many were removed."""
+        """Remove staging leftovers and blobs nobody references; returns how many were removed."""
+
+    def _remove_staged(self) -> int:
+        """Remove what interrupted uploads left in the staging folder (run at start only)."""
+        removed = 0
+        for leftover in self.staging_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
 
 class LocalArtifactStore(ArtifactStore):
     """Blobs in ``root/blobs/ab/cd/<sha256>``; uploads staged in ``root/tmp``."""
 
-    def __init__(self, root: Path, max_bytes: int = 2 * 1024**3) -> None:
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self._blobs = self.root / "blobs"
-        self._tmp = self.root / "tmp"
+        self.staging_dir = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
 
     def path_of(self, sha256: str) -> Path:
         if not SHA256_HEX.fullmatch(sha256):
             raise ValueError("not a sha256 hex digest")
         return self._blobs / sha256[:2] / sha256[2:4] / sha256
-
-    def begin_upload(self) -> PendingBlob:
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
-        os.close(fd)
-        return PendingBlob(Path(name), self.max_bytes)
 
     def commit(self, pending: PendingBlob) -> str:
         sha256 = pending.close()
@@ -166,10 +184,7 @@ class LocalArtifactStore(ArtifactStore):
         return [p.name for p in self._blobs.glob("*/*/*") if SHA256_HEX.fullmatch(p.name)]
 
     def cleanup(self, referenced: Iterable[str]) -> int:
-        removed = 0
-        for leftover in self._tmp.iterdir():
-            leftover.unlink(missing_ok=True)
-            removed += 1
+        removed = self._remove_staged()
         keep = set(referenced)
         for sha256 in self.blobs():
             if sha256 not in keep:
@@ -180,72 +195,239 @@ class LocalArtifactStore(ArtifactStore):
         return removed
 
 
-class S3ArtifactStore(ArtifactStore):
-    """Blobs as objects ``<prefix>blobs/<sha256>`` in an S3-compatible bucket (boto3).
+# ------------------------------------------------------------------------------------ S3
 
-    UNTESTED: no S3 server runs on the development machines; boto3 is imported lazily and is
-    not a dependency of beamops. Uploads are staged in a local temporary folder, hashed and
-    checked there, then uploaded, so an object only appears when complete.
+# S3 bucket names: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and
+# ending with a letter or digit (the rules every S3 implementation accepts).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9._=+@-]+$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """``s3://bucket/optional/prefix``: a bucket and a key prefix ("" or ending with "/")."""
+
+    bucket: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """Parse and check an ``s3://`` URL; ValueError with a clear message when it is not one."""
+        hint = "write it as s3://<bucket> or s3://<bucket>/<prefix>"
+        parts = urlsplit(url.strip())
+        if parts.scheme != "s3":
+            raise ValueError(f"artifact_store must be empty (local folder) or an s3:// URL; {hint}")
+        if parts.query or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
+            raise ValueError(f"artifact_store must not carry credentials, a port, a query or a fragment; {hint} "
+                             "(credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the endpoint "
+                             "from s3_endpoint_url)")
+        bucket = parts.netloc
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise ValueError(f"artifact_store: {bucket!r} is not a valid S3 bucket name (3-63 characters: "
+                             f"lowercase letters, digits, '.' and '-'); {hint}")
+        segments = [s for s in parts.path.split("/")]
+        segments = segments[1:] if segments and segments[0] == "" else segments
+        if segments and segments[-1] == "":
+            segments.pop()
+        for segment in segments:
+            if segment in ("", ".", "..") or not _PREFIX_PART.fullmatch(segment):
+                raise ValueError(f"artifact_store: the prefix {parts.path!r} is not valid (use letters, digits "
+                                 f"and . _ = + @ - between single slashes); {hint}")
+        return cls(bucket, "".join(f"{s}/" for s in segments))
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def check_endpoint_url(url: str) -> str:
+    """An S3 endpoint must be ``http(s)://host[:port]``; returns it, or raises ValueError."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
+            or parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ValueError("s3_endpoint_url must be http(s)://host[:port] (no path, no credentials), "
+                         "or empty for AWS S3")
+    return url
+
+
+class S3ArtifactStore(ArtifactStore):
+    """Blobs as objects ``<prefix>blobs/<sha256>`` in an S3-compatible bucket, through boto3.
+
+    An upload is staged in a local file and hashed there, exactly as for the local store; only
+    then is the complete file sent (one PUT, or a multipart upload that S3 makes visible only
+    when it is completed), and its stored size checked, so nobody ever sees a partial object.
+    Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN, ~/.aws/, instance roles). The bucket must exist: :meth:`check_bucket`.
     """
 
-    def __init__(self, bucket: str, staging_dir: Path, *, prefix: str = "", endpoint_url: str | None = None,
-                 max_bytes: int = 2 * 1024**3, client=None) -> None:
-        if client is None:
-            import boto3  # noqa: PLC0415 - optional dependency
+    # Larger files go as multipart uploads of this part size (visible only once completed).
+    MULTIPART_BYTES = 64 * 1024**2
 
-            client = boto3.client("s3", endpoint_url=endpoint_url)
+    def __init__(self, bucket: str, staging_dir: Path, *, prefix: str = "", endpoint_url: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, client=None) -> None:
+        if client is None:
+            client = _s3_client(endpoint_url or None)
         self._s3 = client
         self.bucket = bucket
         self.prefix = prefix
         self.max_bytes = max_bytes
-        self._tmp = Path(staging_dir)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self.staging_dir = Path(staging_dir)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
 
-    def _key(self, sha256: str) -> str:
+    @property
+    def _blobs_prefix(self) -> str:
+        return f"{self.prefix}blobs/"
+
+    def key_of(self, sha256: str) -> str:
         if not SHA256_HEX.fullmatch(sha256):
             raise ValueError("not a sha256 hex digest")
-        return f"{self.prefix}blobs/{sha256}"
+        return f"{self._blobs_prefix}{sha256}"
 
-    def begin_upload(self) -> PendingBlob:
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
-        os.close(fd)
-        return PendingBlob(Path(name), self.max_bytes)
+    def check_bucket(self) -> None:
+        """Fail clearly at start when the bucket is missing or the credentials do not open it."""
+        with self._errors("open the artifact bucket"):
+            self._s3.head_bucket(Bucket=self.bucket)
 
     def commit(self, pending: PendingBlob) -> str:
         sha256 = pending.close()
         try:
             if not self.exists(sha256):
-                self._s3.upload_file(str(pending.path), self.bucket, self._key(sha256),
-                                     ExtraArgs={"Metadata": {"sha256": sha256}})
+                self._upload(pending, sha256)
         finally:
             pending.discard()
         return sha256
 
+    def _upload(self, pending: PendingBlob, sha256: str) -> None:
+        from boto3.s3.transfer import TransferConfig  # noqa: PLC0415 - optional dependency
+
+        key = self.key_of(sha256)
+        config = TransferConfig(multipart_threshold=self.MULTIPART_BYTES, multipart_chunksize=self.MULTIPART_BYTES,
+                                use_threads=False)
+        with self._errors("store the artifact"):
+            self._s3.upload_file(str(pending.path), self.bucket, key, Config=config,
+                                 ExtraArgs={"Metadata": {"sha256": sha256}})
+            stored = self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        if stored != pending.size:
+            self.delete(sha256)
+            raise DataLoss(f"the object store kept {stored} bytes of the {pending.size} sent for artifact "
+                           f"sha256 {sha256}; nothing was stored, upload it again")
+
     def exists(self, sha256: str) -> bool:
-        try:
-            self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
-            return True
-        except Exception:  # botocore ClientError 404
-            return False
+        with self._errors("look up the artifact"):
+            try:
+                self._s3.head_object(Bucket=self.bucket, Key=self.key_of(sha256))
+                return True
+            except self._s3.exceptions.ClientError as err:
+                if _error_code(err) in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
 
     def _chunks(self, sha256: str, chunk_size: int) -> Iterator[bytes]:
-        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
-        yield from body.iter_chunks(chunk_size)
+        with self._errors("read the artifact"):
+            try:
+                body = self._s3.get_object(Bucket=self.bucket, Key=self.key_of(sha256))["Body"]
+            except self._s3.exceptions.ClientError as err:
+                if _error_code(err) in ("404", "NoSuchKey", "NotFound"):
+                    raise DataLoss(f"the bytes of artifact sha256 {sha256} are missing from storage") from None
+                raise
+            with contextlib.closing(body):
+                yield from body.iter_chunks(chunk_size)
 
     def delete(self, sha256: str) -> None:
-        self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+        with self._errors("delete the artifact"):
+            self._s3.delete_object(Bucket=self.bucket, Key=self.key_of(sha256))
+
+    def blobs(self) -> list[str]:
+        found = []
+        with self._errors("list the artifacts"):
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                           Prefix=self._blobs_prefix):
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(self._blobs_prefix):]
+                    if SHA256_HEX.fullmatch(name):
+                        found.append(name)
+        return found
 
     def cleanup(self, referenced: Iterable[str]) -> int:
-        removed = 0
-        for leftover in self._tmp.iterdir():
-            leftover.unlink(missing_ok=True)
-            removed += 1
+        removed = self._remove_staged()
         keep = set(referenced)
-        paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}blobs/"):
-            for item in page.get("Contents", []):
-                sha256 = item["Key"].rsplit("/", 1)[-1]
-                if SHA256_HEX.fullmatch(sha256) and sha256 not in keep:
-                    self.delete(sha256)
+        with self._errors("clean up the artifact bucket"):
+            # Multipart uploads a crash left unfinished: invisible, but they hold storage.
+            for page in self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                  Prefix=self._blobs_prefix):
+                for upload in page.get("Uploads", []):
+                    self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                    UploadId=upload["UploadId"])
                     removed += 1
+            orphans = [self.key_of(sha256) for sha256 in self.blobs() if sha256 not in keep]
+            for start in range(0, len(orphans), 1000):  # DeleteObjects takes at most 1000 keys
+                batch = orphans[start:start + 1000]
+                answer = self._s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                if answer.get("Errors"):
+                    raise Unavailable(f"the object store refused to delete {len(answer['Errors'])} orphaned "
+                                      "artifacts; try again later")
+                removed += len(batch)
+        if removed:
+            log.info("removed %d orphaned artifact objects and staging files", removed)
         return removed
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn boto3's errors into domain errors with a message for the caller (no endpoint)."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
+
+        try:
+            yield
+        except NoCredentialsError:
+            raise FailedPrecondition(
+                f"the registry could not {action}: it has no S3 credentials (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY in its environment)") from None
+        except ClientError as err:
+            code = _error_code(err)
+            log.warning("S3 %s failed on bucket %s: %s", action, self.bucket, err)
+            if code in ("404", "NoSuchBucket"):
+                raise FailedPrecondition(
+                    f"the artifact bucket '{self.bucket}' does not exist; create it (the registry does not "
+                    "create buckets) or correct artifact_store", bucket=self.bucket) from None
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+                raise FailedPrecondition(
+                    f"the object store refused to let the registry {action} in bucket '{self.bucket}' ({code}); "
+                    "check the registry's S3 credentials and their permissions", bucket=self.bucket) from None
+            raise Unavailable(f"the object store failed to {action} ({code or 'no error code'}); try again "
+                              "later") from None
+        except BotoCoreError as err:
+            log.warning("S3 %s failed on bucket %s: %s", action, self.bucket, err)
+            raise Unavailable(f"the object store could not be reached to {action}; try again later") from None
+
+
+def _error_code(err) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _s3_client(endpoint_url: str | None):
+    try:
+        import boto3  # noqa: PLC0415 - only needed when artifacts live in S3
+        from botocore.config import Config  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - boto3 is a dependency of beamops
+        raise FailedPrecondition("artifact_store is an s3:// URL but boto3 is not installed") from None
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=60,
+        # S3-compatible servers (SeaweedFS, MinIO, Ceph) are addressed by path, not by DNS name.
+        s3={"addressing_style": "path"} if endpoint_url else {},
+    )
+    # A session of its own: credentials are read from the environment now, not cached process-wide.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def artifact_store_from(settings: RegistrySettings) -> ArtifactStore:
+    """The artifact store the settings select: the local folder, or an S3 bucket that must exist."""
+    if not settings.artifact_store:
+        return LocalArtifactStore(settings.resolved_artifacts_dir, settings.max_artifact_bytes)
+    location = S3Location.parse(settings.artifact_store)
+    store = S3ArtifactStore(location.bucket, settings.resolved_artifacts_dir / "tmp", prefix=location.prefix,
+                            endpoint_url=settings.s3_endpoint_url or None, max_bytes=settings.max_artifact_bytes)
+    store.check_bucket()
+    log.info("artifacts in %s", location)
+    return store

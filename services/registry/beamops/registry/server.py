@@ -8,7 +8,7 @@ import sys
 from beamops.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
-from .artifacts import LocalArtifactStore
+from .artifacts import artifact_store_from
 from .registry import Registry
 from .servicer import RegistryServicer
 from .settings import RegistrySettings
@@ -17,9 +17,9 @@ from .store import Store
 
 def build_registry(settings: RegistrySettings) -> Registry:
     """The store (migrated), the artifact store, and the registry over them; orphans cleaned."""
+    artifacts = artifact_store_from(settings)  # first: a missing bucket fails before any migration
     store = Store(settings.resolved_database_url)
     store.migrate()
-    artifacts = LocalArtifactStore(settings.resolved_artifacts_dir, settings.max_artifact_bytes)
     registry = Registry(store, artifacts)
     registry.cleanup_orphans()
     return registry

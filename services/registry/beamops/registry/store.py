@@ -8,7 +8,9 @@
 
 Every mutation runs in :meth:`Store.write`: the function it is given does the change and appends
 its audit event in one transaction; the transaction is retried (a few times, with jittered
-backoff) when a unique constraint or a lock says another writer got there first.
+backoff) when a unique constraint or a lock says another writer got there first. Writes that
+arrive while another commits share the next transaction (group commit: one durable commit for
+many writes, see group_commit.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -28,6 +30,7 @@ from sqlmodel import Session
 
 from beamops.runtime.errors import Unavailable
 
+from .group_commit import GroupCommit, Outcome
 from .read_cache import ReadCache, change_watch_for
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,7 @@ class Store:
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._max_attempts = max_attempts
+        self._group = GroupCommit(self._run_group)
         self.cache = ReadCache(cache_entries, change_watch_for(url, self.dialect, self._listener_connection))
 
     def _listener_connection(self):
@@ -145,40 +149,64 @@ class Store:
             return read(connection)
 
     def write(self, change: Callable[[Session], T]) -> T:
-        """Run ``change(session)`` in one transaction and commit it; retry on write conflicts.
+        """Run ``change(session)`` in a transaction and commit it; its value or its exception.
 
-        ``change`` may be run more than once, so it must not have side effects outside the
-        session (blobs are written before, and cleaned up after, by the caller). A connection
-        found dead before the commit is retried on a fresh one; lost *during* the commit, the
-        outcome is unknown, and the caller is told so (UNAVAILABLE: retry with the same
-        idempotency key).
+        Writes that arrive together share one transaction (group commit, group_commit.py);
+        each caller still gets only its own result or error. ``change`` may be run more than once
+        (a conflict retried, or another change of its group failing), so it must not have side
+        effects outside the session (blobs are written before, and cleaned up after, by the caller).
         """
-        for attempt in range(1, self._max_attempts + 1):
-            committing = False
+        return self._group.submit(change)
+
+    def _run_group(self, changes: Sequence[Callable[[Session], T]]) -> list[Outcome]:
+        """Commit ``changes`` in one transaction. A change that raises is rolled back with its
+        group and left out, and the others run again without it; write conflicts with other
+        processes are retried with jittered backoff. A connection found dead before the commit
+        is replaced; lost *during* the commit, the outcome is unknown and the callers are told so
+        (UNAVAILABLE: retry with the same idempotency key)."""
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        pending = list(range(len(changes)))
+        attempt = 0
+        while pending:
+            attempt += 1
+            values: dict[int, T] = {}
+            current, committing = pending[0], False
             try:
                 with Session(self._write_engine, expire_on_commit=False) as session:
                     with session.begin():
-                        result = change(session)
+                        for current in pending:
+                            values[current] = changes[current](session)
                         committing = True
-                return result
+                for i in pending:
+                    outcomes[i] = Outcome(values[i])
+                pending = []
             except (IntegrityError, OperationalError, DBAPIError) as exc:
-                if committing and exc.connection_invalidated:
-                    raise Unavailable("the connection to the database was lost while committing; the "
-                                      "change may or may not be stored: retry with the same idempotency "
-                                      "key, or look before retrying") from exc
-                if not _retryable(exc):
-                    raise
-                if attempt == self._max_attempts:
+                if committing:
+                    error: BaseException = exc
+                    if exc.connection_invalidated:
+                        error = Unavailable("the connection to the database was lost while committing; "
+                                            "the change may or may not be stored: retry with the same "
+                                            "idempotency key, or look before retrying")
+                    for i in pending:
+                        outcomes[i] = Outcome(error=error)
+                    pending = []
+                elif not _retryable(exc):
+                    outcomes[current] = Outcome(error=exc)
+                    pending.remove(current)
+                elif attempt >= self._max_attempts:
                     log.warning("write conflict persisted after %d attempts: %s", attempt, exc)
-                    raise Unavailable(
-                        "the registry is busy with concurrent changes to the same resource; "
-                        "retry the call"
-                    ) from exc
-                if not exc.connection_invalidated:
+                    outcomes[current] = Outcome(error=Unavailable(
+                        "the registry is busy with concurrent changes to the same resource; retry the call"))
+                    pending.remove(current)
+                    attempt = 0
+                elif not exc.connection_invalidated:
                     time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+            except Exception as exc:  # noqa: BLE001 - this change's own error (NotFound, ...)
+                outcomes[current] = Outcome(error=exc)
+                pending.remove(current)
             finally:
                 self.cache.invalidate()  # committed, or perhaps committed: nothing cached is trusted
-        raise AssertionError("unreachable")
+        return outcomes  # type: ignore[return-value]
 
     def dispose(self) -> None:
         self.cache.close()

@@ -1,0 +1,52 @@
+"""Group commit on a real database (SQLite file and PostgreSQL): a change that fails inside a
+shared transaction, even after writing, costs the other changes of its group nothing, and leaves
+no trace of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from beamops.registry.store import Store
+from beamops.registry.tables import ModelRow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path):
+    url = (f"sqlite:///{tmp_path / 'registry.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_database"))
+    store = Store(url)
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+def _add_model(name: str, then_fail: bool = False):
+    def change(session):
+        session.add(ModelRow(name=name, owner="alice", create_us=1, update_us=1))
+        session.flush()  # written in the transaction before failing
+        if then_fail:
+            raise LookupError(f"{name} refused")
+        return name
+    return change
+
+
+def test_a_failing_change_is_rolled_back_alone(store: Store):
+    outcomes = store._run_group([_add_model("a"), _add_model("b", then_fail=True), _add_model("c")])
+    assert [o.value for o in outcomes] == ["a", None, "c"]
+    assert isinstance(outcomes[1].error, LookupError)
+    with store.read() as s:
+        assert sorted(s.exec(select(ModelRow.name)).all()) == ["a", "c"]
+
+
+def test_a_conflict_inside_a_group_is_its_callers_alone(store: Store):
+    store.write(_add_model("taken"))
+    outcomes = store._run_group([_add_model("x"), _add_model("taken"), _add_model("y")])
+    assert outcomes[0].value == "x" and outcomes[2].value == "y"
+    assert outcomes[1].error is not None  # the unique name: retried, then refused for its caller only
+    with store.read() as s:
+        assert sorted(s.exec(select(ModelRow.name)).all()) == ["taken", "x", "y"]
