@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import is_dataclass
 from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
@@ -395,30 +395,29 @@ class Registry:
         for parent in new.lineage.parents:
             check_name(parent.model, "parent model name", field="lineage.parents")
             parse_params_version(parent.version, field="lineage.parents")
-        fingerprint = hashlib.sha256(json.dumps(
-            asdict(replace(new, idempotency_key="", reason="")), sort_keys=True, default=str).encode()
-        ).hexdigest()
+        fingerprint = _request_fingerprint(new)
 
         def change(s: Session) -> ParametersVersion:
             conn = s.connection()
-            mrow = conn.execute(vw.MODEL_FOR_UPDATE, {"name": new.model}).first()  # serializes creators
-            if mrow is None:
+            ctx = conn.execute(vw.CREATE_CONTEXT, {  # one statement: the model (locked) and all the rest
+                "name": new.model, "major": semver.major, "minor": semver.minor, "patch": semver.patch,
+                "scope": f"parameters:{new.model}", "key": key}).first()
+            if ctx is None:
                 raise NotFound(f"no model named {new.model!r}", model=new.model)
+            mrow = ctx
             check_may_change(s, caller.principal, auth_pb2.ROLE_PUBLISHER, new.model, mrow.id,
                              mrow.owner, mrow.restricted)
-            if key:
-                seen = conn.execute(vw.IDEMPOTENCY_KEY, {"scope": f"parameters:{new.model}", "key": key}).first()
-                if seen is not None:
-                    if seen.request_hash != fingerprint:
-                        raise InvalidArgument(
-                            f"idempotency_key {key!r} was used before for a different request; use a "
-                            "new key for new parameters", field="idempotency_key")
-                    return self._parameters(s, s.get(ParametersRow, seen.parameters_id), new.model)
-            trow = conn.execute(vw.MODEL_TYPE, {"model_id": mrow.id, "major": semver.major,
-                                                "minor": semver.minor, "patch": semver.patch}).first()
-            if trow is None:
+            if key and ctx.seen_parameters_id is not None:
+                if ctx.seen_request_hash != fingerprint:
+                    raise InvalidArgument(
+                        f"idempotency_key {key!r} was used before for a different request; use a "
+                        "new key for new parameters", field="idempotency_key")
+                return self._parameters(s, s.get(ParametersRow, ctx.seen_parameters_id), new.model)
+            if ctx.type_id is None:
                 raise NotFound(f"model {new.model!r} has no model type {semver}; create it first",
                                model=new.model, version=str(semver))
+            trow = SimpleNamespace(id=ctx.type_id, major=ctx.type_major, minor=ctx.type_minor,
+                                   patch=ctx.type_patch, signature=ctx.type_signature)
             primary, derived = self._artifacts_for(s, mrow, new)
             if primary is not None and primary.signature is not None:
                 declared = records.signature_from(trow.signature)
@@ -431,8 +430,14 @@ class Registry:
                             field="primary_artifact_id")
             for parent in new.lineage.parents:
                 self._params_row(s, self._model_row(s, parent.model), parse_params_version(parent.version))
-            # The highest minor of each major is all the rule needs (not every version).
-            highest = [ParamsVersion(a, b) for a, b in conn.execute(vw.HIGHEST_PER_MAJOR, {"model_id": mrow.id})]
+            # The rule needs the highest minor of the type's major, or to know there is none and
+            # no higher major; only a refusal reads every major's highest (to say what exists).
+            if ctx.top_minor is not None:
+                highest = [ParamsVersion(semver.major, ctx.top_minor)]
+            elif ctx.top_major is None or ctx.top_major < semver.major:
+                highest = []
+            else:
+                highest = [ParamsVersion(a, b) for a, b in conn.execute(vw.HIGHEST_PER_MAJOR, {"model_id": mrow.id})]
             version = next_params_version(semver, highest, model=new.model)
             values = dict(
                 model_id=mrow.id, major=version.major, minor=version.minor, model_type_id=trow.id,
@@ -1037,6 +1042,16 @@ class Registry:
             create_time=records.to_datetime(row.create_us),
             reference_distributions=tuple(row.reference_distributions),
         )
+
+
+def _request_fingerprint(new: NewParameters) -> str:
+    """The sha256 of what a create asks for (all but its idempotency key and reason): a retry
+    must ask for the same. The JSON is that of ``dataclasses.asdict``, without its deep copy."""
+    def plain(value):
+        return vars(value) if is_dataclass(value) else str(value)
+
+    fields = dict(vars(new), idempotency_key="", reason="")
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=plain).encode()).hexdigest()
 
 
 def _version_is(version: ParamsVersion):
