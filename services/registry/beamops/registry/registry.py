@@ -446,16 +446,14 @@ class Registry:
                 lineage=records.lineage_json(new.lineage), description=new.description,
                 tags=dict(new.tags), reference_distributions=list(new.reference_distributions),
                 created_by=caller.name, create_us=self._clock())
-            pid = vw.insert_version(conn, values)
+            audit = self._audit_values(caller, "parameters.create", new.model, f"{new.model}/parameters/{version}",
+                                       new.reason, {"version": str(version), "model_type_version": str(semver),
+                                                    "primary_sha256": primary.sha256 if primary else ""})
+            key_row = dict(scope=f"parameters:{new.model}", key=key, request_hash=fingerprint,
+                           create_us=values["create_us"]) if key else None
+            pid = vw.insert_created(conn, values, key_row, audit)
             vw.insert_datasets(conn, [dict(parameters_id=pid, dataset=ds.dataset, dataset_version_id=ds.version_id)
                                       for ds in new.lineage.datasets])
-            if key:
-                conn.execute(vw.INSERT_IDEMPOTENCY_KEY, dict(scope=f"parameters:{new.model}", key=key,
-                                                             request_hash=fingerprint, parameters_id=pid,
-                                                             create_us=values["create_us"]))
-            self._audit(s, caller, "parameters.create", new.model, f"{new.model}/parameters/{version}",
-                        new.reason, {"version": str(version), "model_type_version": str(semver),
-                                     "primary_sha256": primary.sha256 if primary else ""})
             # A new version has no alias yet, and its type and artifacts are at hand: no re-read.
             return self._parameters(s, SimpleNamespace(id=pid, **values), new.model, trow=trow,
                                     artifacts=[a for a in (primary, *derived) if a is not None], aliases=())
@@ -902,9 +900,13 @@ class Registry:
     def _audit(self, s: Session, caller: Caller, action: str, model: str, resource: str, reason: str,
                details: dict[str, str] | None = None) -> SimpleNamespace:
         """Append the audit event of a mutation, in its transaction (a Core insert)."""
-        values = dict(event_us=self._clock(), actor=caller.name, action=action, model=model,
-                      resource=resource, reason=reason, details=details or {}, request_id=caller.request_id)
+        values = self._audit_values(caller, action, model, resource, reason, details)
         return SimpleNamespace(id=vw.insert_audit_event(s.connection(), values), **values)
+
+    def _audit_values(self, caller: Caller, action: str, model: str, resource: str, reason: str,
+                      details: dict[str, str] | None = None) -> dict:
+        return dict(event_us=self._clock(), actor=caller.name, action=action, model=model,
+                    resource=resource, reason=reason, details=details or {}, request_id=caller.request_id)
 
     @staticmethod
     def _check_change(s: Session, caller: Caller, mrow: ModelRow, needed: int) -> None:
