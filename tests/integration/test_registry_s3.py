@@ -73,6 +73,24 @@ async def test_round_trip_stores_one_object_per_content(registry, s3_server, s3_
     assert staged_files(registry) == []
 
 
+async def test_a_download_reads_the_object_once(registry, monkeypatch):
+    gets = []
+    original = S3ArtifactStore._chunks
+
+    def counted(self, sha256, chunk_size):
+        gets.append(sha256)
+        return original(self, sha256, chunk_size)
+
+    monkeypatch.setattr(S3ArtifactStore, "_chunks", counted)
+    await registry.create_model("m")
+    data = os.urandom(3 * 1024**2)
+    art = await registry.upload("m", data, fmt=OTHER, chunk=1024**2)
+    gets.clear()
+    assert (await registry.download(art.artifact_id))[1] == data  # checked before the first byte
+    assert gets == [art.sha256]  # one GET: verified while copied, then streamed from the copy
+    assert staged_files(registry) == []
+
+
 async def test_large_upload_goes_multipart_and_round_trips(start_registry, s3_server, s3_bucket, monkeypatch):
     monkeypatch.setattr(S3ArtifactStore, "MULTIPART_BYTES", 5 * 1024**2)  # the smallest part S3 allows
     async with start_registry() as registry:
@@ -94,6 +112,7 @@ async def test_corrupted_or_missing_object_is_data_loss(registry, s3_server, s3_
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await registry.download(art.artifact_id)
     assert_clear(err.value, grpc.StatusCode.DATA_LOSS, "corrupt", art.sha256)
+    assert staged_files(registry) == []  # the checked copy of the corrupt object is gone too
     s3.delete_object(Bucket=s3_bucket, Key=key(art.sha256))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await registry.download(art.artifact_id)

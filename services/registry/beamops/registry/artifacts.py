@@ -114,6 +114,12 @@ class ArtifactStore(abc.ABC):
         for _ in self.read(sha256):
             pass
 
+    def read_verified(self, sha256: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        """Checks the whole blob first (DataLoss before any byte is handed out), then returns
+        an iterator over its bytes (read a second time: cheap for a local file just read)."""
+        self.verify(sha256)
+        return self.read(sha256, chunk_size)
+
     @abc.abstractmethod
     def _chunks(self, sha256: str, chunk_size: int) -> Iterator[bytes]:
         """The stored bytes as they are (unchecked); DataLoss if the blob is missing."""
@@ -334,6 +340,21 @@ class S3ArtifactStore(ArtifactStore):
             with contextlib.closing(body):
                 yield from body.iter_chunks(chunk_size)
 
+    def read_verified(self, sha256: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        """One GET: the object is copied into the staging folder while it is hashed, checked,
+        and then streamed from that copy (removed once read or dropped; one never read at all is
+        removed with the other staging leftovers at the next start)."""
+        fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="download-")
+        copy = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.read(sha256):  # raises DataLoss on a mismatch
+                    out.write(chunk)
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
+        return _chunks_then_remove(copy, chunk_size)
+
     def delete(self, sha256: str) -> None:
         with self._errors("delete the artifact"):
             self._s3.delete_object(Bucket=self.bucket, Key=self.key_of(sha256))
@@ -431,3 +452,12 @@ def artifact_store_from(settings: RegistrySettings) -> ArtifactStore:
     store.check_bucket()
     log.info("artifacts in %s", location)
     return store
+
+
+def _chunks_then_remove(path: Path, chunk_size: int) -> Iterator[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+    finally:
+        path.unlink(missing_ok=True)

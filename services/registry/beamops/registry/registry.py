@@ -377,8 +377,7 @@ class Registry:
         """The artifact and an iterator over its bytes, verified against its sha256 first."""
         artifact = self.get_artifact(artifact_id)
         chunk_size = 1024 * 1024 if chunk_size <= 0 else max(4096, min(chunk_size, 4 * 1024 * 1024))
-        self.artifacts.verify(artifact.sha256)
-        return artifact, self.artifacts.read(artifact.sha256, chunk_size)
+        return artifact, self.artifacts.read_verified(artifact.sha256, chunk_size)
 
     # ----------------------------------------------------------------- parameters
 
