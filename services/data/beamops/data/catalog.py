@@ -16,6 +16,7 @@ from beamops.runtime.errors import (
 )
 
 from . import parquet_io, rootio, splitting, statistics
+from .rootio import OpenFiles
 from .arrow_codec import arrow_schema, to_record_batch
 from .artifacts import ArtifactArea, artifact_url
 from .cuts import Cut, combine, parse_cut
@@ -102,8 +103,10 @@ def select_branches(available: Sequence[str], patterns: Sequence[str], field: st
 
 class DataCatalog:
     def __init__(self, store: DataStore, resolver: SourceResolver, hasher: FileHasher,
-                 artifacts: ArtifactArea, timeout_s: float = 30.0, step_size: int = 100_000) -> None:
+                 artifacts: ArtifactArea, timeout_s: float = 30.0, step_size: int = 100_000,
+                 open_files: OpenFiles | None = None) -> None:
         self._store = store
+        self._open_files = open_files
         self._artifacts = artifacts
         self._resolver = resolver
         self._hasher = hasher
@@ -393,7 +396,7 @@ class DataCatalog:
             version=version, files=refs, branches=chosen,
             version_cut=parse_cut(version.source.cut, version.all_branch_names),
             extra_cut=extra, split=ref.split, entry_range=entry_range, step_size=step,
-            timeout_s=self._timeout)
+            timeout_s=self._timeout, open_files=self._open_files)
 
     def compute_statistics(self, ref: VersionRef, branches: Sequence[str], bins: int,
                            recompute: bool, computed_by: str, max_batch: int) -> DatasetStatistics:

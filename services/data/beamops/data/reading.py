@@ -36,6 +36,7 @@ class ReadPlan:
     entry_range: EntryRange = field(default_factory=EntryRange)
     step_size: int = 100_000
     timeout_s: float = 30.0
+    open_files: rootio.OpenFiles | None = None  # local ROOT files kept open between reads
 
 
 @dataclass
@@ -90,7 +91,7 @@ def read_batches(plan: ReadPlan) -> Iterator[Batch]:
             chunks = parquet_io.iterate(ref.open_path, ref.url, needed, start, stop, plan.step_size)
         else:
             chunks = rootio.iterate(ref, version.source.tree_name, needed, start, stop,
-                                    plan.step_size, plan.timeout_s)
+                                    plan.step_size, plan.timeout_s, plan.open_files)
         for _, arrays in chunks:
             length = len(next(iter(arrays.values()))) if arrays else 0
             rows: np.ndarray | None = None  # None: all rows of the chunk

@@ -13,13 +13,14 @@ from . import stream_wire
 from .artifacts import ArtifactArea
 from .catalog import DataCatalog
 from .hashing import FileHasher
+from .rootio import OpenFiles
 from .servicer import DataServicer
 from .settings import DataSettings
 from .sources import SourcePolicy, SourceResolver
 from .store import SqlDataStore
 
 
-def build_catalog(settings: DataSettings, store: SqlDataStore) -> DataCatalog:
+def build_catalog(settings: DataSettings, store: SqlDataStore, open_files: OpenFiles | None = None) -> DataCatalog:
     resolver = SourceResolver(SourcePolicy(
         data_roots=settings.data_roots, remote_hosts=settings.remote_hosts,
         allow_http=settings.allow_http))
@@ -27,7 +28,7 @@ def build_catalog(settings: DataSettings, store: SqlDataStore) -> DataCatalog:
     artifacts = ArtifactArea(settings.artifacts_path)
     artifacts.cleanup()
     return DataCatalog(store, resolver, hasher, artifacts, timeout_s=settings.remote_timeout_s,
-                       step_size=settings.default_batch_size)
+                       step_size=settings.default_batch_size, open_files=open_files)
 
 
 def add_data_service(servicer: DataServicer, server) -> None:
@@ -52,7 +53,8 @@ def add_data_service(servicer: DataServicer, server) -> None:
 
 async def create_server(settings: DataSettings) -> RunningServer:
     store = SqlDataStore(settings.database_path)
-    servicer = DataServicer(build_catalog(settings, store), settings.max_message_bytes,
+    open_files = OpenFiles()
+    servicer = DataServicer(build_catalog(settings, store, open_files), settings.max_message_bytes,
                             settings.max_batch_size)
     service = Service(
         descriptor=data_service_pb2.DESCRIPTOR.services_by_name["DataService"],
@@ -62,6 +64,7 @@ async def create_server(settings: DataSettings) -> RunningServer:
     running = await create_grpc_server(settings, [service])
 
     async def close_store() -> None:
+        open_files.close()
         store.close()
 
     running.on_stop.append(close_store)
