@@ -50,3 +50,27 @@ def test_a_conflict_inside_a_group_is_its_callers_alone(store: Store):
     assert outcomes[1].error is not None  # the unique name: retried, then refused for its caller only
     with store.read() as s:
         assert sorted(s.exec(select(ModelRow.name)).all()) == ["taken", "x", "y"]
+
+
+def test_a_commit_refused_by_a_conflict_runs_the_group_again(store: Store):
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    refusals = []
+
+    def refuse_once(connection) -> None:
+        if not refusals:
+            refusals.append(1)
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+
+    event.listen(store.engine, "commit", refuse_once)
+    try:
+        outcomes = store._run_group([_add_model("p"), _add_model("q")])
+    finally:
+        event.remove(store.engine, "commit", refuse_once)
+    assert refusals == [1]
+    assert [o.value for o in outcomes] == ["p", "q"]
+    with store.read() as s:
+        assert sorted(s.exec(select(ModelRow.name)).all()) == ["p", "q"]  # once each

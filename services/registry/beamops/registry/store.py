@@ -181,15 +181,21 @@ class Store:
                     outcomes[i] = Outcome(values[i])
                 pending = []
             except (IntegrityError, OperationalError, DBAPIError) as exc:
-                if committing:
+                if committing and (exc.connection_invalidated or not _retryable(exc)
+                                   or attempt >= self._max_attempts):
                     error: BaseException = exc
-                    if exc.connection_invalidated:
+                    if exc.connection_invalidated:  # the commit may or may not have happened
                         error = Unavailable("the connection to the database was lost while committing; "
                                             "the change may or may not be stored: retry with the same "
                                             "idempotency key, or look before retrying")
+                    elif _retryable(exc):
+                        error = Unavailable("the registry is busy with concurrent changes to the same "
+                                            "resource; retry the call")
                     for i in pending:
                         outcomes[i] = Outcome(error=error)
                     pending = []
+                elif committing:  # refused at commit (a conflict): nothing stored, the group runs again
+                    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
                 elif not _retryable(exc):
                     outcomes[current] = Outcome(error=exc)
                     pending.remove(current)
