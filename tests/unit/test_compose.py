@@ -15,6 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = ["registry", "data", "training", "inference"]
+AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
 
 
 def settings_class(name: str):
@@ -39,6 +40,9 @@ def test_environment_variables_are_settings_the_service_reads(name):
     prefix = settings.model_config["env_prefix"]
     environment = COMPOSE["services"][name]["environment"]
     for key in environment:
+        if key in AWS_CREDENTIALS:  # boto3 reads these itself (registry's S3 artifact store)
+            assert name == "registry" and environment["BEAMOPS_REGISTRY_ARTIFACT_STORE"].startswith("s3://")
+            continue
         assert key.startswith(prefix), f"{name}: {key} does not start with {prefix}"
         field = key[len(prefix):].lower()
         assert field in settings.model_fields, f"{name}: {key} is not a setting of {settings.__name__}"
@@ -76,3 +80,20 @@ def test_shared_tokens_file_is_on_a_volume_every_service_mounts():
         tokens = entry["environment"][f"BEAMOPS_{name.upper()}_TOKENS_FILE"]
         mounts = [v.split(":")[1] for v in entry["volumes"]]
         assert any(tokens.startswith(m + "/") for m in mounts), name
+
+
+def test_registry_keeps_artifacts_in_the_bucket_compose_creates():
+    from beamops.registry.artifacts import S3Location
+    from beamops.registry.settings import RegistrySettings
+
+    environment = COMPOSE["services"]["registry"]["environment"]
+    settings = RegistrySettings(artifact_store=environment["BEAMOPS_REGISTRY_ARTIFACT_STORE"],
+                                s3_endpoint_url=environment["BEAMOPS_REGISTRY_S3_ENDPOINT_URL"])
+    bucket = S3Location.parse(settings.artifact_store).bucket
+    creator = COMPOSE["services"]["minio-buckets"]
+    assert f"local/{bucket}" in " ".join(creator["command"])
+    assert COMPOSE["services"]["registry"]["depends_on"]["minio-buckets"] == {
+        "condition": "service_completed_successfully"}
+    minio = COMPOSE["services"]["minio"]["environment"]
+    assert (environment["AWS_ACCESS_KEY_ID"], environment["AWS_SECRET_ACCESS_KEY"]) == (
+        minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
