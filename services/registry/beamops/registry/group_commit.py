@@ -51,6 +51,7 @@ class GroupCommit:
         self._leading = False
         self._cond = threading.Condition()
         self.groups = 0  # transactions run (for tests and metrics)
+        self.changes = 0  # writes run in them
 
     def submit(self, change: Callable[..., T]) -> T:
         """Run ``change`` in the next group's transaction; its value, or its exception."""
@@ -71,6 +72,7 @@ class GroupCommit:
                 outcomes = [Outcome(error=exc) for _ in group]
             with self._cond:
                 self.groups += 1
+                self.changes += len(group)
                 for waiting, outcome in zip(group, outcomes):
                     waiting.outcome = outcome
                 self._leading = False

@@ -9,6 +9,7 @@ from beamops.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
 from .artifacts import artifact_store_from
+from .metrics import StoreMetrics
 from .registry import Registry
 from .servicer import RegistryServicer
 from .settings import RegistrySettings
@@ -33,6 +34,7 @@ async def create_server(settings: RegistrySettings) -> RunningServer:
         add_to_server=registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
     )
     running = await create_grpc_server(settings, [service])
+    running.metrics.register(StoreMetrics(registry.store))
 
     async def close_store() -> None:
         await asyncio.to_thread(registry.store.dispose)

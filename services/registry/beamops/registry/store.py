@@ -109,7 +109,7 @@ class Store:
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._max_attempts = max_attempts
-        self._group = GroupCommit(self._run_group)
+        self.group_commit = GroupCommit(self._run_group)
         self.cache = ReadCache(cache_entries, change_watch_for(url, self.dialect, self._listener_connection))
 
     def _listener_connection(self):
@@ -156,7 +156,7 @@ class Store:
         (a conflict retried, or another change of its group failing), so it must not have side
         effects outside the session (blobs are written before, and cleaned up after, by the caller).
         """
-        return self._group.submit(change)
+        return self.group_commit.submit(change)
 
     def _run_group(self, changes: Sequence[Callable[[Session], T]]) -> list[Outcome]:
         """Commit ``changes`` in one transaction. A change that raises is rolled back with its
