@@ -1,8 +1,8 @@
 """JWT bearer tokens through gRPC, on the real registry servicer behind the real interceptors:
 the JWT's subject becomes the principal (owner, audit actor, grantee), its claim the role.
 
-runtime/server.py does not wire ``jwt_verifier_for(settings)`` into its AuthInterceptor yet (a
-one-line change, see docs/security.md), so this test builds the server with the same chain."""
+The server is built here with the same interceptor chain runtime/server.py builds (errors, then
+auth with ``jwt_verifier_for(settings)``); test_runtime_jwks_url.py goes through create_server."""
 
 from __future__ import annotations
 

@@ -19,11 +19,15 @@ import contextvars
 import fcntl
 import hashlib
 import json
+import logging
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -31,6 +35,8 @@ from beamops.common.v1 import auth_pb2
 from beamops.files import write_atomically
 
 from .errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 Role = int  # a beamops.common.v1.Role value; higher values include the lower ones
 
@@ -175,34 +181,121 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and not token.startswith(TOKEN_PREFIX)
 
 
+class JwksFile:
+    """The identity provider's public keys from a local JWKS file, re-read when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        import jwt  # noqa: PLC0415 - PyJWT: only needed when JWTs are configured
+
+        self._jwt, self._path = jwt, Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._keys: dict[str, Any] = {}
+        self._load()  # fail at start, not on the first call, when the file is missing or invalid
+
+    def keys(self, kid: str | None) -> dict[str, Any]:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            self._stamp, self._keys = None, {}
+            return self._keys
+        if (st.st_mtime_ns, st.st_size) != self._stamp:
+            self._load()
+        return self._keys
+
+    def _load(self) -> None:
+        st = self._path.stat()
+        jwks = self._jwt.PyJWKSet.from_dict(json.loads(self._path.read_text()))
+        self._keys = {k.key_id: k for k in jwks.keys}
+        self._stamp = (st.st_mtime_ns, st.st_size)
+
+
+class JwksUrl:
+    """The identity provider's public keys from its JWKS URL (e.g. Keycloak's
+    ``/realms/<realm>/protocol/openid-connect/certs``), fetched at start and then refreshed in a
+    background thread: every ``refresh_s``, and soon after a token names a key id not in the set
+    (key rotation), but at most once per ``min_refetch_s`` so tokens with made-up key ids cannot
+    make beamops hammer the provider. A call never waits for the network: it uses the keys at
+    hand. Only ``https://`` URLs, or ``http://`` to this machine (tests, a local proxy)."""
+
+    def __init__(self, url: str, *, refresh_s: float = 300.0, min_refetch_s: float = 30.0,
+                 timeout_s: float = 5.0) -> None:
+        import jwt  # noqa: PLC0415
+
+        check_jwks_url(url)
+        self._jwt, self._url, self._timeout_s = jwt, url, timeout_s
+        self._refresh_s, self._min_refetch_s = refresh_s, min_refetch_s
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._wake = threading.Event()
+        try:
+            self._fetch()  # fail at start when the provider cannot be reached or sends no key set
+        except Exception as exc:  # noqa: BLE001 - one clear start-up error
+            raise ValueError(f"could not read the JWKS at {url}: {type(exc).__name__}: {exc}") from None
+        threading.Thread(target=self._refresh_loop, name="jwks-refresh", daemon=True).start()
+
+    def keys(self, kid: str | None) -> dict[str, Any]:
+        keys = self._keys
+        if kid is not None and kid not in keys:
+            self._wake.set()  # perhaps rotated: fetch again (rate-limited), this call is refused
+        return keys
+
+    def _fetch(self) -> None:
+        import urllib.request  # noqa: PLC0415
+
+        with urllib.request.urlopen(self._url, timeout=self._timeout_s) as reply:  # noqa: S310 - checked
+            document = json.loads(reply.read(1 << 20))
+        jwks = self._jwt.PyJWKSet.from_dict(document)
+        self._keys = {k.key_id: k for k in jwks.keys}
+        self._fetched_at = time.monotonic()
+
+    def _refresh_loop(self) -> None:
+        while True:
+            self._wake.wait(self._refresh_s)
+            self._wake.clear()
+            wait = self._fetched_at + self._min_refetch_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                self._fetch()
+            except Exception as exc:  # noqa: BLE001 - keep the keys at hand, try again later
+                log.warning("could not refresh the JWKS from the identity provider (%s); keeping "
+                            "the %d keys at hand", type(exc).__name__, len(self._keys))
+                self._fetched_at = time.monotonic()
+
+
+def check_jwks_url(url: str) -> str:
+    parts = urlsplit(url)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not local):
+        raise ValueError("jwt_jwks_url must be an https:// URL (http:// only to this machine)")
+    return url
+
+
 class JwtVerifier:
-    """Verifies OpenID Connect / JWT bearer tokens against a JWKS file (public keys only).
+    """Verifies OpenID Connect / JWT bearer tokens against the identity provider's public keys
+    (a :class:`JwksFile` or a :class:`JwksUrl`).
 
     Only asymmetric algorithms are accepted (never ``none`` nor HMAC, so a public key cannot be
-    used as a shared secret). ``exp``, ``iss`` and ``aud`` are required and checked. The JWKS
-    file is re-read when it changes (key rotation without a restart). The name is the
-    ``name_claim`` (falling back to ``sub``); the role is the ``role_claim`` (a dotted path such as
-    ``realm_access.roles`` reaches nested claims), a role name or a list of names (the highest
-    known one counts).
+    used as a shared secret). ``exp``, ``iss`` and ``aud`` are required and checked. The name is
+    the ``name_claim`` (falling back to ``sub``); the role is the ``role_claim`` (a dotted path
+    such as ``realm_access.roles`` reaches nested claims), a role name or a list of names (the
+    highest known one counts).
     """
 
-    def __init__(self, jwks_path: Path, issuer: str, audience: str, role_claim: str = "beamops_role",
-                 name_claim: str = "sub") -> None:
+    def __init__(self, keys: "JwksFile | JwksUrl | Path", issuer: str, audience: str,
+                 role_claim: str = "beamops_role", name_claim: str = "sub") -> None:
         import jwt  # PyJWT (with cryptography): only needed when JWTs are configured
 
         if not issuer or not audience:
             raise ValueError("JWT verification needs both an issuer and an audience")
         self._jwt = jwt
-        self._path, self._issuer, self._audience = jwks_path, issuer, audience
+        self._source = keys if isinstance(keys, (JwksFile, JwksUrl)) else JwksFile(keys)
+        self._issuer, self._audience = issuer, audience
         self._role_claim, self._name_claim = role_claim, name_claim
-        self._stamp: tuple[int, int] | None = None
-        self._keys: dict[str, Any] = {}
-        self._load()  # fail at start, not on the first call, when the file is missing or invalid
 
     def authenticate(self, token: str) -> Principal:
         """The principal of a valid token; Unauthenticated (or PermissionDenied: no role) otherwise."""
         jwt = self._jwt
-        self._reload_if_changed()
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -211,10 +304,11 @@ class JwtVerifier:
         if alg not in JWT_ALGORITHMS:
             raise Unauthenticated(f"JWT algorithm {str(alg)[:20]!r} is not accepted; use one of "
                                   f"{', '.join(JWT_ALGORITHMS)}")
-        if kid is None and len(self._keys) == 1:
-            key = next(iter(self._keys.values()))
+        keys = self._source.keys(kid if isinstance(kid, str) else None)
+        if kid is None and len(keys) == 1:
+            key = next(iter(keys.values()))
         else:
-            key = self._keys.get(kid)
+            key = keys.get(kid)
         if key is None:
             raise Unauthenticated("the JWT was signed with a key that is not in the configured key set")
         try:
@@ -240,21 +334,6 @@ class JwtVerifier:
                                    f"holds no beamops role ({', '.join(ROLES_BY_NAME)})")
         return Principal(name, role)
 
-    def _reload_if_changed(self) -> None:
-        try:
-            st = self._path.stat()
-        except FileNotFoundError:
-            self._stamp, self._keys = None, {}
-            return
-        if (st.st_mtime_ns, st.st_size) != self._stamp:
-            self._load()
-
-    def _load(self) -> None:
-        st = self._path.stat()
-        jwks = self._jwt.PyJWKSet.from_dict(json.loads(self._path.read_text()))
-        self._keys = {k.key_id: k for k in jwks.keys}
-        self._stamp = (st.st_mtime_ns, st.st_size)
-
 
 def _claim(claims: dict, path: str) -> Any:
     value: Any = claims
@@ -272,10 +351,14 @@ def _role_from_claim(value: Any) -> Role | None:
 
 
 def jwt_verifier_for(settings: Any) -> JwtVerifier | None:
-    """The JWT verifier the settings ask for (``jwt_jwks_file`` set), or None."""
-    if getattr(settings, "jwt_jwks_file", None) is None or not settings.auth_enabled:
+    """The JWT verifier the settings ask for (``jwt_jwks_file`` or ``jwt_jwks_url`` set), or None."""
+    path, url = getattr(settings, "jwt_jwks_file", None), getattr(settings, "jwt_jwks_url", "")
+    if (path is None and not url) or not settings.auth_enabled:
         return None
-    return JwtVerifier(settings.jwt_jwks_file, settings.jwt_issuer, settings.jwt_audience,
+    if path is not None and url:
+        raise ValueError("set jwt_jwks_file or jwt_jwks_url, not both")
+    keys = JwksFile(path) if path is not None else JwksUrl(url)
+    return JwtVerifier(keys, settings.jwt_issuer, settings.jwt_audience,
                        settings.jwt_role_claim, settings.jwt_name_claim)
 
 

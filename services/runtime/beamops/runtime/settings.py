@@ -49,6 +49,10 @@ class ServiceSettings(BaseSettings):
         None, description="PEM CA bundle: require client certificates signed by it (mutual TLS).")
     jwt_jwks_file: Path | None = Field(
         None, description="JWKS (JSON) of the identity provider: also accept its JWT bearer tokens.")
+    jwt_jwks_url: str = Field(
+        "", description="JWKS URL of the identity provider (https://; e.g. Keycloak's "
+        ".../protocol/openid-connect/certs): fetched at start, refreshed every 5 minutes and after "
+        "key rotation. Instead of jwt_jwks_file.")
     jwt_issuer: str = Field("", description="Required 'iss' of JWTs (the OpenID Connect issuer URL).")
     jwt_audience: str = Field("", description="Required 'aud' of JWTs (the client id beamops has there).")
     jwt_role_claim: str = Field(
