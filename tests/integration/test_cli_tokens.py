@@ -53,3 +53,20 @@ def test_restricted_models_and_grants(stack_env, stack, tmp_path):
     cli(bob, "models", "publish", "calib", str(onnx_path), code=4)
     actions = [e["action"] for e in cli(stack_env, "audit", "--model", "calib", "--action", "permission")]
     assert sorted(actions) == ["permission.remove", "permission.set"]
+
+
+def test_remote_token_administration_goes_through_the_registry(stack_env, stack):
+    """--remote: no tokens file in reach (another machine), the change is audited."""
+    created = cli(stack_env, "token", "create", "carol", "--role", "publisher", "--remote",
+                  "--reason", "new shifter", "--tokens-file", "/nonexistent/tokens.json")
+    carol = dict(stack_env, BEAMOPS_TOKEN=created["token"])
+    assert cli(carol, "models", "list") == []  # works on the registry at once
+    names = {t["name"]: t["role"] for t in cli(stack_env, "token", "list", "--remote")}
+    assert names["carol"] == "publisher" and names["admin"] == "admin"
+    refused = cli(carol, "token", "list", "--remote", code=4)  # a publisher is no admin
+    assert "admin" in refused.stderr
+    cli(stack_env, "token", "revoke", "carol", "--remote", "--reason", "left the shift")
+    revoked = subprocess.run([str(BIN), "models", "list"], env=carol, capture_output=True, text=True)
+    assert revoked.returncode == 4
+    actions = [(e["action"], e["reason"]) for e in cli(stack_env, "audit", "--action", "token")]
+    assert sorted(actions) == [("token.create", "new shifter"), ("token.revoke", "left the shift")]

@@ -99,6 +99,21 @@ class RegistryAPI:
         return [{"principal": p.principal, "role": auth_pb2.Role.Name(p.role).removeprefix("ROLE_").lower(),
                  "granted_by": p.granted_by} for p in pages(self._stub.ListModelPermissions, request, "permissions")]
 
+    # tokens (admins) -----------------------------------------------------------------------
+    def create_token(self, name: str, role: str, reason: str = "") -> str:
+        """A bearer token for ``name`` with ``role`` (reader, publisher, deployer, admin); shown once."""
+        return call(self._stub.CreateToken, pb.CreateTokenRequest(
+            name=name, role=auth_pb2.Role.Value(f"ROLE_{role.upper()}"), reason=reason)).token
+
+    def revoke_token(self, name: str, reason: str = "") -> None:
+        """Revoke ``name``'s token: it stops working on every service on its next call."""
+        call(self._stub.RevokeToken, pb.RevokeTokenRequest(name=name, reason=reason))
+
+    def tokens(self) -> dict[str, str]:
+        """Token holder -> role (never the tokens)."""
+        return {t.name: auth_pb2.Role.Name(t.role).removeprefix("ROLE_").lower()
+                for t in pages(self._stub.ListTokens, pb.ListTokensRequest(page_size=500), "tokens")}
+
     def _unchanged(self, model: str) -> dict:
         current = call(self._stub.GetModel, pb.GetModelRequest(name=model)).model
         return {"description": current.description, "tags": dict(current.tags)}

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from beamops.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from beamops.runtime.auth import TokenStore
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
 from .artifacts import artifact_store_from
@@ -14,6 +15,7 @@ from .registry import Registry
 from .servicer import RegistryServicer
 from .settings import RegistrySettings
 from .store import Store
+from .token_admin import TokenAdmin
 
 
 def build_registry(settings: RegistrySettings) -> Registry:
@@ -30,7 +32,9 @@ async def create_server(settings: RegistrySettings) -> RunningServer:
     registry = await asyncio.to_thread(build_registry, settings)
     service = Service(
         descriptor=registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
-        servicer=RegistryServicer(registry, inline_reads=registry.store.dialect == "sqlite"),
+        servicer=RegistryServicer(registry, inline_reads=registry.store.dialect == "sqlite",
+                                  token_admin=TokenAdmin(TokenStore(settings.tokens_path)
+                                                         if settings.auth_enabled else None, registry)),
         add_to_server=registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
     )
     running = await create_grpc_server(settings, [service])

@@ -24,6 +24,7 @@ from beamops.runtime.logs import request_id_var
 from . import convert as c
 from .entities import Caller
 from .registry import Registry
+from .token_admin import TokenAdmin
 
 _DONE = object()
 
@@ -37,9 +38,11 @@ async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry, inline_reads: bool = False) -> None:
+    def __init__(self, registry: Registry, inline_reads: bool = False,
+                 token_admin: TokenAdmin | None = None) -> None:
         self._r = registry
         self._inline_reads = inline_reads
+        self._tokens = token_admin or TokenAdmin(None, registry)
 
     async def _hot(self, read: Callable[..., Any], *args: Any) -> Any:
         """A hot read: from memory on the event loop if cached, else from the database."""
@@ -230,3 +233,17 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def RemoveModelPermission(self, req, context):
         await _run(self._r.remove_model_permission, _caller(), req.model, req.principal, req.reason)
         return rs.RemoveModelPermissionResponse()
+
+    # tokens
+    async def CreateToken(self, req, context):
+        secret, info = await _run(self._tokens.create, _caller(), req.name, req.role, req.reason)
+        return rs.CreateTokenResponse(token=secret, info=rs.TokenInfo(name=info.name, role=info.role))
+
+    async def RevokeToken(self, req, context):
+        await _run(self._tokens.revoke, _caller(), req.name, req.reason)
+        return rs.RevokeTokenResponse()
+
+    async def ListTokens(self, req, context):
+        page = await _run(self._tokens.list, req.page_size, req.page_token)
+        return rs.ListTokensResponse(tokens=[rs.TokenInfo(name=t.name, role=t.role) for t in page.items],
+                                     next_page_token=page.next_page_token)
