@@ -81,13 +81,31 @@ def make_engine(url: str) -> Engine:
     raise ValueError("database_url must start with sqlite:/// or postgresql+psycopg://")
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (no alembic.ini needed)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (the newest by default; no alembic.ini needed), in one
+    transaction.
+
+    On SQLite, Alembic's batch mode changes a table by copying it and dropping the old one, which
+    foreign keys refuse while rows point at it; so foreign keys are off during the migration (a
+    pragma that only counts outside a transaction) and ``PRAGMA foreign_key_check`` must find
+    nothing broken before the migration commits.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        raw = connection.connection.driver_connection if sqlite else None
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the schema migration would break foreign keys; nothing was changed")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 class Store:
