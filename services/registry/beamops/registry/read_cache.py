@@ -56,7 +56,9 @@ class ReadCache:
         return self._generation
 
     def get(self, key: Hashable) -> Any | None:
-        generation = self.generation()
+        return self._cached(key, self.generation())
+
+    def _cached(self, key: Hashable, generation: int | None) -> Any | None:
         entry = self._values.get(key)
         if generation is not None and entry is not None and entry[0] == generation:
             self.hits += 1
@@ -75,10 +77,10 @@ class ReadCache:
 
     def load(self, key: Hashable, read: Callable[[], Any]) -> Any:
         """The cached value for ``key``, or ``read()`` (kept when it is not None)."""
-        value = self.get(key)
+        generation = self.generation()  # before reading: a change during the read wins
+        value = self._cached(key, generation)
         if value is not None:
             return value
-        generation = self.generation()  # before reading: a change during the read wins
         value = read()
         if value is not None:
             self.put(key, value, generation)
