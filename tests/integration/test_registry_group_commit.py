@@ -4,7 +4,6 @@ no trace of its own."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -15,11 +14,9 @@ from beamops.registry.tables import ModelRow
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path: Path):
-    url = (f"sqlite:///{tmp_path / 'registry.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_database"))
-    store = Store(url)
+@pytest.fixture
+def store(each_registry_engine: str):
+    store = Store(each_registry_engine)
     store.migrate()
     yield store
     store.dispose()

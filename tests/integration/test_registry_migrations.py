@@ -4,7 +4,6 @@ when the registry starts, on SQLite and on PostgreSQL, and everything in it is s
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -21,15 +20,8 @@ pytestmark = pytest.mark.integration
 ADMIN = Caller(Principal("alice", auth_pb2.ROLE_ADMIN))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_database")
-
-
-def test_a_first_schema_database_with_data_is_upgraded_in_place(database_url, tmp_path):
-    store = Store(database_url)
+def test_a_first_schema_database_with_data_is_upgraded_in_place(each_registry_engine, tmp_path):
+    store = Store(each_registry_engine)
     migrate(store.engine, "0001")
     with store.engine.begin() as conn:  # rows as the first schema stored them
         conn.execute(text("INSERT INTO models (name, description, owner, tags, create_us, update_us) "
@@ -39,7 +31,7 @@ def test_a_first_schema_database_with_data_is_upgraded_in_place(database_url, tm
                           "'alice', 1 FROM models"))
     store.dispose()
 
-    store = Store(database_url)
+    store = Store(each_registry_engine)
     store.migrate()  # what the registry does at start
     registry = Registry(store, LocalArtifactStore(tmp_path / "art", 10**6))
     try:

@@ -26,13 +26,6 @@ pytestmark = pytest.mark.integration
 ADMIN = Caller(Principal("alice", auth_pb2.ROLE_ADMIN))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_database")
-
-
 def _two_replicas(url: str, tmp_path: Path) -> Iterator[tuple[Registry, Registry]]:
     made = []
     for name in ("a", "b"):
@@ -45,8 +38,8 @@ def _two_replicas(url: str, tmp_path: Path) -> Iterator[tuple[Registry, Registry
 
 
 @pytest.fixture
-def replicas(database_url: str, tmp_path: Path) -> Iterator[tuple[Registry, Registry]]:
-    yield from _two_replicas(database_url, tmp_path)
+def replicas(each_registry_engine: str, tmp_path: Path) -> Iterator[tuple[Registry, Registry]]:
+    yield from _two_replicas(each_registry_engine, tmp_path)
 
 
 @pytest.fixture
@@ -74,7 +67,7 @@ def _production(r: Registry) -> str:
     return r.resolve_alias("calo", "production")[0].version
 
 
-def test_the_other_replica_answers_from_its_cache_and_sees_a_move(replicas, database_url):
+def test_the_other_replica_answers_from_its_cache_and_sees_a_move(replicas, each_registry_engine):
     a, b = replicas
     _setup(a)
     assert _production(b) == "1.0"
@@ -83,23 +76,23 @@ def test_the_other_replica_answers_from_its_cache_and_sees_a_move(replicas, data
     eventually(lambda: (_production(b), b.store.cache.hits > hits), ("1.0", True))
     a.set_alias(ADMIN, "calo", "production", "1.2", reason="rollout")
     assert _production(a) == "1.2"  # the writer reads its own write at once
-    if database_url.startswith("sqlite"):
+    if each_registry_engine.startswith("sqlite"):
         assert _production(b) == "1.2"
     eventually(lambda: _production(b), "1.2")
 
 
-def test_a_change_typed_by_hand_in_sql_is_seen(replicas, database_url):
+def test_a_change_typed_by_hand_in_sql_is_seen(replicas, each_registry_engine):
     a, b = replicas
     _setup(a)
     assert _production(b) == "1.0"
     statement = ("UPDATE aliases SET parameters_id = (SELECT id FROM parameters_versions WHERE minor = 1) "
                  "WHERE name = 'production'")
-    if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.split(":///", 1)[1]) as conn:
+    if each_registry_engine.startswith("sqlite"):
+        with sqlite3.connect(each_registry_engine.split(":///", 1)[1]) as conn:
             conn.execute(statement)
         assert _production(b) == "1.1"
     else:
-        with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        with psycopg.connect(each_registry_engine.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
             conn.execute(statement)
     eventually(lambda: _production(b), "1.1")
 
