@@ -12,12 +12,10 @@ with 16 concurrent clients, throughput of 1 MB requests (4 clients), and embedde
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,34 +38,11 @@ from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as
 from beamops.inference.v1 import inference_service_pb2_grpc  # noqa: E402
 from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
-from beamops.health import health_status  # noqa: E402
 from beamops.tensors import to_tensor  # noqa: E402
 from tests.fixtures.inference import MLP_SIGNATURE, N_FEATURES, mlp_onnx  # noqa: E402
+from services import free_port, service  # noqa: E402  (benchmarks/services.py)
 
 OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _process(module: str, env: dict[str, str], port: int, log: Path):
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
-                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 180
-        while health_status(f"127.0.0.1:{port}") != "SERVING":
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{module} did not start; see {log}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(60)
 
 
 def _latencies(call, n: int) -> list[float]:
@@ -112,23 +87,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     tokens = TokenStore(work / "tokens.json")
     admin = tokens.create("bench", auth_pb2.ROLE_ADMIN)
-    service = tokens.create("inference-service", auth_pb2.ROLE_PUBLISHER)
+    service_token = tokens.create("inference-service", auth_pb2.ROLE_PUBLISHER)
     md = (("authorization", f"Bearer {admin}"),)
-    reg_port, inf_port, triton_port = _free_port(), _free_port(), _free_port()
-    reg_env = {"BEAMOPS_REGISTRY_PORT": str(reg_port), "BEAMOPS_REGISTRY_VAR_DIR": str(work / "registry"),
-               "BEAMOPS_REGISTRY_TOKENS_FILE": str(work / "tokens.json"), "BEAMOPS_REGISTRY_LOG_LEVEL": "WARNING"}
-    inf_env = {"BEAMOPS_INFERENCE_PORT": str(inf_port), "BEAMOPS_INFERENCE_VAR_DIR": str(work / "inference"),
-               "BEAMOPS_INFERENCE_TOKENS_FILE": str(work / "tokens.json"),
-               "BEAMOPS_INFERENCE_REGISTRY_ADDRESS": f"127.0.0.1:{reg_port}",
-               "BEAMOPS_INFERENCE_REGISTRY_TOKEN": service,
-               "BEAMOPS_INFERENCE_TRITON_VENV": str(ROOT / ".venv-triton"),
-               "BEAMOPS_INFERENCE_TRITON_GRPC_PORT": str(triton_port),
-               "BEAMOPS_INFERENCE_LOG_LEVEL": "WARNING"}
+    reg_port, inf_port, triton_port = free_port(), free_port(), free_port()
     subprocess.run(["bash", str(ROOT / "services/inference/triton/install.sh")], check=True)
     data = mlp_onnx(seed=1)
     rows = []
-    with _process("beamops.registry.server", reg_env, reg_port, work / "registry.log"), \
-            _process("beamops.inference.server", inf_env, inf_port, work / "inference.log"):
+    with service("registry", reg_port, work), \
+            service("inference", inf_port, work, registry_address=f"127.0.0.1:{reg_port}",
+                    registry_token=service_token, triton_venv=str(ROOT / ".venv-triton"),
+                    triton_grpc_port=str(triton_port)):
         reg = registry_service_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(f"127.0.0.1:{reg_port}"))
         reg.CreateModel(rs.CreateModelRequest(name="mlp"), metadata=md)
         reg.CreateModelType(rs.CreateModelTypeRequest(model="mlp", version="1.0.0", signature=MLP_SIGNATURE,

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,7 +48,6 @@ sys.path.insert(0, str(ROOT))
 
 from beamops.common.v1 import auth_pb2, lineage_pb2  # noqa: E402
 from beamops.data.v1 import data_service_pb2 as dpb, data_service_pb2_grpc, dataset_pb2  # noqa: E402
-from beamops.health import health_status  # noqa: E402
 from beamops.inference.v1 import deployment_pb2, inference_service_pb2 as ipb, inference_service_pb2_grpc  # noqa: E402
 from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
@@ -59,42 +56,12 @@ from beamops.training.v1 import job_pb2, training_service_pb2 as ts, training_se
 from tests.fixtures.inference import MLP_SIGNATURE, N_FEATURES, mlp_onnx  # noqa: E402
 from tests.fixtures.training import zmumu_mass_spec  # noqa: E402
 from tests.real_data import REAL_DATA  # noqa: E402
+from services import free_port, service  # noqa: E402  (benchmarks/services.py)
 
 SERVICES = ("registry", "data", "inference", "training")
 OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
 CALL_TIMEOUT_S = 60.0
 Op = Callable[[int], Awaitable[str]]  # one call; returns the RPC's name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def service(name: str, port: int, work: Path, **settings: str):
-    prefix = f"BEAMOPS_{name.upper()}_"
-    env = {**os.environ, f"{prefix}PORT": str(port), f"{prefix}VAR_DIR": str(work / name),
-           f"{prefix}TOKENS_FILE": str(work / "tokens.json"), f"{prefix}LOG_LEVEL": "WARNING",
-           **{f"{prefix}{k.upper()}": v for k, v in settings.items()}}
-    log = work / f"{name}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", f"beamops.{name}.server"], env=env, cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while health_status(f"127.0.0.1:{port}") != "SERVING":
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the {name} service did not start; see {log}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # ---------------------------------------------------------------------------------------- setup

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from beamops.common.v1 import auth_pb2, tensor_pb2  # noqa: E402
 from beamops.registry.v1 import iov_pb2, model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
+from services import free_port, service  # noqa: E402  (benchmarks/services.py)
 
 MLFLOW_VENV = ROOT / ".venv-bench-mlflow"
 MLFLOW_REQUIREMENTS = ["mlflow>=2.16,<4", "psycopg[binary]>=3.1,<4"]
@@ -70,31 +70,13 @@ def bench_mlflow(python: Path, uri: str, n: int, creates: int, threads: int) -> 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def registry_process(database_url: str, workdir: Path) -> Iterator[tuple[str, str]]:
     """A registry server in its own process; yields (address, publisher+deployer token)."""
-    tokens = TokenStore(workdir / "tokens.json")
-    token = tokens.create("bench", auth_pb2.ROLE_DEPLOYER)
-    port = _free_port()
-    env = dict(os.environ, BEAMOPS_REGISTRY_PORT=str(port), BEAMOPS_REGISTRY_VAR_DIR=str(workdir / "var"),
-               BEAMOPS_REGISTRY_TOKENS_FILE=str(workdir / "tokens.json"),
-               BEAMOPS_REGISTRY_DATABASE_URL=database_url, BEAMOPS_REGISTRY_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "beamops.registry.server"], env=env)
-    address = f"127.0.0.1:{port}"
-    try:
-        channel = grpc.insecure_channel(address)
-        grpc.channel_ready_future(channel).result(timeout=60)
-        channel.close()
-        yield address, token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    token = TokenStore(workdir / "tokens.json").create("bench", auth_pb2.ROLE_DEPLOYER)
+    port = free_port()
+    with service("registry", port, workdir, database_url=database_url):
+        yield f"127.0.0.1:{port}", token
 
 
 def bench_engine(address: str, token: str, n: int, threads: int) -> dict:
