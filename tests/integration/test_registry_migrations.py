@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from beamops.common.v1 import auth_pb2
 from beamops.registry.artifacts import LocalArtifactStore
-from beamops.registry.entities import Caller, NewParameters, Signature, TensorSpec
+from beamops.registry.entities import Caller, NewParameters
 from beamops.registry.registry import Registry
 from beamops.registry.store import Store, migrate
 from beamops.runtime.auth import Principal
