@@ -48,14 +48,17 @@ async def test_concurrent_predicts_see_unavailable_then_recover_with_deployments
         stop = asyncio.Event()
         outcomes: list[list[tuple[float, str, str]]] = [[] for _ in range(CLIENTS)]  # (time, code, detail)
         wrong: list[str] = []
+        durations: list[tuple[float, str]] = []  # (seconds, code) of each failed call
 
         async def client(i: int) -> None:
             name = DEPLOYMENTS[i % len(DEPLOYMENTS)]
             while not stop.is_set():
+                t0 = time.monotonic()
                 try:
                     reply = await stub.Predict(requests[name], metadata=stack.md("reader"), timeout=60)
                 except grpc.aio.AioRpcError as exc:
                     outcomes[i].append((time.monotonic(), exc.code().name, exc.details() or ""))
+                    durations.append((time.monotonic() - t0, exc.code().name))
                     await asyncio.sleep(0.05)
                     continue
                 outcomes[i].append((time.monotonic(), "OK", ""))
@@ -84,6 +87,7 @@ async def test_concurrent_predicts_see_unavailable_then_recover_with_deployments
 
         failures = Counter((code, detail) for seen in outcomes for _, code, detail in seen if code != "OK")
         print("failed calls:", failures)
+        print("slowest failed calls (s):", sorted(durations)[-5:])
         assert recovered(), [[code for _, code, _ in seen[-5:]] for seen in outcomes]
         assert wrong == []
         assert {code for code, _ in failures} == {"UNAVAILABLE"}, failures

@@ -136,3 +136,17 @@ async def test_outputs_that_are_not_batch_major_are_answered_one_by_one():
     results = await asyncio.gather(*(coalescer.infer([_x(r, 0)], r, ["n"]) for r in (1, 2, 3)))
     assert [np.frombuffer(r[0].data, np.int64)[0] for r in results] == [1, 2, 3]
     assert calls == [1, 5, 2, 3]  # one coalesced try, then each alone
+
+
+async def test_requests_queued_behind_a_hung_call_give_up_after_the_timeout_and_are_not_sent():
+    triton = FakeTriton()  # never released: the first call hangs
+    coalescer = Coalescer(triton, max_rows=64, max_in_flight=1, timeout_s=0.05)
+    hung, *queued = await _started(*(coalescer.infer([_x(1, i)], 1, ["sum"]) for i in range(3)))
+    results = await asyncio.gather(*queued, return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results), results
+    assert "did not answer within 0.05 s" in results[0].message
+    assert not hung.done() and triton.calls == [1]
+    triton.release.set()  # the hung call ends: the given-up requests are not sent after it
+    assert _sums(await hung) == [1.0]
+    assert _sums(await coalescer.infer([_x(1, 10)], 1, ["sum"])) == [21.0]
+    assert triton.calls == [1, 1]

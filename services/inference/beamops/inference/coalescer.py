@@ -11,6 +11,10 @@ to share a call (more than half of ``max_rows`` or ``max_bytes``).
 
 Errors stay with their request: if a coalesced call fails for a reason other than Triton being
 unreachable, each of its requests is sent again on its own.
+
+A waiting request gives up after ``timeout_s`` in all (its wait in the queue and its share of a
+call) with :class:`Unavailable`: a Triton call that hangs delays the requests queued behind it by at
+most that much, never by a second call's timeout on top.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ class Coalescer:
     """Sends a batching Triton model's requests through ``run``, coalescing them under load."""
 
     def __init__(self, run: Run, *, max_rows: int, max_in_flight: int = 2,
-                 max_bytes: int = 4 << 20, counter=None) -> None:
+                 max_bytes: int = 4 << 20, timeout_s: float = 30.0, counter=None) -> None:
         self._run = run
+        self.timeout_s = timeout_s
         self._counter = counter  # anything with .inc(n): counts the requests sent coalesced
         self.max_rows, self.max_in_flight, self.max_bytes = max_rows, max_in_flight, max_bytes
         self._in_flight = 0
@@ -70,7 +75,12 @@ class Coalescer:
         self._queue.append(_Waiting(tensors, rows, outputs, _key(tensors, outputs), size, future))
         if self._in_flight < self.max_in_flight:
             self._kick()
-        return await future
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await future  # cancelled on timeout: _take skips it
+        except TimeoutError:
+            raise Unavailable(f"Triton did not answer within {self.timeout_s:g} s (running the "
+                              "model); retry shortly") from None
 
     def _kick(self) -> None:
         while self._queue and self._in_flight < self.max_in_flight:

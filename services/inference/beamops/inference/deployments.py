@@ -332,6 +332,7 @@ class DeploymentManager:
                 coalescer = Coalescer(functools.partial(self._backend.infer, served.triton_name),
                                       max_rows=max_batch,
                                       max_in_flight=self._options.coalesce_max_in_flight,
+                                      timeout_s=self._backend.infer_timeout_s,
                                       counter=m.coalesced.labels(dep.name))
                 self._coalescers[served.triton_name] = coalescer
         plan = _Plan(

@@ -46,7 +46,8 @@ class InferenceSettings(ServiceSettings):
     triton_watch_interval_s: float = Field(1.0, description="How often the bundled Triton is "
                                            "checked (restarted if it died).")
     triton_load_timeout_s: float = Field(120.0, description="Client timeout of a model load.")
-    triton_infer_timeout_s: float = Field(30.0, description="Client timeout of one inference.")
+    triton_infer_timeout_s: float = Field(30.0, description="Longest a Predict waits for Triton, "
+                                          "queueing for a coalesced call included.")
     intra_op_threads: int = Field(1, description="ONNX Runtime threads per model instance "
                                   "(bundled Triton).")
     coalesce_max_in_flight: int = Field(
