@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos stubs triton up down status demo test test-unit bench system-deps clean
+.PHONY: help install protos stubs triton gateway up down status demo test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,11 +29,14 @@ stubs: $(INSTALLED)  ## Generate the stubs of every language (Python, Go, Java, 
 triton:  ## Install the bundled Triton Inference Server (CPU, Python backend) into .venv-triton.
 	@services/inference/triton/install.sh
 
+gateway: $(INSTALLED)  ## Build the inference service's compiled data plane (Go) into services/inference/gateway/bin/.
+	@services/inference/gateway/build.sh
+
 system-deps:  ## Install what the tests need outside Python: XRootD (Debian), SeaweedFS S3 server (built with Go).
 	@scripts/install_system_deps.sh
 	@scripts/install_s3_server.sh
 
-up: protos triton  ## Start the four services on localhost (state in ./var); prints the admin token.
+up: protos triton gateway  ## Start the four services on localhost (state in ./var); prints the admin token.
 	$(BIN)/beamops-stack up
 
 down:  ## Stop everything `make up` started.
@@ -45,14 +48,14 @@ status:  ## Show the health of each service.
 demo:  ## After `make up`: the README walkthrough end to end (dataset, split, train, deploy, predict).
 	@scripts/demo.sh
 
-test: protos triton system-deps  ## Install what the tests need and run the whole suite.
+test: protos triton gateway system-deps  ## Install what the tests need and run the whole suite.
 	$(BIN)/python -m pytest
 
 test-unit: protos  ## Only the fast unit tests.
 	$(BIN)/python -m pytest tests/unit -q
 
-bench: protos triton system-deps  ## Run every benchmark in benchmarks/ and write bench-results/report.{json,md}.
+bench: protos triton gateway system-deps  ## Run every benchmark in benchmarks/ and write bench-results/report.{json,md}.
 	$(BIN)/python benchmarks/run_all.py --out bench-results
 
 clean: down  ## Remove generated code, state and the virtual environments.
-	rm -rf gen var $(VENV) .venv-triton
+	rm -rf gen var $(VENV) .venv-triton services/inference/gateway/bin services/inference/gateway/gen

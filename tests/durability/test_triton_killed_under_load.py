@@ -30,7 +30,7 @@ CLIENTS = 8
 DEPLOYMENTS = ["load-a", "load-b"]
 
 
-async def test_concurrent_predicts_see_unavailable_then_recover_with_deployments_restored(inference_stack):
+async def test_concurrent_predicts_see_unavailable_then_recover_with_deployments_restored(inference_stack, via):
     stack = inference_stack
     x = np.random.default_rng(5).normal(size=(4, N_FEATURES)).astype(np.float32)
     expected = {}
@@ -40,7 +40,7 @@ async def test_concurrent_predicts_see_unavailable_then_recover_with_deployments
         expected[name] = ort.InferenceSession(data).run(None, {"x": x})[0]  # probabilities
     requests = {name: pb.PredictRequest(deployment=name, inputs=[to_tensor("x", x)]) for name in DEPLOYMENTS}
 
-    async with stack.inference() as (_server, stub):
+    async with stack.inference(via) as (_server, stub):
         for name in DEPLOYMENTS:
             await stub.Deploy(pb.DeployRequest(model=name, target=dpb.DeploymentTarget(alias="production")),
                               metadata=stack.md("deployer"))

@@ -1,4 +1,5 @@
-"""`make up` / `make down`: four services SERVING, reflection, the admin token, nothing left behind."""
+"""`make up` / `make down`: four services and the inference gateway SERVING, reflection, the admin
+token, nothing left behind."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from beamops.registry.v1 import registry_service_pb2 as pb, registry_service_pb2_grpc
 from beamops.health import health_status
-from beamops.runtime.stack import SERVICES
+from beamops.runtime.stack import GATEWAY_PORT, SERVICES
 
 
 def test_up_starts_four_serving_services_with_reflection_and_a_token(stack):
     offset, tmp_path, output, command, env = stack
     for service in SERVICES:
         assert health_status(f"127.0.0.1:{service.port + offset}") == "SERVING", service.name
+    assert health_status(f"127.0.0.1:{GATEWAY_PORT + offset}") == "SERVING"
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["token"] in output
     assert config["registry_address"] == f"127.0.0.1:{50051 + offset}"
@@ -43,7 +45,7 @@ def test_up_starts_four_serving_services_with_reflection_and_a_token(stack):
     assert again.returncode == 0 and config["token"] in again.stdout
 
     status = subprocess.run([*command, "status"], env=env, capture_output=True, text=True)
-    assert status.returncode == 0 and status.stdout.count("SERVING") == 4
+    assert status.returncode == 0 and status.stdout.count("SERVING") == 5
 
 
 def test_down_leaves_nothing_running(stack):
@@ -56,5 +58,6 @@ def test_down_leaves_nothing_running(stack):
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     for service in SERVICES:
         assert health_status(f"127.0.0.1:{service.port + offset}") == "DOWN"
+    assert health_status(f"127.0.0.1:{GATEWAY_PORT + offset}") == "DOWN"  # stopped with its service
     status = subprocess.run([*command, "status"], env=env, capture_output=True, text=True)
     assert status.returncode == 1

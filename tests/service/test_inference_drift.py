@@ -26,19 +26,29 @@ async def _send(stub, md, rows: np.ndarray) -> None:
                            metadata=md)
 
 
-async def test_drifted_inputs_raise_an_alert_and_undrifted_do_not(inference_stack):
+async def _report_once(stub, md, done):
+    """The drift report once ``done(report)`` holds (the gateway hands samples over about once a
+    second); the last one read otherwise."""
+    for _ in range(200):
+        report = (await stub.GetDriftReport(pb.GetDriftReportRequest(deployment="jets"), metadata=md)).report
+        if done(report):
+            break
+        await asyncio.sleep(0.1)
+    return report
+
+
+async def test_drifted_inputs_raise_an_alert_and_undrifted_do_not(inference_stack, via):
     stack = inference_stack
     await stack.publish("jets", mlp_onnx(), alias="production",
                         references=standard_normal_references())
     rng = np.random.default_rng(11)
-    async with stack.inference() as (server, stub):
+    async with stack.inference(via) as (server, stub):
         await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production"),
                                            drift_thresholds=THRESHOLDS), metadata=stack.md("deployer"))
         watch = stub.WatchAlerts(pb.WatchAlertsRequest(deployment="jets"), metadata=stack.md("reader"))
 
         await _send(stub, stack.md("reader"), rng.normal(size=(1000, N_FEATURES)).astype(np.float32))
-        report = (await stub.GetDriftReport(pb.GetDriftReportRequest(deployment="jets"),
-                                            metadata=stack.md("reader"))).report
+        report = await _report_once(stub, stack.md("reader"), lambda r: r.window_samples >= 1000)
         inputs = [f for f in report.features if f.kind == dpb.FEATURE_KIND_INPUT]
         assert report.available and not report.drifting and report.window_samples == 1000
         assert len(inputs) == N_FEATURES and all(f.available for f in inputs)

@@ -1,5 +1,6 @@
 """Deploy by alias onto the bundled Triton; Predict and PredictStream answer like ONNX Runtime;
-bad inputs are refused before Triton with the tensor named."""
+bad inputs are refused before Triton with the tensor named. Each test runs against the service
+and through its gateway (``via``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.tensors import from_tensor, to_tensor
+from tests.fixtures.gateway import settled
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 from tests.fixtures.registry import assert_clear
 
@@ -24,11 +26,11 @@ async def _deploy_alias(stub, stack, model="jets", alias="production", name=""):
     return (await stub.Deploy(req, metadata=stack.md("deployer"))).deployment
 
 
-async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack):
+async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack, via):
     stack = inference_stack
     data = mlp_onnx(seed=3)
     params = await stack.publish("jets", data, alias="production")
-    async with stack.inference(max_message_bytes=2 * 1024 * 1024) as (server, stub):
+    async with stack.inference(via, max_message_bytes=2 * 1024 * 1024) as (server, stub):
         dep = await _deploy_alias(stub, stack)
         assert dep.state == dpb.DEPLOYMENT_STATE_READY
         assert dep.parameters.version == params.version and dep.following_alias
@@ -70,8 +72,9 @@ async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack):
             assert np.allclose(got["probabilities"], session.run(None, {"x": _x(2, seed=i)})[0],
                                rtol=1e-5, atol=1e-6)
 
-        metrics = server.metrics.get_sample_value(
-            "beamops_inference_requests_total", {"deployment": "jets", "version": params.version})
+        metrics = await settled(lambda: server.metrics.get_sample_value(
+            "beamops_inference_requests_total", {"deployment": "jets", "version": params.version}),
+            lambda n: (n or 0) >= 22)
         assert metrics >= 22
 
         # ---- bad input, refused before Triton ----
@@ -96,15 +99,16 @@ async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack):
             await stub.Predict(pb.PredictRequest(deployment="nope", inputs=[to_tensor("x", x)]),
                                metadata=stack.md("reader"))
         assert_clear(err.value, grpc.StatusCode.NOT_FOUND, "'nope'")
-        errors = server.metrics.get_sample_value(
-            "beamops_inference_errors_total", {"deployment": "jets", "code": "INVALID_ARGUMENT"})
+        errors = await settled(lambda: server.metrics.get_sample_value(
+            "beamops_inference_errors_total", {"deployment": "jets", "code": "INVALID_ARGUMENT"}),
+            lambda n: (n or 0) >= 8)
         assert errors >= 8
 
 
-async def test_deploy_errors_and_listing(inference_stack):
+async def test_deploy_errors_and_listing(inference_stack, via):
     stack = inference_stack
     params = await stack.publish("jets", mlp_onnx(), alias="staging")
-    async with stack.inference() as (server, stub):
+    async with stack.inference(via) as (server, stub):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="staging")),
                               metadata=stack.md("reader"))

@@ -30,14 +30,14 @@ async def _predict_until(stub, md, request, want_ok: bool):
     raise AssertionError("Predict never reached the wanted outcome")
 
 
-async def test_killed_triton_is_unavailable_then_recovers(inference_stack):
+async def test_killed_triton_is_unavailable_then_recovers(inference_stack, via):
     stack = inference_stack
     data = mlp_onnx(seed=4)
     await stack.publish("jets", data, alias="production")
     x = np.random.default_rng(2).normal(size=(3, N_FEATURES)).astype(np.float32)
     expected = ort.InferenceSession(data).run(None, {"x": x})[0]
     request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
-    async with stack.inference() as (server, stub):
+    async with stack.inference(via) as (server, stub):
         await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
                           metadata=stack.md("deployer"))
         await stub.Predict(request, metadata=stack.md("reader"))

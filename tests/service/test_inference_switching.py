@@ -24,7 +24,7 @@ async def _wait_version(stub, md, name: str, version: str) -> dpb.Deployment:
     raise AssertionError(f"{name} never served {version}: {dep}")
 
 
-async def test_alias_move_switches_with_zero_failed_requests_then_rollback(inference_stack):
+async def test_alias_move_switches_with_zero_failed_requests_then_rollback(inference_stack, via):
     stack = inference_stack
     v1_bytes, v2_bytes = mlp_onnx(seed=1), mlp_onnx(seed=2)
     v1 = await stack.publish("jets", v1_bytes, alias="production")
@@ -34,7 +34,7 @@ async def test_alias_move_switches_with_zero_failed_requests_then_rollback(infer
         v1.version: ort.InferenceSession(v1_bytes).run(None, {"x": x})[0],
         v2.version: ort.InferenceSession(v2_bytes).run(None, {"x": x})[0],
     }
-    async with stack.inference() as (server, stub):
+    async with stack.inference(via) as (server, stub):
         await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
                           metadata=stack.md("deployer"))
         failures: list[str] = []

@@ -20,6 +20,7 @@ SERVICE_MODULES = {
     "DataService": ("beamops.data", "DataSettings"),
     "TrainingService": ("beamops.training", "TrainingSettings"),
     "InferenceService": ("beamops.inference", "InferenceSettings"),
+    "GatewayService": ("beamops.inference", "InferenceSettings"),
 }
 
 

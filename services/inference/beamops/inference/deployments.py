@@ -11,6 +11,7 @@ point at it; requests already sent to the old model are awaited, and only then i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -25,11 +26,13 @@ from beamops.runtime.errors import (
 
 from .alerts import AlertBook
 from .domain import (
-    SERVING_STATES, AlertKind, Deployment, DriftReport, RawTensor, ResolvedVersion, ServedVersion,
-    ServingConfig, Severity, Signature, State, Target, TargetKind, Thresholds, utcnow,
+    SERVING_STATES, AlertKind, Deployment, DeploymentUsage, DriftReport, GatewayRoute, RawTensor,
+    ResolvedVersion, ServedVersion, ServingConfig, Severity, Signature, State, Target, TargetKind,
+    Thresholds, utcnow,
 )
 from .coalescer import Coalescer
 from .drift_monitor import DriftMonitor
+from .gateway_control import RouteTable, route_for
 from .metrics import InferenceMetrics
 from .model_repository import ModelRepository, config_for, effective_max_batch_size, triton_name
 from .validation import InputChecker, check_outputs, output_ranks, shape_output
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DRAIN_TIMEOUT_S = 60.0
+GATEWAY_SYNC_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class DeploymentManager:
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
+        self._routes = RouteTable()
+        self._refresh_routes()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -238,6 +244,7 @@ class DeploymentManager:
             self._deployments.pop(name, None)
             self._monitors.pop(name, None)
             self._plans.pop(name, None)
+            self._refresh_routes()
             self._store.delete_deployment(name)
             self._alerts.resolve_prefix(f"{name}/")
         await self._audit("deployment.undeploy", before, reason, caller,
@@ -385,6 +392,74 @@ class DeploymentManager:
                 "name a deployment, version or alias", model=route.model)
         return (serving or candidates)[0]
 
+    # ---- the gateway (compiled data plane) ------------------------------------------------------------
+
+    def routes(self) -> tuple[int, tuple[GatewayRoute, ...]]:
+        """The generation and the routes of what the gateway may serve itself (recomputed: a
+        change missed elsewhere shows up here)."""
+        self._refresh_routes()
+        return self._routes.snapshot()
+
+    @contextlib.contextmanager
+    def gateway_watching(self):
+        """While a gateway follows the route table (its WatchRoutes stream is open)."""
+        self._routes.watchers += 1
+        try:
+            yield
+        finally:
+            self._routes.watchers -= 1
+
+    def gateway_applied(self, generation: int) -> None:
+        """The gateway serves with route table ``generation`` now."""
+        self._routes.applied(generation)
+
+    async def routes_changed(self, after_generation: int) -> int:
+        """Waits until the route table's generation is past ``after_generation``; returns it."""
+        return await self._routes.changed(after_generation)
+
+    def _refresh_routes(self) -> None:
+        """Called wherever a deployment changes (``_put``, removals): bumps the generation when
+        what Predict serves changed (state, version, serving config, drift watching)."""
+        default = self._options.default_max_batch_size
+        routes = []
+        for dep in self._deployments.values():
+            monitor = self._monitor(dep)
+            route = route_for(dep, default, monitor is not None and monitor.window is not None)
+            if route is not None:
+                routes.append(route)
+        self._routes.update(routes)
+
+    def record_usage(self, usages: Sequence[DeploymentUsage]) -> None:
+        """What the gateway served, into the series Predict feeds and the drift monitors.
+
+        Usage of a deployment that no longer exists is dropped; samples of a version that is no
+        longer served (a switch since) are dropped, its counts are kept."""
+        m = self._metrics
+        for usage in usages:
+            dep = self._deployments.get(usage.deployment)
+            if dep is None:
+                continue
+            name = dep.name
+            if usage.requests:
+                m.requests.labels(name, usage.version).inc(usage.requests)
+            for reason, count in usage.errors:
+                if count:
+                    m.errors.labels(name, reason).inc(count)
+            if usage.latency_s:
+                latency = m.latency.labels(name)
+                for seconds in usage.latency_s:
+                    latency.observe(seconds)
+            if usage.batch_rows:
+                batch_size = m.batch_size.labels(name)
+                for rows in usage.batch_rows:
+                    batch_size.observe(rows)
+            if usage.samples:
+                monitor = self._monitor(dep)
+                if monitor is None or monitor.window is None or monitor.version != usage.version:
+                    continue
+                for sample in usage.samples:
+                    monitor.observe(sample.inputs, sample.outputs)
+
     # ---- drift ------------------------------------------------------------------------------------
 
     def drift_report(self, name: str) -> DriftReport:
@@ -484,6 +559,7 @@ class DeploymentManager:
 
     def _put(self, dep: Deployment) -> Deployment:
         self._deployments[dep.name] = dep
+        self._refresh_routes()
         self._store.save_deployment(dep)
         return dep
 
@@ -604,7 +680,12 @@ class DeploymentManager:
                           from_version=old.version, version=served.version, sha256=served.sha256)
 
     async def _retire(self, triton_model: str) -> None:
-        """Waits for requests in flight on ``triton_model``, then unloads it."""
+        """Waits until the gateway no longer routes to ``triton_model`` and the requests in
+        flight on it here have finished, then unloads it."""
+        if not await self._routes.in_use(GATEWAY_SYNC_TIMEOUT_S):
+            log.warning("the gateway did not take the new routes within %.0f s; unloading %s "
+                        "anyway (its requests there are retried on the new route)",
+                        GATEWAY_SYNC_TIMEOUT_S, triton_model)
         if self._inflight.get(triton_model, 0) > 0:
             event = self._drained.setdefault(triton_model, asyncio.Event())
             event.clear()
@@ -645,6 +726,7 @@ class DeploymentManager:
         async with self._lock(dep.name):
             if dep.state == State.UNLOADING:
                 self._deployments.pop(dep.name, None)
+                self._refresh_routes()
                 self._store.delete_deployment(dep.name)
                 if dep.current:
                     self._repository.remove(dep.current.triton_name)

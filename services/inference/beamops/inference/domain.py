@@ -209,3 +209,40 @@ class Alert(BaseModel):
     fire_time: datetime = Field(default_factory=utcnow)
     resolve_time: datetime | None = None
     key: str = ""  # what makes two alerts "the same condition" (deployment/kind/feature)
+
+
+# ---- the gateway (compiled data plane) -----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    """What the gateway needs to serve one deployment's Predict itself (as ``_plan`` would)."""
+
+    deployment: str
+    model: str
+    parameters_version: str
+    triton_model: str
+    signature: Signature
+    max_batch_size: int  # Triton's; 0 when it does not batch
+    drift: bool  # the deployment watches drift: the gateway sends samples
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSample:
+    """One request the gateway served: the inputs as checked (shaped as Triton wants) and the
+    outputs as returned to the caller."""
+
+    inputs: tuple[RawTensor, ...]
+    outputs: tuple[RawTensor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentUsage:
+    """One deployment's (and parameters version's) traffic through the gateway in one report."""
+
+    deployment: str
+    version: str
+    requests: int = 0
+    errors: tuple[tuple[str, int], ...] = ()  # (reason, count)
+    latency_s: tuple[float, ...] = ()
+    batch_rows: tuple[int, ...] = ()
+    samples: tuple[UsageSample, ...] = ()

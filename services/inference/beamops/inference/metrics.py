@@ -38,9 +38,13 @@ class InferenceMetrics:
                                     ["deployment", "kind"], registry=registry)
         self.triton_restarts = Counter("beamops_inference_triton_restarts",
                                        "Times the bundled Triton was restarted", registry=registry)
+        self.gateway_restarts = Counter("beamops_inference_gateway_restarts",
+                                        "Times beamops-gateway was restarted after it exited",
+                                        registry=registry)
 
     def register_into(self, registry: CollectorRegistry) -> None:
         for collector in (self.requests, self.errors, self.latency, self.batch_size, self.coalesced,
                           self.drift_psi,
-                          self.drift_ks, self.alerts_firing, self.alerts_fired, self.triton_restarts):
+                          self.drift_ks, self.alerts_firing, self.alerts_fired, self.triton_restarts,
+                          self.gateway_restarts):
             registry.register(collector)

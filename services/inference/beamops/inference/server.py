@@ -2,21 +2,32 @@
 
 Builds the parts and hands them to each other: the store, the registry adapter (its own gRPC
 channel), Triton (the bundled one, started and supervised here, or an external one), the model
-repository, alerts, metrics, the deployment manager, and the servicer.
+repository, alerts, metrics, the deployment manager, and the servicers. With ``gateway`` on, it
+then starts beamops-gateway in front of itself; the returned server's ``gateway_port`` and
+``gateway_address`` say where it listens.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import sys
 
 import grpc
 
-from beamops.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
+from beamops.common.v1 import auth_pb2
+from beamops.inference.v1 import (
+    gateway_service_pb2, gateway_service_pb2_grpc, inference_service_pb2,
+    inference_service_pb2_grpc,
+)
+from beamops.runtime.auth import Principal, authenticator_for
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
 from .alerts import AlertBook
 from .bundled_triton import TritonPaths
 from .deployments import DeploymentManager, Options
+from .gateway_servicer import GatewayServicer
+from .gateway_supervisor import GatewaySupervisor, local_address, missing_binary_message
 from .malloc_tuning import tune_malloc
 from .metrics import InferenceMetrics
 from .model_repository import ModelRepository
@@ -28,7 +39,44 @@ from .triton_backend import TritonBackend
 from .triton_supervisor import TritonSupervisor
 
 
-async def create_server(settings: InferenceSettings) -> RunningServer:
+#: Who the gateway is to this service (its token is valid in this process only).
+GATEWAY_PRINCIPAL = Principal("inference-gateway", auth_pb2.ROLE_ADMIN)
+
+
+@dataclasses.dataclass
+class InferenceServer(RunningServer):
+    """The running service, and the gateway it started in front of itself (if any)."""
+
+    gateway: GatewaySupervisor | None = None
+
+    @classmethod
+    def of(cls, base: RunningServer) -> InferenceServer:
+        return cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+
+    @property
+    def gateway_port(self) -> int | None:
+        """The port the gateway listens on (None when gateway is off)."""
+        return self.gateway.port if self.gateway is not None else None
+
+    @property
+    def gateway_address(self) -> str | None:
+        """host:port to reach the gateway from this machine (None when gateway is off)."""
+        return self.gateway.address if self.gateway is not None else None
+
+
+def check_gateway_settings(settings: InferenceSettings) -> None:
+    """Refuses to start (before anything is started) when the gateway cannot run."""
+    if not settings.gateway:
+        return
+    if not settings.resolved_gateway_binary.is_file():
+        raise FileNotFoundError(missing_binary_message(settings.resolved_gateway_binary))
+    if settings.tls_cert_file is not None or settings.tls_key_file is not None:
+        raise ValueError("gateway=true with TLS is not supported yet: beamops-gateway speaks "
+                         "plaintext gRPC to the service and to its clients")
+
+
+async def create_server(settings: InferenceSettings) -> InferenceServer:
+    check_gateway_settings(settings)
     repository_root = settings.resolved_model_repository
     supervisor = None
     if settings.triton_url:
@@ -62,19 +110,30 @@ async def create_server(settings: InferenceSettings) -> RunningServer:
     alerts = AlertBook(store, metrics)
     repository = ModelRepository(repository_root, backend_kind)
     manager = DeploymentManager(store, registry, backend, repository, alerts, metrics, options)
-    service = Service(
-        descriptor=inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"],
-        servicer=InferenceServicer(manager, alerts),
-        add_to_server=inference_service_pb2_grpc.add_InferenceServiceServicer_to_server,
-    )
+    gateway_token = secrets.token_urlsafe(32)
+    authenticator = authenticator_for(
+        settings, extra={gateway_token: GATEWAY_PRINCIPAL} if settings.gateway else None)
+    services = [
+        Service(
+            descriptor=inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"],
+            servicer=InferenceServicer(manager, alerts),
+            add_to_server=inference_service_pb2_grpc.add_InferenceServiceServicer_to_server,
+        ),
+        Service(
+            descriptor=gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"],
+            servicer=GatewayServicer(manager, authenticator, settings.gateway_auth_cache_s),
+            add_to_server=gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server,
+        ),
+    ]
     try:
-        running = await create_grpc_server(settings, [service])
+        base = await create_grpc_server(settings, services, authenticator=authenticator)
     except BaseException:
         await registry_channel.close()
         await backend.close()
         if supervisor is not None:
             await supervisor.stop()
         raise
+    running = InferenceServer.of(base)
     metrics.register_into(running.metrics)
 
     if supervisor is not None:
@@ -94,6 +153,23 @@ async def create_server(settings: InferenceSettings) -> RunningServer:
         store.close()
 
     running.on_stop.append(shutdown)
+
+    if settings.gateway:
+        gateway = GatewaySupervisor(
+            settings.resolved_gateway_binary, settings.var_dir / "gateway",
+            host=settings.gateway_host, port=settings.gateway_port,
+            service=local_address(settings.host, running.port), triton=triton_url,
+            token=gateway_token, max_message_bytes=settings.max_message_bytes,
+            infer_timeout_s=settings.triton_infer_timeout_s,
+            drift_samples_per_s=settings.gateway_drift_samples_per_s)
+        try:
+            await gateway.start()
+        except BaseException:
+            await running.stop(drain_s=0, grace_s=1)
+            raise
+        gateway.watch(metrics)
+        running.before_stop.append(gateway.stop)  # in-flight gateway calls finish first
+        running.gateway = gateway
     return running
 
 

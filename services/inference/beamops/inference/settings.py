@@ -7,6 +7,10 @@ container with a GPU), the service starts nothing and writes ``platform: "onnxru
 models into ``triton_model_repository``, which that Triton must see at the same path and run with
 ``--model-control-mode=explicit``.
 
+Gateway: with ``gateway`` on, the service also starts and supervises beamops-gateway (the Go data
+plane, ``make gateway`` builds it), which serves Predict/PredictStream itself on ``gateway_port``
+and forwards every other call here: its address is a complete InferenceService address.
+
 Registry: calls made for a caller (Deploy, Rollback, ...) forward the caller's token; background
 work (restoring deployments at start, following aliases) uses ``registry_token``, which needs the
 publisher role or higher (it writes audit events). ``make up`` is meant to create one and pass it
@@ -18,10 +22,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from beamops.runtime.settings import ServiceSettings
+
+#: Where ``make gateway`` puts the binary: services/inference/gateway/bin/ (this package lives in
+#: services/inference/beamops/inference/).
+DEFAULT_GATEWAY_BINARY = Path(__file__).resolve().parents[2] / "gateway" / "bin" / "beamops-gateway"
 
 
 class InferenceSettings(ServiceSettings):
@@ -70,6 +78,31 @@ class InferenceSettings(ServiceSettings):
     # --- Drift --------------------------------------------------------------------------------
     drift_tick_s: float = Field(1.0, description="How often deployments are checked for a drift "
                                 "evaluation that is due (each has its own interval).")
+
+    # --- Gateway (compiled data plane) ----------------------------------------------------------
+    gateway: bool = Field(False, description="Start and supervise beamops-gateway, which serves "
+                          "Predict and PredictStream itself and forwards every other call here.")
+    gateway_port: int = Field(0, description="Port the gateway listens on; 0 picks a free one "
+                              "(`make up` uses 50055).")
+    gateway_host: str = Field("", description="Address the gateway listens on (default: host).")
+    gateway_binary: str = Field("", description="Path of the beamops-gateway binary (default: "
+                                "services/inference/gateway/bin/beamops-gateway, built by "
+                                "`make gateway`).")
+    gateway_auth_cache_s: float = Field(5.0, ge=0, description="How long the gateway may reuse the "
+                                        "answer about a caller's token (never past a JWT's exp).")
+    gateway_drift_samples_per_s: int = Field(200, ge=0, description="Requests per deployment per second "
+                                             "whose tensors the gateway sends for drift "
+                                             "monitoring (at most).")
+
+    @model_validator(mode="after")
+    def _gateway_host_defaults_to_host(self):
+        if not self.gateway_host:
+            self.gateway_host = self.host
+        return self
+
+    @property
+    def resolved_gateway_binary(self) -> Path:
+        return Path(self.gateway_binary) if self.gateway_binary else DEFAULT_GATEWAY_BINARY
 
     @property
     def resolved_model_repository(self) -> Path:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from google.protobuf.descriptor import ServiceDescriptor
@@ -295,6 +295,11 @@ class JwtVerifier:
 
     def authenticate(self, token: str) -> Principal:
         """The principal of a valid token; Unauthenticated (or PermissionDenied: no role) otherwise."""
+        return self.verify(token)[0]
+
+    def verify(self, token: str) -> tuple[Principal, float]:
+        """The principal of a valid token and the token's ``exp`` (seconds since the epoch);
+        Unauthenticated (or PermissionDenied: no role) otherwise."""
         jwt = self._jwt
         try:
             header = jwt.get_unverified_header(token)
@@ -332,7 +337,7 @@ class JwtVerifier:
         if role is None:
             raise PermissionDenied(f"{name!r} is authenticated, but the JWT's {self._role_claim!r} claim "
                                    f"holds no beamops role ({', '.join(ROLES_BY_NAME)})")
-        return Principal(name, role)
+        return Principal(name, role), float(claims["exp"])
 
 
 def _claim(claims: dict, path: str) -> Any:
@@ -348,6 +353,63 @@ def _role_from_claim(value: Any) -> Role | None:
     names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
     roles = [ROLES_BY_NAME[n.lower()] for n in names if isinstance(n, str) and n.lower() in ROLES_BY_NAME]
     return max(roles) if roles else None
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """Who a caller is, and until when that answer holds on its own: a JWT's ``exp`` (seconds
+    since the epoch), or None for tokens that last until revoked."""
+
+    principal: Principal
+    expires_at: float | None = None
+
+
+MISSING_TOKEN = ("this call needs a token: send the metadata 'authorization: Bearer <token>' "
+                 "(`make up` prints an admin token and saves it in ~/.config/beamops/config.json)")
+
+
+class Authenticator:
+    """The bearer-token checks of a service, in one place: the tokens file, JWTs (optional), and
+    ``extra`` tokens valid in this process only (never written anywhere; e.g. the token a
+    service gives a helper process it starts). ``tokens=None`` disables authentication: every
+    caller is an anonymous admin (development only)."""
+
+    def __init__(self, tokens: TokenStore | None, jwt: JwtVerifier | None = None,
+                 extra: Mapping[str, Principal] | None = None) -> None:
+        self._tokens, self._jwt = tokens, jwt
+        self._extra = {hash_token(token): principal for token, principal in (extra or {}).items()}
+
+    @property
+    def enabled(self) -> bool:
+        return self._tokens is not None
+
+    def authenticate(self, authorization: str) -> Principal:
+        """The principal of an ``authorization`` metadata value (``Bearer <token>``)."""
+        return self.check(authorization).principal
+
+    def check(self, authorization: str) -> Authentication:
+        """Like :meth:`authenticate`, with the time the answer stops holding (a JWT's exp)."""
+        if self._tokens is None:
+            return Authentication(ANONYMOUS_ADMIN)
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(MISSING_TOKEN)
+        token = token.strip()
+        if self._jwt is not None and looks_like_jwt(token):
+            principal, expires_at = self._jwt.verify(token)
+            return Authentication(principal, expires_at)
+        principal = self._extra.get(hash_token(token)) if self._extra else None
+        if principal is None:
+            principal = self._tokens.authenticate(token)
+        if principal is None:
+            raise Unauthenticated("the token is unknown or has been revoked")
+        return Authentication(principal)
+
+
+def authenticator_for(settings, extra: Mapping[str, Principal] | None = None) -> Authenticator:
+    """The authenticator a service's settings describe (tokens file, JWT), plus ``extra``."""
+    tokens = TokenStore(settings.tokens_path) if settings.auth_enabled else None
+    return Authenticator(tokens, jwt_verifier_for(settings), extra)
 
 
 def jwt_verifier_for(settings: Any) -> JwtVerifier | None:

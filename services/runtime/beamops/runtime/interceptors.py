@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from . import errors
 from .auth import (
-    ANONYMOUS_ADMIN, ROLE_NAMES, JwtVerifier, Principal, Role, TokenStore, looks_like_jwt,
+    ANONYMOUS_ADMIN, ROLE_NAMES, Authenticator, JwtVerifier, Principal, Role, TokenStore,
     set_current_principal,
 )
 from .logs import request_id_var
@@ -168,16 +168,17 @@ class ErrorInterceptor(BehaviorInterceptor):
 class AuthInterceptor(BehaviorInterceptor):
     """Checks the bearer token and the role each RPC declares; fails closed.
 
-    ``jwt`` (optional) also accepts OpenID Connect JWTs (three dot-separated parts).
-    ``tokens=None`` disables authentication (every caller is an anonymous admin): only for
-    development, never the default.
+    The checks themselves are an :class:`~beamops.runtime.auth.Authenticator` (pass one, or
+    the tokens store and optional JWT verifier it is built from). ``jwt`` also accepts OpenID
+    Connect JWTs (three dot-separated parts). ``tokens=None`` disables authentication (every
+    caller is an anonymous admin): only for development, never the default.
     """
 
-    def __init__(self, tokens: TokenStore | None, policy: dict[str, Role],
+    def __init__(self, tokens: Authenticator | TokenStore | None, policy: dict[str, Role],
                  jwt: JwtVerifier | None = None) -> None:
         super().__init__()
-        self._tokens = tokens
-        self._jwt = jwt
+        self._authenticator = (tokens if isinstance(tokens, Authenticator)
+                               else Authenticator(tokens, jwt))
         self._policy = policy
         self._rules: dict[str, tuple[bool, str, Role | None]] = {}
 
@@ -210,22 +211,9 @@ class AuthInterceptor(BehaviorInterceptor):
         set_current_principal(principal)
 
     def _authenticate(self, context) -> Principal:
-        if self._tokens is None:
+        if not self._authenticator.enabled:
             return ANONYMOUS_ADMIN
-        header = metadata_value(context, "authorization")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise errors.Unauthenticated(
-                "this call needs a token: send the metadata 'authorization: Bearer <token>' "
-                "(`make up` prints an admin token and saves it in ~/.config/beamops/config.json)"
-            )
-        token = token.strip()
-        if self._jwt is not None and looks_like_jwt(token):
-            return self._jwt.authenticate(token)
-        principal = self._tokens.authenticate(token)
-        if principal is None:
-            raise errors.Unauthenticated("the token is unknown or has been revoked")
-        return principal
+        return self._authenticator.authenticate(metadata_value(context, "authorization"))
 
 
 class _RichStatus(

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from .auth import TokenStore, jwt_verifier_for, policy_for
+from .auth import Authenticator, authenticator_for, policy_for
 from .interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from .logs import configure_logging
 from .settings import ServiceSettings
@@ -39,7 +39,11 @@ class Service:
 
 @dataclass
 class RunningServer:
-    """A started server and what belongs to it."""
+    """A started server and what belongs to it.
+
+    ``before_stop`` callbacks run once the drain is over, before the server stops (helpers that
+    call into it, e.g. a proxy in front of it, stop there); ``on_stop`` ones after it stopped.
+    """
 
     server: grpc.aio.Server
     port: int
@@ -47,11 +51,14 @@ class RunningServer:
     services: Sequence[Service]
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    before_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, drain_s: float, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
         if drain_s > 0:
             await asyncio.sleep(drain_s)
+        for callback in self.before_stop:
+            await callback()
         await self.server.stop(grace_s)
         for callback in self.on_stop:
             await callback()
@@ -85,15 +92,22 @@ def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | No
 
 
 async def create_grpc_server(
-    settings: ServiceSettings, services: Sequence[Service]
+    settings: ServiceSettings, services: Sequence[Service], *,
+    authenticator: Authenticator | None = None,
 ) -> RunningServer:
-    """Build and start a server for ``services``; returns it with the port it listens on."""
+    """Build and start a server for ``services``; returns it with the port it listens on.
+
+    ``authenticator`` (default: the one ``settings`` describe, :func:`authenticator_for`) checks
+    callers' tokens; pass one built with ``authenticator_for(settings, extra={...})`` to also
+    accept tokens valid in this process only, or to share it with a servicer.
+    """
     metrics = CollectorRegistry()
-    tokens = TokenStore(settings.tokens_path) if settings.auth_enabled else None
+    if authenticator is None:
+        authenticator = authenticator_for(settings)
     interceptors = [
         MetricsInterceptor(metrics, settings.service_name),
         ErrorInterceptor(),
-        AuthInterceptor(tokens, policy_for(s.descriptor for s in services), jwt=jwt_verifier_for(settings)),
+        AuthInterceptor(authenticator, policy_for(s.descriptor for s in services)),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     for service in services:

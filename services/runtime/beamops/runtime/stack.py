@@ -42,6 +42,7 @@ SERVICES = (
     ServiceProcess("inference", 50054, 9104),
 )
 ADMIN_TOKEN_NAME = "admin"
+GATEWAY_PORT = 50055  # the inference service's gateway: Predict served by compiled code
 
 
 class Stack:
@@ -50,6 +51,7 @@ class Stack:
     def __init__(self, var_dir: Path, port_offset: int = 0, data_roots: list[Path] | None = None) -> None:
         self.var = var_dir.resolve()
         self.data_roots = [p.resolve() for p in (data_roots or [Path("data")])]
+        self.gateway_port = GATEWAY_PORT + port_offset
         self.services = tuple(
             ServiceProcess(s.name, s.port + port_offset, s.metrics_port + port_offset)
             for s in SERVICES
@@ -97,6 +99,10 @@ class Stack:
             ok &= state == "SERVING"
             print(f"{service.name:<10} {'127.0.0.1:' + str(service.port):<18} {state:<12} "
                   f"http://127.0.0.1:{service.metrics_port}/metrics")
+        state = health_status(f"127.0.0.1:{self.gateway_port}")  # forwarded to the inference service
+        ok &= state == "SERVING"
+        print(f"{'gateway':<10} {'127.0.0.1:' + str(self.gateway_port):<18} {state:<12} "
+              "(inference: fast Predict from any language; its metrics are the inference service's)")
         return ok
 
     def _start(self, service: ServiceProcess) -> None:
@@ -114,6 +120,8 @@ class Stack:
         if service.name == "inference":
             env[f"{p}REGISTRY_ADDRESS"] = f"127.0.0.1:{self._port_of('registry')}"
             env[f"{p}REGISTRY_TOKEN"] = self._service_token("inference-service", auth_pb2.ROLE_PUBLISHER)
+            env.setdefault(f"{p}GATEWAY", "true")
+            env.setdefault(f"{p}GATEWAY_PORT", str(self.gateway_port))
         if service.name == "data":
             for root in self.data_roots:
                 root.mkdir(parents=True, exist_ok=True)
@@ -149,6 +157,12 @@ class Stack:
             if pending and time.monotonic() > deadline:
                 names = ", ".join(s.name for s in pending)
                 raise SystemExit(f"not SERVING after {timeout:.0f}s: {names}; see {self.var / 'log'}")
+            time.sleep(0.2)
+        # The inference service starts its gateway once it serves itself.
+        while health_status(f"127.0.0.1:{self.gateway_port}") != "SERVING":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the inference gateway is not SERVING after {timeout:.0f}s; see "
+                                 f"{self.var / 'log' / 'inference'}.log")
             time.sleep(0.2)
 
     def _admin_token(self) -> str:

@@ -1,0 +1,254 @@
+"""Runs beamops-gateway (the compiled data plane) for the service: start, watch, stop.
+
+The gateway serves Predict and PredictStream itself and forwards every other call to this
+service, from which it also gets its routes and its callers' identities (GatewayService), with
+the token handed to it in ``BEAMOPS_GATEWAY_TOKEN``: made at start, valid in this process only,
+never written to disk. It is ready when a ``grpc.health.v1`` check through its port answers
+SERVING (it forwards the check here, so that proves both directions). It is restarted, on the
+same port, when it exits; on shutdown it gets SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``.
+Its output goes to ``<run_dir>/gateway.log``, its pid to ``<run_dir>/gateway.pid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .metrics import InferenceMetrics
+from .triton_supervisor import free_port
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "BEAMOPS_GATEWAY_TOKEN"
+STOP_TIMEOUT_S = 5.0
+#: Attempts at starting on a port picked here (another process may take it meanwhile).
+FREE_PORT_ATTEMPTS = 3
+_WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+
+
+class GatewayStartError(RuntimeError):
+    """beamops-gateway is missing, exited, or did not become ready while starting."""
+
+
+def missing_binary_message(binary: Path) -> str:
+    return (f"gateway is on but the beamops-gateway binary is missing ({binary}): build it with "
+            "`make gateway`, or set gateway_binary (BEAMOPS_INFERENCE_GATEWAY_BINARY)")
+
+
+def local_address(host: str, port: int) -> str:
+    """The address to reach a server listening on ``host`` from this machine."""
+    if host in _WILDCARDS:
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
+            infer_timeout_s: float, drift_samples_per_s: int) -> list[str]:
+    """The gateway's command line (see the gateway's design notes)."""
+    return [str(binary), "--listen", listen, "--service", service, "--triton", triton,
+            "--max-message-bytes", str(max_message_bytes),
+            "--infer-timeout", f"{infer_timeout_s:g}",
+            "--drift-samples-per-s", str(drift_samples_per_s)]
+
+
+def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without its beamops settings and secrets, plus the token."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith("BEAMOPS_")}
+    env[TOKEN_ENV] = token
+    return env
+
+
+class GatewaySupervisor:
+    def __init__(self, binary: Path, run_dir: Path, *, host: str, port: int, service: str,
+                 triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
+                 drift_samples_per_s: int, start_timeout_s: float = 30.0,
+                 watch_interval_s: float = 1.0) -> None:
+        self.binary, self.run_dir = binary, run_dir
+        self.host, self.port = host, port
+        self._auto_port = port == 0
+        self._token = token
+        self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
+                           infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s)
+        self.start_timeout_s, self.watch_interval_s = start_timeout_s, watch_interval_s
+        self.restarts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def address(self) -> str:
+        """Where clients reach the gateway from this machine (host:port)."""
+        return local_address(self.host, self.port)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "gateway.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "gateway.pid"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    async def start(self) -> None:
+        """Starts the gateway and returns once it answers SERVING through its port."""
+        if not self.binary.is_file():
+            raise GatewayStartError(missing_binary_message(self.binary))
+        await asyncio.to_thread(self.stop_leftover)
+        attempts = FREE_PORT_ATTEMPTS if self._auto_port else 1
+        for attempt in range(attempts):
+            if self._auto_port and (attempt > 0 or self.port == 0):
+                self.port = free_port()
+            try:
+                await self._start_once()
+                return
+            except GatewayStartError as exc:
+                if attempt + 1 == attempts:
+                    raise
+                log.warning("beamops-gateway did not start on port %d (%s); trying another port",
+                            self.port, exc)
+
+    async def _start_once(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        listen = f"{self.host or '0.0.0.0'}:{self.port}"
+        if ":" in self.host and not self.host.startswith("["):
+            listen = f"[{self.host}]:{self.port}"
+        args = command(self.binary, listen=listen, **self._flags)
+        with open(self.log_path, "ab") as out:
+            self._process = subprocess.Popen(
+                args, env=environment(self._token), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True)  # a Ctrl-C on the terminal reaches the service only
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self._terminate()
+            raise
+        self.pid_file.write_text(str(self._process.pid))
+        log.info("beamops-gateway serving on %s (pid %d)", listen, self._process.pid)
+
+    async def _wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout_s
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if not self.is_running():
+                    raise GatewayStartError(f"beamops-gateway exited with code "
+                                            f"{self._process.returncode}{self._log_tail()}")
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.aio.AioRpcError:
+                    pass
+                if loop.time() > deadline:
+                    raise GatewayStartError(f"beamops-gateway not SERVING on {self.address} after "
+                                            f"{self.start_timeout_s:g} s{self._log_tail()}")
+                await asyncio.sleep(0.05)
+
+    def watch(self, metrics: InferenceMetrics) -> None:
+        """Restarts the gateway (same port, same token) whenever it exits."""
+        self._task = asyncio.create_task(self._watch(metrics), name="gateway-watch")
+
+    async def _watch(self, metrics: InferenceMetrics) -> None:
+        while True:
+            await asyncio.sleep(self.watch_interval_s)
+            if self.is_running():
+                continue
+            code = self._process.returncode if self._process else None
+            log.error("beamops-gateway exited (code %s); restarting it on port %d", code, self.port)
+            try:
+                await self._start_once()
+            except Exception as exc:  # noqa: BLE001 - keep watching, try again next tick
+                log.error("restarting beamops-gateway failed: %s", exc)
+                continue
+            self.restarts += 1
+            metrics.gateway_restarts.inc()
+
+    async def stop(self) -> None:
+        """Stops watching, then SIGTERM (the gateway finishes its calls), SIGKILL after
+        ``STOP_TIMEOUT_S``. Safe to call more than once."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._terminate()
+        self.pid_file.unlink(missing_ok=True)
+
+    async def _terminate(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("beamops-gateway still running %g s after SIGTERM; killing it",
+                        STOP_TIMEOUT_S)
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+    def stop_leftover(self) -> bool:
+        """Stops a gateway that an earlier run of the service left behind (the service was
+        killed): the pid file names a live process running this binary. True if there was one."""
+        try:
+            pid = int(self.pid_file.read_text())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        if os.fsencode(str(self.binary)) not in argv or pid == os.getpid():
+            return False
+        log.warning("stopping beamops-gateway pid %d, left running by an earlier run", pid)
+        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 2.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if _wait_gone(pid, wait_s):
+                break
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return ""
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "; log tail:\n" + "\n".join(tail) if tail else ""
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    """Waits for a process that is not our child to end; True if it did."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        state = _proc_state(pid)
+        if state == "Z":  # a zombie (its parent has not reaped it yet): it is over
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[0]

@@ -1,0 +1,108 @@
+// Command beamops-gateway is the compiled data plane of the beamops inference service: it
+// serves InferenceService.Predict and PredictStream itself for deployments in the route table
+// the service streams to it (GatewayService.WatchRoutes), calling Triton directly, and forwards
+// every other call unchanged to the service. The service starts and supervises it.
+//
+//	BEAMOPS_GATEWAY_TOKEN=... beamops-gateway --listen 127.0.0.1:50055 \
+//	    --service 127.0.0.1:50054 --triton 127.0.0.1:8001
+//
+// It logs to stderr, one line per event; once it listens it logs
+// "beamops-gateway: <time> listening on HOST:PORT ..." (the port actually bound, also with
+// --listen HOST:0). SIGTERM or SIGINT: graceful stop (at most 5 s), exit 0. Exit 2: bad command
+// line or no token; exit 1: cannot listen, or serving failed.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/beamops/beamops/services/inference/gateway/internal/server"
+)
+
+const (
+	tokenEnv     = "BEAMOPS_GATEWAY_TOKEN"
+	gracefulStop = 5 * time.Second
+)
+
+func parseFlags(args []string, procs *int) (server.Config, error) {
+	var cfg server.Config
+	var inferTimeout, reportInterval float64
+	fs := flag.NewFlagSet("beamops-gateway", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", "", "HOST:PORT to serve on (port 0: any free port)")
+	fs.StringVar(&cfg.Service, "service", "", "HOST:PORT of the Python inference service")
+	fs.StringVar(&cfg.Triton, "triton", "", "HOST:PORT of Triton's gRPC endpoint")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 64<<20, "largest request or response (larger request: RESOURCE_EXHAUSTED)")
+	fs.Float64Var(&inferTimeout, "infer-timeout", 30, "timeout of each Triton call, seconds")
+	fs.Float64Var(&reportInterval, "report-interval", 1, "ReportUsage period, seconds")
+	fs.IntVar(&cfg.DriftSamplesPerS, "drift-samples-per-s", 200, "at most this many drift samples per deployment and second")
+	fs.IntVar(&cfg.TritonConnections, "triton-connections", 2, "connections to Triton (calls are spread over them)")
+	fs.IntVar(procs, "procs", 0, "CPUs the gateway runs Go code on at once (GOMAXPROCS); 0: half of those available, "+
+		"at least 1 (the gateway shares the host with Triton); the GOMAXPROCS variable, when set, wins")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	cfg.InferTimeout = time.Duration(inferTimeout * float64(time.Second))
+	cfg.ReportInterval = time.Duration(reportInterval * float64(time.Second))
+	switch {
+	case fs.NArg() > 0:
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case cfg.Listen == "" || cfg.Service == "" || cfg.Triton == "":
+		return cfg, errors.New("--listen, --service and --triton are required")
+	case cfg.MaxMessageBytes <= 0:
+		return cfg, errors.New("--max-message-bytes must be positive")
+	case cfg.InferTimeout <= 0 || cfg.ReportInterval <= 0:
+		return cfg, errors.New("--infer-timeout and --report-interval must be positive")
+	case cfg.DriftSamplesPerS < 0 || cfg.TritonConnections < 1 || *procs < 0:
+		return cfg, errors.New("--drift-samples-per-s and --procs must be >= 0, --triton-connections >= 1")
+	}
+	return cfg, nil
+}
+
+func main() {
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	log.SetPrefix("beamops-gateway: ")
+	procs := 0
+	cfg, err := parseFlags(os.Args[1:], &procs)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "beamops-gateway: %v\n", err)
+		os.Exit(2)
+	}
+	cfg.Token = os.Getenv(tokenEnv)
+	if cfg.Token == "" {
+		fmt.Fprintf(os.Stderr, "beamops-gateway: %s is not set (the token for GatewayService calls)\n", tokenEnv)
+		os.Exit(2)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		if procs == 0 {
+			procs = max(1, runtime.GOMAXPROCS(0)/2)
+		}
+		runtime.GOMAXPROCS(procs)
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	srv, err := server.Start(cfg)
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+	log.Printf("listening on %s (service %s, Triton %s, %d CPUs)", srv.Addr(), cfg.Service, cfg.Triton, runtime.GOMAXPROCS(0))
+	select {
+	case sig := <-signals:
+		log.Printf("%v: stopping (graceful, at most %v)", sig, gracefulStop)
+		srv.Stop(gracefulStop)
+		log.Printf("stopped")
+	case err := <-srv.Served():
+		log.Printf("serving stopped: %v", err)
+		os.Exit(1)
+	}
+}

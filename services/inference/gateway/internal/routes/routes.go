@@ -1,0 +1,127 @@
+// Package routes holds the route table the Python service streams with WatchRoutes: which
+// deployments the gateway serves itself, and what it needs to serve each (Triton model,
+// checks, answer tail). The current table is read with one atomic load per request.
+package routes
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	commonv1 "github.com/beamops/beamops/clients/go/gen/beamops/common/v1"
+	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
+
+	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
+	"github.com/beamops/beamops/services/inference/gateway/internal/validate"
+	"github.com/beamops/beamops/services/inference/gateway/internal/wire"
+)
+
+// Route is one deployment the gateway serves, prepared once per table.
+type Route struct {
+	Deployment  string
+	Model       string
+	Version     string
+	TritonModel string
+	MaxBatch    int64
+	Drift       bool
+
+	Inputs  *validate.Checker
+	Outputs *validate.Outputs
+	Tail    wire.Tail
+	Usage   *usage.Counter // this (deployment, version)'s traffic
+	Sampler *usage.Sampler // nil unless Drift
+}
+
+// Table is one route table. It never changes once installed.
+type Table struct {
+	Seq        uint64 // local, grows with every table installed (the service's generation may restart)
+	Generation uint64 // as the service sent it
+	routes     map[string]*Route
+	replaced   chan struct{} // closed when a newer table is installed
+}
+
+// Get is the route of a deployment, or nil.
+func (t *Table) Get(deployment string) *Route { return t.routes[deployment] }
+
+// Len is the number of routes.
+func (t *Table) Len() int { return len(t.routes) }
+
+// Store is the current table, replaced whole by Install.
+type Store struct {
+	cur   atomic.Pointer[Table]
+	mu    sync.Mutex // serialises Install
+	usage *usage.Recorder
+}
+
+// NewStore starts with an empty table (everything is forwarded).
+func NewStore(rec *usage.Recorder) *Store {
+	s := &Store{usage: rec}
+	s.cur.Store(&Table{routes: map[string]*Route{}, replaced: make(chan struct{})})
+	return s
+}
+
+// Load is the current table.
+func (s *Store) Load() *Table { return s.cur.Load() }
+
+// Install makes routes the current table and wakes WaitNewer.
+func (s *Store) Install(generation uint64, routes []*inferencev1.GatewayRoute) *Table {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur.Load()
+	t := &Table{Seq: old.Seq + 1, Generation: generation, routes: make(map[string]*Route, len(routes)),
+		replaced: make(chan struct{})}
+	for _, r := range routes {
+		t.routes[r.GetDeployment()] = s.build(r)
+	}
+	s.cur.Store(t)
+	close(old.replaced)
+	return t
+}
+
+func (s *Store) build(r *inferencev1.GatewayRoute) *Route {
+	route := &Route{
+		Deployment:  r.GetDeployment(),
+		Model:       r.GetModel(),
+		Version:     r.GetParametersVersion(),
+		TritonModel: r.GetTritonModel(),
+		MaxBatch:    int64(r.GetMaxBatchSize()),
+		Drift:       r.GetDrift(),
+		Inputs:      validate.NewChecker(specs(r.GetInputs()), int64(r.GetMaxBatchSize())),
+		Outputs:     validate.NewOutputs(specs(r.GetOutputs())),
+		Tail:        wire.NewTail(r.GetDeployment(), r.GetModel(), r.GetParametersVersion()),
+	}
+	if s.usage != nil {
+		route.Usage = s.usage.Counter(route.Deployment, route.Version)
+		if route.Drift {
+			route.Sampler = s.usage.Sampler(route.Deployment)
+		}
+	}
+	return route
+}
+
+func specs(list []*commonv1.TensorSpec) []validate.Spec {
+	out := make([]validate.Spec, len(list))
+	for i, s := range list {
+		out[i] = validate.Spec{Name: s.GetName(), Dtype: int32(s.GetDtype()), Shape: s.GetShape()}
+	}
+	return out
+}
+
+// WaitNewer waits until a table newer than t is installed and returns it; nil when timeout
+// passes or ctx ends first.
+func (s *Store) WaitNewer(ctx context.Context, t *Table, timeout time.Duration) *Table {
+	if cur := s.cur.Load(); cur.Seq > t.Seq {
+		return cur
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-t.replaced:
+		return s.cur.Load()
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+}

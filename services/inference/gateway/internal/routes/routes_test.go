@@ -1,0 +1,69 @@
+package routes
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	commonv1 "github.com/beamops/beamops/clients/go/gen/beamops/common/v1"
+	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
+
+	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
+)
+
+func route(dep, triton string) *inferencev1.GatewayRoute {
+	return &inferencev1.GatewayRoute{Deployment: dep, Model: "m", ParametersVersion: "1.0", TritonModel: triton,
+		Inputs:       []*commonv1.TensorSpec{{Name: "x", Dtype: commonv1.DataType_DATA_TYPE_FLOAT32, Shape: []int64{-1, 4}}},
+		Outputs:      []*commonv1.TensorSpec{{Name: "y", Dtype: commonv1.DataType_DATA_TYPE_FLOAT32, Shape: []int64{-1}}},
+		MaxBatchSize: 64, Drift: dep == "drifty"}
+}
+
+func TestInstallReplacesTheTableWhole(t *testing.T) {
+	s := NewStore(usage.NewRecorder(10, 0))
+	if s.Load().Len() != 0 || s.Load().Get("a") != nil {
+		t.Fatal("starts empty")
+	}
+	s.Install(7, []*inferencev1.GatewayRoute{route("a", "a-1"), route("drifty", "d-1")})
+	t1 := s.Load()
+	if t1.Generation != 7 || t1.Seq != 1 || t1.Get("a").TritonModel != "a-1" || t1.Get("a").Inputs.MaxBatchSize() != 64 {
+		t.Fatalf("%+v", t1)
+	}
+	if t1.Get("a").Sampler != nil || t1.Get("drifty").Sampler == nil || t1.Get("a").Usage == nil {
+		t.Fatal("usage and sampler")
+	}
+	// A service restart may send a lower generation: it is still the newest table.
+	s.Install(1, []*inferencev1.GatewayRoute{route("b", "b-1")})
+	if s.Load().Get("a") != nil || s.Load().Get("b") == nil || s.Load().Seq != 2 {
+		t.Fatal("not replaced whole")
+	}
+	if s.Load().Get("b").Usage != s.usage.Counter("b", "1.0") {
+		t.Fatal("usage counter not shared")
+	}
+}
+
+func TestWaitNewer(t *testing.T) {
+	s := NewStore(nil)
+	t0 := s.Load()
+	if got := s.WaitNewer(context.Background(), t0, 20*time.Millisecond); got != nil {
+		t.Fatal("no newer table, yet one was returned")
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.Install(2, []*inferencev1.GatewayRoute{route("a", "a-2")})
+	}()
+	started := time.Now()
+	got := s.WaitNewer(context.Background(), t0, 5*time.Second)
+	if got == nil || got.Get("a").TritonModel != "a-2" || time.Since(started) > 2*time.Second {
+		t.Fatalf("%v after %v", got, time.Since(started))
+	}
+	// Already newer: at once.
+	if s.WaitNewer(context.Background(), t0, time.Hour) != s.Load() {
+		t.Fatal("an already newer table was not returned at once")
+	}
+	// Context ends first.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s.WaitNewer(ctx, s.Load(), time.Hour) != nil {
+		t.Fatal("context ignored")
+	}
+}

@@ -1,0 +1,172 @@
+// Package server wires the gateway together: the gRPC server (every call goes to
+// predict.Gateway.Handle), the connections to the Python service (forwarding, GatewayService)
+// and to Triton, the route table watcher and the usage reporter.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // callers that compress are understood, as by the service
+	"google.golang.org/grpc/keepalive"
+
+	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
+
+	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
+	"github.com/beamops/beamops/services/inference/gateway/internal/control"
+	"github.com/beamops/beamops/services/inference/gateway/internal/forward"
+	"github.com/beamops/beamops/services/inference/gateway/internal/predict"
+	"github.com/beamops/beamops/services/inference/gateway/internal/rawcodec"
+	"github.com/beamops/beamops/services/inference/gateway/internal/routes"
+	"github.com/beamops/beamops/services/inference/gateway/internal/triton"
+	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
+)
+
+// Config is what the command line sets.
+type Config struct {
+	Listen            string // HOST:PORT
+	Service           string // HOST:PORT of the Python inference service
+	Triton            string // HOST:PORT of Triton's gRPC endpoint
+	Token             string // for GatewayService calls
+	MaxMessageBytes   int
+	InferTimeout      time.Duration
+	ReportInterval    time.Duration
+	DriftSamplesPerS  int
+	TritonConnections int
+	RetryWait         time.Duration // 0: predict.DefaultRetryWait
+}
+
+// Server is a started gateway.
+type Server struct {
+	lis        net.Listener
+	grpc       *grpc.Server
+	conns      []*grpc.ClientConn
+	triton     *triton.Client
+	stopBg     context.CancelFunc
+	background sync.WaitGroup
+	served     chan error
+	Routes     *routes.Store
+}
+
+// Start listens on cfg.Listen and starts serving.
+func Start(cfg Config) (*Server, error) {
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %v", cfg.Listen, err)
+	}
+	s := &Server{lis: lis, served: make(chan error, 1)}
+	if err := s.start(cfg); err != nil {
+		_ = lis.Close()
+		s.closeConns()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(cfg Config) error {
+	connect := grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: 5 * time.Second,
+	})
+	alive := grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true})
+	limits := []grpc.CallOption{grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)}
+	// Forwarded calls: raw bytes, the same size limit as the gateway's own.
+	forwardConn, err := grpc.NewClient(cfg.Service, grpc.WithTransportCredentials(insecure.NewCredentials()), connect, alive,
+		grpc.WithDefaultCallOptions(append([]grpc.CallOption{grpc.ForceCodecV2(rawcodec.Codec{})}, limits...)...))
+	if err != nil {
+		return fmt.Errorf("--service %s: %v", cfg.Service, err)
+	}
+	s.conns = append(s.conns, forwardConn)
+	// GatewayService calls, on a connection of their own (never queued behind large forwarded
+	// messages).
+	controlConn, err := grpc.NewClient(cfg.Service, grpc.WithTransportCredentials(insecure.NewCredentials()), connect, alive,
+		grpc.WithDefaultCallOptions(limits...))
+	if err != nil {
+		return fmt.Errorf("--service %s: %v", cfg.Service, err)
+	}
+	s.conns = append(s.conns, controlConn)
+	s.triton, err = triton.Dial(cfg.Triton, cfg.TritonConnections, cfg.InferTimeout)
+	if err != nil {
+		return fmt.Errorf("--triton %s: %v", cfg.Triton, err)
+	}
+	forwardConn.Connect()
+	controlConn.Connect()
+
+	ctl := control.New(controlConn, cfg.Token)
+	// Drift samples: at most half a message, and 16 MiB, per report.
+	recorder := usage.NewRecorder(cfg.DriftSamplesPerS, int64(min(cfg.MaxMessageBytes/2, 16<<20)))
+	s.Routes = routes.NewStore(recorder)
+	retry := cfg.RetryWait
+	if retry <= 0 {
+		retry = predict.DefaultRetryWait
+	}
+	gw := &predict.Gateway{
+		Routes:       s.Routes,
+		Auth:         auth.New(ctl.Authorize),
+		Infer:        s.triton.Infer,
+		Forward:      &forward.Forwarder{Conn: forwardConn},
+		Retryable:    triton.Retryable,
+		RetryWait:    retry,
+		MaxSendBytes: cfg.MaxMessageBytes,
+	}
+	s.grpc = grpc.NewServer(
+		grpc.UnknownServiceHandler(gw.Handle),
+		grpc.ForceServerCodecV2(rawcodec.Codec{}),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ReadBufferSize(256<<10), grpc.WriteBufferSize(256<<10),
+	)
+
+	ctx, stop := context.WithCancel(context.Background())
+	s.stopBg = stop
+	reporter := &usage.Reporter{Recorder: recorder, Interval: cfg.ReportInterval, Timeout: 5 * time.Second,
+		Generation: func() uint64 { return s.Routes.Load().Generation },
+		Send:       func(ctx context.Context, req *inferencev1.ReportUsageRequest) error { return ctl.ReportUsage(ctx, req) }}
+	s.background.Add(2)
+	// After each new table, a report tells the service that the gateway serves with it.
+	go func() { defer s.background.Done(); ctl.WatchRoutes(ctx, s.Routes, reporter.Kick) }()
+	go func() { defer s.background.Done(); reporter.Run(ctx) }()
+	go func() { s.served <- s.grpc.Serve(s.lis) }()
+	return nil
+}
+
+// Addr is the address it listens on (the port actually bound).
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// Served reports the end of serving (an error unless Stop ended it).
+func (s *Server) Served() <-chan error { return s.served }
+
+// Stop stops gracefully, or at once after grace: running calls finish, the route watcher
+// stops, what usage is left is reported once, connections close.
+func (s *Server) Stop(grace time.Duration) {
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		log.Printf("calls still running after %v: stopping them", grace)
+		s.grpc.Stop()
+		<-stopped
+	}
+	s.stopBg()
+	s.background.Wait()
+	s.closeConns()
+}
+
+func (s *Server) closeConns() {
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	if s.triton != nil {
+		s.triton.Close()
+	}
+}

@@ -1,0 +1,108 @@
+"""How the service starts beamops-gateway: its command line, its environment (the token, no
+beamops secrets), the addresses, and the settings that drive them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from beamops.inference.gateway_supervisor import (
+    TOKEN_ENV, command, environment, local_address, missing_binary_message,
+)
+from beamops.inference.server import check_gateway_settings
+from beamops.inference.settings import DEFAULT_GATEWAY_BINARY, InferenceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_command_line_has_every_flag_of_the_design():
+    args = command(Path("/opt/beamops-gateway"), listen="0.0.0.0:50055", service="127.0.0.1:50054",
+                   triton="127.0.0.1:8001", max_message_bytes=64 << 20, infer_timeout_s=30.0,
+                   drift_samples_per_s=200)
+    assert args[0] == "/opt/beamops-gateway"
+    flags = dict(zip(args[1::2], args[2::2]))
+    assert flags == {"--listen": "0.0.0.0:50055", "--service": "127.0.0.1:50054",
+                     "--triton": "127.0.0.1:8001", "--max-message-bytes": str(64 << 20),
+                     "--infer-timeout": "30", "--drift-samples-per-s": "200"}
+    assert "2.5" in command(Path("g"), listen="a:1", service="b:2", triton="c:3",
+                            max_message_bytes=1, infer_timeout_s=2.5, drift_samples_per_s=0)
+
+
+def test_environment_has_the_token_and_no_beamops_settings():
+    env = environment("secret", {"PATH": "/usr/bin", "BEAMOPS_INFERENCE_REGISTRY_TOKEN": "bmo_x",
+                                 "BEAMOPS_GATEWAY_TOKEN": "stale"})
+    assert env == {"PATH": "/usr/bin", TOKEN_ENV: "secret"}
+
+
+def test_local_address_reaches_wildcard_listeners_on_loopback():
+    assert local_address("0.0.0.0", 50054) == "127.0.0.1:50054"
+    assert local_address("", 1) == "127.0.0.1:1"
+    assert local_address("10.1.2.3", 50055) == "10.1.2.3:50055"
+    assert local_address("::1", 7) == "[::1]:7"
+
+
+def test_gateway_settings_defaults():
+    s = InferenceSettings(host="0.0.0.0")
+    assert not s.gateway and s.gateway_port == 0 and s.gateway_host == "0.0.0.0"
+    assert s.gateway_auth_cache_s == 5.0 and s.gateway_drift_samples_per_s == 200
+    assert s.resolved_gateway_binary == DEFAULT_GATEWAY_BINARY
+    assert DEFAULT_GATEWAY_BINARY == ROOT / "services" / "inference" / "gateway" / "bin" / "beamops-gateway"
+    s = InferenceSettings.load(["--gateway", "true", "--gateway-port", "50055",
+                                "--gateway-host", "127.0.0.1", "--gateway-binary", "/x/gw"])
+    assert (s.gateway, s.gateway_port, s.gateway_host) == (True, 50055, "127.0.0.1")
+    assert s.resolved_gateway_binary == Path("/x/gw")
+    for field, value in (("gateway_auth_cache_s", -1), ("gateway_drift_samples_per_s", -1)):
+        with pytest.raises(ValueError, match=field):
+            InferenceSettings(**{field: value})
+
+
+def test_a_missing_binary_refuses_to_start_with_the_way_to_build_it(tmp_path):
+    missing = tmp_path / "nope" / "beamops-gateway"
+    with pytest.raises(FileNotFoundError) as error:
+        check_gateway_settings(InferenceSettings(gateway=True, gateway_binary=str(missing)))
+    assert "make gateway" in str(error.value) and str(missing) in str(error.value)
+    assert "make gateway" in missing_binary_message(missing)
+    check_gateway_settings(InferenceSettings(gateway=False, gateway_binary=str(missing)))  # off: fine
+
+
+def test_gateway_with_tls_is_refused(tmp_path):
+    binary = tmp_path / "gw"
+    binary.write_text("#!/bin/sh\n")
+    with pytest.raises(ValueError, match="TLS"):
+        check_gateway_settings(InferenceSettings(gateway=True, gateway_binary=str(binary),
+                                                 tls_cert_file=tmp_path / "c", tls_key_file=tmp_path / "k"))
+
+
+def test_a_gateway_left_behind_by_a_killed_service_is_stopped(tmp_path):
+    import subprocess
+    import sys
+
+    from beamops.inference.gateway_supervisor import GatewaySupervisor
+
+    binary = tmp_path / "beamops-gateway"
+    binary.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    binary.chmod(0o755)
+    other = tmp_path / "other-program"
+    other.write_text(binary.read_text())
+    other.chmod(0o755)
+    run_dir = tmp_path / "gateway"
+    run_dir.mkdir()
+    supervisor = GatewaySupervisor(binary, run_dir, host="127.0.0.1", port=0, service="s:1",
+                                   triton="t:2", token="x", max_message_bytes=1,
+                                   infer_timeout_s=1, drift_samples_per_s=1)
+    leftover = subprocess.Popen([str(binary)])
+    unrelated = subprocess.Popen([str(other)])
+    try:
+        (run_dir / "gateway.pid").write_text(str(unrelated.pid))
+        assert supervisor.stop_leftover() is False  # another program: left alone
+        assert unrelated.poll() is None
+        (run_dir / "gateway.pid").write_text(str(leftover.pid))
+        assert supervisor.stop_leftover() is True
+        assert leftover.wait(5) == -15  # SIGTERM
+        assert not (run_dir / "gateway.pid").exists()
+        assert supervisor.stop_leftover() is False  # nothing left
+    finally:
+        for process in (leftover, unrelated):
+            process.kill()
+            process.wait()
