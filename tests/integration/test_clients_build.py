@@ -67,13 +67,14 @@ def test_one_command_generates_stubs_for_every_language(client_programs):
         assert "Predict" in path.read_text(), path
     # Every service of protos/ has stubs in every client language.
     services = sorted(p.stem for p in (CLIENTS.parent / "protos").rglob("*_service.proto"))
-    assert services == ["data_service", "inference_service", "registry_service", "training_service"]
+    assert services == ["data_service", "gateway_service", "inference_service", "registry_service",
+                        "training_service"]
     for service in services:
         assert list((CLIENTS / "go" / "gen").rglob(f"{service}_grpc.pb.go")), service
         assert list((CLIENTS / "cpp" / "build" / "gen").rglob(f"{service}.grpc.pb.h")), service
     java = {p.name for p in (CLIENTS / "java" / "target" / "generated-sources").rglob("*Grpc.java")}
-    assert java == {"DataServiceGrpc.java", "InferenceServiceGrpc.java", "RegistryServiceGrpc.java",
-                    "TrainingServiceGrpc.java"}
+    assert java == {"DataServiceGrpc.java", "GatewayServiceGrpc.java", "InferenceServiceGrpc.java",
+                    "RegistryServiceGrpc.java", "TrainingServiceGrpc.java"}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -26,6 +26,7 @@ def test_up_starts_four_serving_services_with_reflection_and_a_token(stack):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["token"] in output
     assert config["registry_address"] == f"127.0.0.1:{50051 + offset}"
+    assert config["inference_address"] == f"127.0.0.1:{GATEWAY_PORT + offset}"  # through the gateway
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o600
 
     with grpc.insecure_channel(config["registry_address"]) as channel:

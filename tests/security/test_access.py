@@ -18,7 +18,7 @@ from beamops.runtime.auth import TokenStore
 
 from tests.fixtures.inference import mlp_onnx
 from tests.service import test_runtime_auth
-from tests.protos import services
+from tests.protos import public_services, services
 
 from .assertions import expect_error
 
@@ -40,7 +40,7 @@ async def test_a_revoked_token_is_refused_by_every_service_on_the_next_call(tmp_
 
     token = store.create("short-lived", auth_pb2.ROLE_ADMIN)
     md = (("authorization", f"Bearer {token}"),)
-    for service in services():
+    for service in public_services():  # GatewayService: test_inference_gateway_control.py
         create_server, settings = test_runtime_auth.settings_for(service.name, tmp_path / "revoked", tokens.path)
         method = next(m for m in service.methods if not m.client_streaming and not m.server_streaming
                       and m.name.startswith(("Get", "List")))

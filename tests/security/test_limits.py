@@ -19,7 +19,7 @@ from beamops.tensors import to_tensor
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 from tests.fixtures.registry import make_onnx
 from tests.fixtures.services import running
-from tests.protos import services
+from tests.protos import public_services, services
 from tests.service import test_runtime_auth
 
 from .assertions import assert_clean_error, expect_error
@@ -55,7 +55,7 @@ async def status_of(coro) -> grpc.StatusCode:
 
 async def test_every_service_refuses_oversized_messages_and_clamps_page_sizes(tmp_path, tokens):
     md = tokens.metadata("admin")
-    for service in services():
+    for service in public_services():  # GatewayService: test_inference_gateway_control.py
         create_server, settings = test_runtime_auth.settings_for(service.name, tmp_path, tokens.path)
         settings = settings.model_copy(update={"max_message_bytes": 64 * 1024})
         async with running(create_server, settings) as (_, channel):

@@ -148,6 +148,13 @@ async def test_gateway_service_needs_the_admin_role(inference_stack):
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await call(())
                 assert_clear(err.value, grpc.StatusCode.UNAUTHENTICATED, "token")
+                # An admin token works until it is revoked, and not after.
+                admin = stack.tokens.store.create("night-admin", auth_pb2.ROLE_ADMIN)
+                await call((("authorization", f"Bearer {admin}"),))
+                stack.tokens.store.revoke("night-admin")
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await call((("authorization", f"Bearer {admin}"),))
+                assert_clear(err.value, grpc.StatusCode.UNAUTHENTICATED, "revoked")
 
 
 async def test_report_usage_moves_the_prometheus_series_and_feeds_drift(inference_stack):

@@ -184,6 +184,9 @@ class Stack:
         config = {"token": token} | {
             f"{s.name}_address": f"127.0.0.1:{s.port}" for s in self.services
         }
+        # The SDK and CLI call inference through its gateway: Predict served by compiled code,
+        # every other call forwarded to the service.
+        config["inference_address"] = f"127.0.0.1:{self.gateway_port}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(config, f, indent=2)
