@@ -53,6 +53,11 @@ def test_down_leaves_nothing_running(stack):
     offset, tmp_path, _, command, env = stack
     pids = [int(p.read_text()) for p in (tmp_path / "var" / "run").glob("*.pid")]
     assert len(pids) == 4
+    # And what the inference service started: the bundled Triton and the gateway (called right
+    # after `up`, so a stop that races the service's start is covered too).
+    inference = tmp_path / "var" / "inference"
+    pids += [int((inference / "triton" / "tritonserver.pid").read_text()),
+             int((inference / "gateway" / "gateway.pid").read_text())]
     down = subprocess.run([*command, "down"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0
     for pid in pids:
@@ -62,3 +67,33 @@ def test_down_leaves_nothing_running(stack):
     assert health_status(f"127.0.0.1:{GATEWAY_PORT + offset}") == "DOWN"  # stopped with its service
     status = subprocess.run([*command, "status"], env=env, capture_output=True, text=True)
     assert status.returncode == 1
+
+
+def test_a_killed_inference_service_takes_its_gateway_along_and_up_brings_everything_back(stack):
+    import os
+    import signal
+    import time
+
+    offset, tmp_path, _, command, env = stack
+    var = tmp_path / "var"
+    service_pid = int((var / "run" / "inference.pid").read_text())
+    gateway_pid = int((var / "inference" / "gateway" / "gateway.pid").read_text())
+    triton_pid = int((var / "inference" / "triton" / "tritonserver.pid").read_text())
+    os.kill(service_pid, signal.SIGKILL)
+    for _ in range(200):  # bounded: ~20 s
+        if not Path(f"/proc/{gateway_pid}").exists() or "zombie" in Path(
+                f"/proc/{gateway_pid}/status").read_text().lower():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the gateway kept running after its service was killed")
+    assert health_status(f"127.0.0.1:{GATEWAY_PORT + offset}") == "DOWN"
+
+    again = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert health_status(f"127.0.0.1:{GATEWAY_PORT + offset}") == "SERVING"
+    assert int((var / "inference" / "gateway" / "gateway.pid").read_text()) != gateway_pid
+    # The Triton the killed service left behind was stopped by the new one, not left running.
+    assert not Path(f"/proc/{triton_pid}").exists() or "zombie" in Path(
+        f"/proc/{triton_pid}/status").read_text().lower()
+    assert int((var / "inference" / "triton" / "tritonserver.pid").read_text()) != triton_pid

@@ -223,6 +223,7 @@ STAND_IN = textwrap.dedent('''\
         for flag in ("listen", "service", "triton", "max-message-bytes", "infer-timeout",
                      "drift-samples-per-s"):
             p.add_argument("--" + flag, required=True)
+        p.add_argument("--exit-with-parent", action="store_true")
         args = p.parse_args()
         token = os.environ["BEAMOPS_GATEWAY_TOKEN"]
         event(kind="start", argv=sys.argv[1:], beamops_env=sorted(k for k in os.environ
@@ -292,7 +293,8 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
         assert await _health(server.gateway_address) == health_pb2.HealthCheckResponse.SERVING
 
         start = _events(stand_in)[0]
-        flags = dict(zip(start["argv"][::2], start["argv"][1::2]))
+        assert start["argv"][-1] == "--exit-with-parent"
+        flags = dict(zip(start["argv"][:-1:2], start["argv"][1:-1:2]))
         assert flags["--listen"] == f"127.0.0.1:{port}"
         assert flags["--service"] == f"127.0.0.1:{server.port}"
         assert flags["--max-message-bytes"] == str(3 * 1024 * 1024)

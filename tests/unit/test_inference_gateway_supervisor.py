@@ -21,7 +21,8 @@ def test_command_line_has_every_flag_of_the_design():
                    triton="127.0.0.1:8001", max_message_bytes=64 << 20, infer_timeout_s=30.0,
                    drift_samples_per_s=200)
     assert args[0] == "/opt/beamops-gateway"
-    flags = dict(zip(args[1::2], args[2::2]))
+    assert args[-1] == "--exit-with-parent"  # no orphan gateway serving after the service died
+    flags = dict(zip(args[1:-1:2], args[2:-1:2]))
     assert flags == {"--listen": "0.0.0.0:50055", "--service": "127.0.0.1:50054",
                      "--triton": "127.0.0.1:8001", "--max-message-bytes": str(64 << 20),
                      "--infer-timeout": "30", "--drift-samples-per-s": "200"}

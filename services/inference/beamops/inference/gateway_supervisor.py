@@ -16,13 +16,13 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from .leftovers import stop_leftover
 from .metrics import InferenceMetrics
 from .triton_supervisor import free_port
 
@@ -57,7 +57,8 @@ def command(binary: Path, *, listen: str, service: str, triton: str, max_message
     return [str(binary), "--listen", listen, "--service", service, "--triton", triton,
             "--max-message-bytes", str(max_message_bytes),
             "--infer-timeout", f"{infer_timeout_s:g}",
-            "--drift-samples-per-s", str(drift_samples_per_s)]
+            "--drift-samples-per-s", str(drift_samples_per_s),
+            "--exit-with-parent"]  # a gateway whose service was killed stops too
 
 
 def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -133,12 +134,13 @@ class GatewaySupervisor:
                 args, env=environment(self._token), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True)  # a Ctrl-C on the terminal reaches the service only
+        self.pid_file.write_text(str(self._process.pid))  # at once: operators can find it
         try:
             await self._wait_ready()
         except BaseException:
             await self._terminate()
+            self.pid_file.unlink(missing_ok=True)
             raise
-        self.pid_file.write_text(str(self._process.pid))
         log.info("beamops-gateway serving on %s (pid %d)", listen, self._process.pid)
 
     async def _wait_ready(self) -> None:
@@ -206,49 +208,11 @@ class GatewaySupervisor:
     def stop_leftover(self) -> bool:
         """Stops a gateway that an earlier run of the service left behind (the service was
         killed): the pid file names a live process running this binary. True if there was one."""
-        try:
-            pid = int(self.pid_file.read_text())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return False
-        if os.fsencode(str(self.binary)) not in argv or pid == os.getpid():
-            return False
-        log.warning("stopping beamops-gateway pid %d, left running by an earlier run", pid)
-        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 2.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            if _wait_gone(pid, wait_s):
-                break
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_leftover(self.pid_file, self.binary, what="beamops-gateway",
+                             term_timeout_s=STOP_TIMEOUT_S)
 
     def _log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
             return ""
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return "; log tail:\n" + "\n".join(tail) if tail else ""
-
-
-def _wait_gone(pid: int, timeout_s: float) -> bool:
-    """Waits for a process that is not our child to end; True if it did."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        state = _proc_state(pid)
-        if state == "Z":  # a zombie (its parent has not reaped it yet): it is over
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[0]

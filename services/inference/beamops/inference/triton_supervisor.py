@@ -17,6 +17,7 @@ from pathlib import Path
 from .alerts import AlertBook
 from .bundled_triton import BundledTriton, TritonPaths, TritonStartError
 from .domain import AlertKind, Severity
+from .leftovers import stop_leftover
 from .metrics import InferenceMetrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class TritonSupervisor:
 
     def _start_blocking(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # A Triton left by a killed run of the service (its own process group outlives it).
+        stop_leftover(self.pid_file, self.triton.paths.tritonserver, what="bundled Triton",
+                      group=True)
         self.triton.start()
         try:
             self.triton.wait_ready(self.start_timeout_s)

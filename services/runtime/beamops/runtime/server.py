@@ -142,6 +142,13 @@ def run(
 
 
 async def _serve(settings, create_server) -> None:
+    # Signals are caught from the start: a SIGTERM that arrives while the service is still
+    # starting (its helpers, e.g. Triton, already running) stops it gracefully once started,
+    # instead of killing the process and leaving the helpers behind.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     running = await create_server(settings)
     if settings.metrics_port is not None:
         httpd, _ = start_http_server(settings.metrics_port, settings.host, registry=running.metrics)
@@ -149,10 +156,6 @@ async def _serve(settings, create_server) -> None:
         log.info("metrics on http://%s:%d/metrics", settings.host, httpd.server_port)
     log.info("%s serving on %s:%d", settings.service_name, settings.host, running.port,
              extra={"port": running.port})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: health NOT_SERVING, draining for %.1fs, grace %.1fs",
              settings.drain_s, settings.grace_period_s)

@@ -31,7 +31,7 @@ const (
 	gracefulStop = 5 * time.Second
 )
 
-func parseFlags(args []string, procs *int) (server.Config, error) {
+func parseFlags(args []string, procs *int, withParent *bool) (server.Config, error) {
 	var cfg server.Config
 	var inferTimeout, reportInterval float64
 	fs := flag.NewFlagSet("beamops-gateway", flag.ContinueOnError)
@@ -45,6 +45,8 @@ func parseFlags(args []string, procs *int) (server.Config, error) {
 	fs.IntVar(&cfg.TritonConnections, "triton-connections", 2, "connections to Triton (calls are spread over them)")
 	fs.IntVar(procs, "procs", 0, "CPUs the gateway runs Go code on at once (GOMAXPROCS); 0: half of those available, "+
 		"at least 1 (the gateway shares the host with Triton); the GOMAXPROCS variable, when set, wins")
+	fs.BoolVar(withParent, "exit-with-parent", false, "stop (SIGTERM) when the process that started the gateway dies "+
+		"(Linux; the inference service sets it)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -68,8 +70,8 @@ func parseFlags(args []string, procs *int) (server.Config, error) {
 func main() {
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix("beamops-gateway: ")
-	procs := 0
-	cfg, err := parseFlags(os.Args[1:], &procs)
+	procs, withParent := 0, false
+	cfg, err := parseFlags(os.Args[1:], &procs, &withParent)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -90,6 +92,12 @@ func main() {
 	}
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	if withParent {
+		if err := exitWithParent(); err != nil {
+			log.Printf("--exit-with-parent: %v", err)
+			os.Exit(1)
+		}
+	}
 	srv, err := server.Start(cfg)
 	if err != nil {
 		log.Print(err)
