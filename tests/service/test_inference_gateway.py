@@ -12,6 +12,7 @@ import signal
 
 import grpc
 import numpy as np
+import onnxruntime as ort
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from beamops.common.v1 import auth_pb2
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.inference.v1 import inference_service_pb2_grpc
-from beamops.tensors import to_tensor
-from tests.fixtures.gateway import settled
+from beamops.tensors import from_tensor, to_tensor
+from tests.fixtures.gateway import make_certificates, settled
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 from tests.fixtures.registry import assert_clear
 
@@ -241,3 +242,36 @@ async def test_a_killed_gateway_is_restarted(deployed):
         "beamops_inference_gateway_restarts_total"), lambda n: (n or 0) >= 1)
     assert restarts >= 1  # counted once the new gateway answers its health check
     assert int(pid_file.read_text()) != pid
+
+
+async def test_with_tls_configured_the_gateway_serves_mutual_tls_and_nothing_in_plaintext(
+        inference_stack, tmp_path):
+    stack = inference_stack
+    data = mlp_onnx(seed=3)
+    await stack.publish("jets", data, alias="production")
+    tls = make_certificates(tmp_path / "tls")
+    async with stack.inference(gateway=True, tls_cert_file=tls["server_cert"], tls_key_file=tls["server_key"],
+                               tls_client_ca_file=tls["ca"]) as (server, _):
+        ca = tls["ca"].read_bytes()
+        trusted = grpc.ssl_channel_credentials(root_certificates=ca, private_key=tls["client_key"].read_bytes(),
+                                               certificate_chain=tls["client_cert"].read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{server.gateway_port}", trusted) as channel:
+            gateway = inference_service_pb2_grpc.InferenceServiceStub(channel)
+            await gateway.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
+                                 metadata=stack.md("deployer"))  # forwarded to the service
+            x = _x(5)
+            request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
+            reply = await gateway.Predict(request, metadata=stack.md("reader"))
+            want = ort.InferenceSession(data).run(None, {"x": x})[0]
+            assert np.allclose(from_tensor(reply.outputs[0]), want, rtol=1e-5, atol=1e-6)
+
+        # No client certificate, or no TLS at all: refused by the transport, on both ports.
+        anonymous = grpc.ssl_channel_credentials(root_certificates=ca)
+        for port in (server.gateway_port, server.port):
+            for channel in (grpc.aio.secure_channel(f"localhost:{port}", anonymous),
+                            grpc.aio.insecure_channel(f"127.0.0.1:{port}")):
+                async with channel:
+                    stub = inference_service_pb2_grpc.InferenceServiceStub(channel)
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        await stub.Predict(request, metadata=stack.md("reader"), timeout=5)
+                    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (port, err.value.details())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from beamops.inference.gateway_supervisor import (
-    TOKEN_ENV, command, environment, local_address, missing_binary_message,
+    TOKEN_ENV, GatewayTls, command, environment, local_address, missing_binary_message,
 )
 from beamops.inference.server import check_gateway_settings
 from beamops.inference.settings import DEFAULT_GATEWAY_BINARY, InferenceSettings
@@ -67,12 +67,16 @@ def test_a_missing_binary_refuses_to_start_with_the_way_to_build_it(tmp_path):
     check_gateway_settings(InferenceSettings(gateway=False, gateway_binary=str(missing)))  # off: fine
 
 
-def test_gateway_with_tls_is_refused(tmp_path):
-    binary = tmp_path / "gw"
-    binary.write_text("#!/bin/sh\n")
-    with pytest.raises(ValueError, match="TLS"):
-        check_gateway_settings(InferenceSettings(gateway=True, gateway_binary=str(binary),
-                                                 tls_cert_file=tmp_path / "c", tls_key_file=tmp_path / "k"))
+def test_with_tls_the_gateway_serves_the_services_certificate():
+    args = command(Path("g"), listen="0.0.0.0:50055", service="127.0.0.1:41000", triton="t:1",
+                   max_message_bytes=1, infer_timeout_s=1, drift_samples_per_s=1,
+                   tls=GatewayTls(Path("/etc/b/cert.pem"), Path("/etc/b/key.pem"), Path("/etc/b/ca.pem")))
+    flags = dict(zip(args[1:-1:2], args[2:-1:2]))
+    assert (flags["--tls-cert"], flags["--tls-key"], flags["--tls-client-ca"]) == (
+        "/etc/b/cert.pem", "/etc/b/key.pem", "/etc/b/ca.pem")
+    plain = command(Path("g"), listen="a:1", service="b:2", triton="c:3", max_message_bytes=1,
+                    infer_timeout_s=1, drift_samples_per_s=1)
+    assert not any(a.startswith("--tls") for a in plain)
 
 
 def test_a_gateway_left_behind_by_a_killed_service_is_stopped(tmp_path):

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -51,14 +52,28 @@ def local_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+@dataclass(frozen=True)
+class GatewayTls:
+    """The service's TLS files, which the gateway serves its callers with."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
-            infer_timeout_s: float, drift_samples_per_s: int) -> list[str]:
+            infer_timeout_s: float, drift_samples_per_s: int,
+            tls: GatewayTls | None = None) -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
-    return [str(binary), "--listen", listen, "--service", service, "--triton", triton,
+    args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
             "--max-message-bytes", str(max_message_bytes),
             "--infer-timeout", f"{infer_timeout_s:g}",
-            "--drift-samples-per-s", str(drift_samples_per_s),
-            "--exit-with-parent"]  # a gateway whose service was killed stops too
+            "--drift-samples-per-s", str(drift_samples_per_s)]
+    if tls is not None:
+        args += ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
+        if tls.client_ca_file is not None:
+            args += ["--tls-client-ca", str(tls.client_ca_file)]
+    return args + ["--exit-with-parent"]  # a gateway whose service was killed stops too
 
 
 def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -72,14 +87,16 @@ def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, 
 class GatewaySupervisor:
     def __init__(self, binary: Path, run_dir: Path, *, host: str, port: int, service: str,
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
-                 drift_samples_per_s: int, start_timeout_s: float = 30.0,
-                 watch_interval_s: float = 1.0) -> None:
+                 drift_samples_per_s: int, tls: GatewayTls | None = None,
+                 start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir
         self.host, self.port = host, port
         self._auto_port = port == 0
         self._token = token
         self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
-                           infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s)
+                           infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s,
+                           tls=tls)
+        self.tls = tls
         self.start_timeout_s, self.watch_interval_s = start_timeout_s, watch_interval_s
         self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -144,6 +161,9 @@ class GatewaySupervisor:
         log.info("beamops-gateway serving on %s (pid %d)", listen, self._process.pid)
 
     async def _wait_ready(self) -> None:
+        if self.tls is not None:
+            await self._wait_listening()
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout_s
         async with grpc.aio.insecure_channel(self.address) as channel:
@@ -162,6 +182,28 @@ class GatewaySupervisor:
                     raise GatewayStartError(f"beamops-gateway not SERVING on {self.address} after "
                                             f"{self.start_timeout_s:g} s{self._log_tail()}")
                 await asyncio.sleep(0.05)
+
+    async def _wait_listening(self) -> None:
+        """With TLS (whose certificate may not name this address, and may demand a client
+        certificate) readiness is the port accepting connections: the gateway listens once it
+        has loaded its certificates and connected its clients."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout_s
+        host, port = self.address.rsplit(":", 1)
+        while True:
+            if not self.is_running():
+                raise GatewayStartError(f"beamops-gateway exited with code "
+                                        f"{self._process.returncode}{self._log_tail()}")
+            try:
+                _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+                writer.close()
+                return
+            except OSError:
+                pass
+            if loop.time() > deadline:
+                raise GatewayStartError(f"beamops-gateway not listening on {self.address} after "
+                                        f"{self.start_timeout_s:g} s{self._log_tail()}")
+            await asyncio.sleep(0.05)
 
     def watch(self, metrics: InferenceMetrics) -> None:
         """Restarts the gateway (same port, same token) whenever it exits."""

@@ -27,7 +27,9 @@ from .alerts import AlertBook
 from .bundled_triton import TritonPaths
 from .deployments import DeploymentManager, Options
 from .gateway_servicer import GatewayServicer
-from .gateway_supervisor import GatewaySupervisor, local_address, missing_binary_message
+from .gateway_supervisor import (
+    GatewaySupervisor, GatewayTls, local_address, missing_binary_message,
+)
 from .malloc_tuning import tune_malloc
 from .metrics import InferenceMetrics
 from .model_repository import ModelRepository
@@ -70,9 +72,6 @@ def check_gateway_settings(settings: InferenceSettings) -> None:
         return
     if not settings.resolved_gateway_binary.is_file():
         raise FileNotFoundError(missing_binary_message(settings.resolved_gateway_binary))
-    if settings.tls_cert_file is not None or settings.tls_key_file is not None:
-        raise ValueError("gateway=true with TLS is not supported yet: beamops-gateway speaks "
-                         "plaintext gRPC to the service and to its clients")
 
 
 async def create_server(settings: InferenceSettings) -> InferenceServer:
@@ -126,7 +125,8 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
         ),
     ]
     try:
-        base = await create_grpc_server(settings, services, authenticator=authenticator)
+        base = await create_grpc_server(settings, services, authenticator=authenticator,
+                                        loopback=settings.gateway)
     except BaseException:
         await registry_channel.close()
         await backend.close()
@@ -158,10 +158,14 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
         gateway = GatewaySupervisor(
             settings.resolved_gateway_binary, settings.var_dir / "gateway",
             host=settings.gateway_host, port=settings.gateway_port,
-            service=local_address(settings.host, running.port), triton=triton_url,
-            token=gateway_token, max_message_bytes=settings.max_message_bytes,
+            # With TLS the service also listens in plaintext on loopback, for the gateway only.
+            service=(f"127.0.0.1:{running.loopback_port}" if running.loopback_port
+                     else local_address(settings.host, running.port)),
+            triton=triton_url, token=gateway_token, max_message_bytes=settings.max_message_bytes,
             infer_timeout_s=settings.triton_infer_timeout_s,
-            drift_samples_per_s=settings.gateway_drift_samples_per_s)
+            drift_samples_per_s=settings.gateway_drift_samples_per_s,
+            tls=(GatewayTls(settings.tls_cert_file, settings.tls_key_file,
+                            settings.tls_client_ca_file) if settings.tls_cert_file else None))
         try:
             await gateway.start()
         except BaseException:

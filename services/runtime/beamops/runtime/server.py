@@ -50,6 +50,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     services: Sequence[Service]
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    loopback_port: int | None = None  # plaintext on 127.0.0.1 beside a TLS port (see create_grpc_server)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     before_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -93,13 +94,16 @@ def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | No
 
 async def create_grpc_server(
     settings: ServiceSettings, services: Sequence[Service], *,
-    authenticator: Authenticator | None = None,
+    authenticator: Authenticator | None = None, loopback: bool = False,
 ) -> RunningServer:
     """Build and start a server for ``services``; returns it with the port it listens on.
 
     ``authenticator`` (default: the one ``settings`` describe, :func:`authenticator_for`) checks
     callers' tokens; pass one built with ``authenticator_for(settings, extra={...})`` to also
-    accept tokens valid in this process only, or to share it with a servicer.
+    accept tokens valid in this process only, or to share it with a servicer. With ``loopback``
+    and TLS configured, the server also listens in plaintext on a free port of 127.0.0.1 only
+    (``RunningServer.loopback_port``), for a helper process on this machine (the inference
+    gateway, which terminates TLS itself); tokens are checked there as everywhere.
     """
     metrics = CollectorRegistry()
     if authenticator is None:
@@ -126,10 +130,12 @@ async def create_grpc_server(
             else server.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    loopback_port = server.add_insecure_port("127.0.0.1:0") if loopback and credentials else None
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, services, metrics)
+    return RunningServer(server, port, health_servicer, services, metrics,
+                         loopback_port=loopback_port)
 
 
 def run(

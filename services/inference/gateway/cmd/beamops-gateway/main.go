@@ -45,6 +45,9 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 	fs.IntVar(&cfg.TritonConnections, "triton-connections", 2, "connections to Triton (calls are spread over them)")
 	fs.IntVar(procs, "procs", 0, "CPUs the gateway runs Go code on at once (GOMAXPROCS); 0: half of those available, "+
 		"at least 1 (the gateway shares the host with Triton); the GOMAXPROCS variable, when set, wins")
+	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate chain: serve callers TLS (with --tls-key)")
+	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.TLS.ClientCAFile, "tls-client-ca", "", "PEM CA: callers must present a certificate it signed (mutual TLS)")
 	fs.BoolVar(withParent, "exit-with-parent", false, "stop (SIGTERM) when the process that started the gateway dies "+
 		"(Linux; the inference service sets it)")
 	if err := fs.Parse(args); err != nil {
@@ -103,7 +106,14 @@ func main() {
 		log.Print(err)
 		os.Exit(1)
 	}
-	log.Printf("listening on %s (service %s, Triton %s, %d CPUs)", srv.Addr(), cfg.Service, cfg.Triton, runtime.GOMAXPROCS(0))
+	transport := "plaintext"
+	if cfg.TLS.Enabled() {
+		transport = "TLS"
+		if cfg.TLS.ClientCAFile != "" {
+			transport = "mutual TLS"
+		}
+	}
+	log.Printf("listening on %s, %s (service %s, Triton %s, %d CPUs)", srv.Addr(), transport, cfg.Service, cfg.Triton, runtime.GOMAXPROCS(0))
 	select {
 	case sig := <-signals:
 		log.Printf("%v: stopping (graceful, at most %v)", sig, gracefulStop)

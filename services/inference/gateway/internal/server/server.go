@@ -41,6 +41,7 @@ type Config struct {
 	DriftSamplesPerS  int
 	TritonConnections int
 	RetryWait         time.Duration // 0: predict.DefaultRetryWait
+	TLS               TLS           // callers are served TLS when enabled (the service port stays plaintext loopback)
 }
 
 // Server is a started gateway.
@@ -116,7 +117,7 @@ func (s *Server) start(cfg Config) error {
 		RetryWait:    retry,
 		MaxSendBytes: cfg.MaxMessageBytes,
 	}
-	s.grpc = grpc.NewServer(
+	options := []grpc.ServerOption{
 		grpc.UnknownServiceHandler(gw.Handle),
 		grpc.ForceServerCodecV2(rawcodec.Codec{}),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
@@ -124,7 +125,15 @@ func (s *Server) start(cfg Config) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ReadBufferSize(256<<10), grpc.WriteBufferSize(256<<10),
-	)
+	}
+	if cfg.TLS.Enabled() {
+		creds, err := cfg.TLS.serverOption()
+		if err != nil {
+			return err
+		}
+		options = append(options, creds)
+	}
+	s.grpc = grpc.NewServer(options...)
 
 	ctx, stop := context.WithCancel(context.Background())
 	s.stopBg = stop
