@@ -21,7 +21,7 @@ from beamops.common.v1 import auth_pb2
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.inference.v1 import inference_service_pb2_grpc
 from beamops.tensors import from_tensor, to_tensor
-from tests.fixtures.gateway import make_certificates, settled
+from tests.fixtures.gateway import settled
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 from tests.fixtures.registry import assert_clear
 
@@ -245,16 +245,16 @@ async def test_a_killed_gateway_is_restarted(deployed):
 
 
 async def test_with_tls_configured_the_gateway_serves_mutual_tls_and_nothing_in_plaintext(
-        inference_stack, tmp_path):
+        inference_stack, certificates):
     stack = inference_stack
     data = mlp_onnx(seed=3)
     await stack.publish("jets", data, alias="production")
-    tls = make_certificates(tmp_path / "tls")
-    async with stack.inference(gateway=True, tls_cert_file=tls["server_cert"], tls_key_file=tls["server_key"],
-                               tls_client_ca_file=tls["ca"]) as (server, _):
-        ca = tls["ca"].read_bytes()
-        trusted = grpc.ssl_channel_credentials(root_certificates=ca, private_key=tls["client_key"].read_bytes(),
-                                               certificate_chain=tls["client_cert"].read_bytes())
+    tls = certificates  # tests/fixtures/tls.py
+    async with stack.inference(gateway=True, tls_cert_file=tls.server_cert, tls_key_file=tls.server_key,
+                               tls_client_ca_file=tls.ca) as (server, _):
+        ca = tls.ca.read_bytes()
+        trusted = grpc.ssl_channel_credentials(root_certificates=ca, private_key=tls.client_key.read_bytes(),
+                                               certificate_chain=tls.client_cert.read_bytes())
         async with grpc.aio.secure_channel(f"localhost:{server.gateway_port}", trusted) as channel:
             gateway = inference_service_pb2_grpc.InferenceServiceStub(channel)
             await gateway.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
