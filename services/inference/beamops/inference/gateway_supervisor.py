@@ -12,6 +12,7 @@ Its output goes to ``<run_dir>/gateway.log``, its pid to ``<run_dir>/gateway.pid
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -161,49 +162,40 @@ class GatewaySupervisor:
         log.info("beamops-gateway serving on %s (pid %d)", listen, self._process.pid)
 
     async def _wait_ready(self) -> None:
-        if self.tls is not None:
-            await self._wait_listening()
-            return
+        """Until the gateway is ready: a health check through it answers SERVING (it forwards
+        to the service); with TLS (whose certificate may not name this address, and may demand
+        a client certificate) its port accepting connections, which it does once it has loaded
+        its certificates and connected its clients."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout_s
         async with grpc.aio.insecure_channel(self.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
+            ready = self._listening if self.tls is not None else functools.partial(
+                self._serving, health_pb2_grpc.HealthStub(channel))
+            while not await ready():
                 if not self.is_running():
                     raise GatewayStartError(f"beamops-gateway exited with code "
                                             f"{self._process.returncode}{self._log_tail()}")
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
                 if loop.time() > deadline:
-                    raise GatewayStartError(f"beamops-gateway not SERVING on {self.address} after "
+                    raise GatewayStartError(f"beamops-gateway not ready on {self.address} after "
                                             f"{self.start_timeout_s:g} s{self._log_tail()}")
                 await asyncio.sleep(0.05)
 
-    async def _wait_listening(self) -> None:
-        """With TLS (whose certificate may not name this address, and may demand a client
-        certificate) readiness is the port accepting connections: the gateway listens once it
-        has loaded its certificates and connected its clients."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.start_timeout_s
+    @staticmethod
+    async def _serving(health: health_pb2_grpc.HealthStub) -> bool:
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.aio.AioRpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _listening(self) -> bool:
         host, port = self.address.rsplit(":", 1)
-        while True:
-            if not self.is_running():
-                raise GatewayStartError(f"beamops-gateway exited with code "
-                                        f"{self._process.returncode}{self._log_tail()}")
-            try:
-                _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
-                writer.close()
-                return
-            except OSError:
-                pass
-            if loop.time() > deadline:
-                raise GatewayStartError(f"beamops-gateway not listening on {self.address} after "
-                                        f"{self.start_timeout_s:g} s{self._log_tail()}")
-            await asyncio.sleep(0.05)
+        try:
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        except OSError:
+            return False
+        writer.close()
+        return True
 
     def watch(self, metrics: InferenceMetrics) -> None:
         """Restarts the gateway (same port, same token) whenever it exits."""

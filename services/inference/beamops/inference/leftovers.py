@@ -11,6 +11,8 @@ import signal
 import time
 from pathlib import Path
 
+from beamops.runtime.processes import command_line, ended
+
 log = logging.getLogger(__name__)
 
 
@@ -22,11 +24,11 @@ def stop_leftover(pid_file: Path, binary: Path, *, what: str, group: bool = Fals
     there was such a process."""
     try:
         pid = int(pid_file.read_text())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
         return False
-    if os.fsencode(str(binary)) not in argv or pid == os.getpid():
+    argv = command_line(pid)
+    if argv is None or os.fsencode(str(binary)) not in argv or pid == os.getpid():
         pid_file.unlink(missing_ok=True)
         return False
     log.warning("stopping %s pid %d, left running by an earlier run", what, pid)
@@ -46,19 +48,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
     """Waits for a process that is not our child to end; True if it did."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        if _proc_state(pid) == "Z":  # a zombie (its parent has not reaped it yet): it is over
+        if ended(pid):
             return True
         time.sleep(0.05)
     return False
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[0]

@@ -22,6 +22,7 @@ from beamops.config import config_path
 from beamops.health import health_status
 
 from .auth import TokenStore
+from .processes import ended
 
 
 @dataclass(frozen=True)
@@ -204,25 +205,14 @@ class Stack:
 
 
 def _alive(pid: int) -> bool:
+    # Reap it first if it is our zombie; one that is not ours (a killed service whose parent
+    # `up` already exited, waiting for init) has ended all the same.
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0): reap it if it is ours; one that is not ours (a killed
-    # service whose parent `up` already exited, waiting for init) is dead all the same.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
+        if os.waitpid(pid, os.WNOHANG)[0]:
             return False
     except ChildProcessError:
         pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return state not in ("Z", "X")
+    return not ended(pid)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,8 @@ from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
+from beamops.runtime.processes import command_line
+
 from .failures import dask_failure_message
 
 log = logging.getLogger(__name__)
@@ -154,9 +156,8 @@ class LocalExecutor:
         for pid in [worker.get("pid"), *worker.get("pids", ())]:
             if not isinstance(pid, int):
                 continue
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
+            cmdline = command_line(pid)
+            if cmdline is None:
                 continue
             if b"beamops.training.worker" not in cmdline or not any(job_id.encode() in a for a in cmdline):
                 continue
