@@ -398,9 +398,9 @@ class Authenticator:
         if self._jwt is not None and looks_like_jwt(token):
             principal, expires_at = self._jwt.verify(token)
             return Authentication(principal, expires_at)
-        principal = self._extra.get(hash_token(token)) if self._extra else None
-        if principal is None:
-            principal = self._tokens.authenticate(token)
+        principal = self._tokens.authenticate(token)
+        if principal is None and self._extra:  # the rare caller: one hash for everyone else
+            principal = self._extra.get(hash_token(token))
         if principal is None:
             raise Unauthenticated("the token is unknown or has been revoked")
         return Authentication(principal)
