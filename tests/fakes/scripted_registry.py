@@ -29,6 +29,8 @@ class ScriptedRegistry(registry_service_pb2_grpc.RegistryServiceServicer):
             raise errors.InvalidArgument("name must not be 'bad'", field="name")
         if name.startswith("slow"):
             await asyncio.sleep(float(name.removeprefix("slow-") or 1.5))
+        if name == "stray-cancel":  # what a call on a client channel closed under it raises
+            raise asyncio.CancelledError()
         if name == "boom":
             raise RuntimeError("disk full in /srv/beamops/var/registry.db")
         return pb.GetModelResponse(model=model_pb2.Model(name=name, owner=current_principal().name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -65,6 +67,27 @@ async def test_unexpected_error_is_internal_with_request_id_and_no_path(stub, to
     # The full story is in the log, under the same request id.
     logged = [r for r in caplog.records if getattr(r, "request_id", None) == "req-42"]
     assert logged and logged[0].exc_info is not None
+
+
+async def test_stray_cancellation_from_a_dependency_is_unavailable_not_a_hang(stub, tokens):
+    # Without the interceptor's care the handler ends with no status and the caller waits for
+    # its deadline (seen when the inference service reconnected to a restarted Triton).
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await stub.GetModel(pb.GetModelRequest(name="stray-cancel"),
+                            metadata=tokens.metadata("reader"), timeout=20)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "retry" in failed.value.details()
+
+
+async def test_a_caller_cancelling_its_call_is_not_reported_as_a_stray_cancellation(stub, tokens, caplog):
+    call = stub.GetModel(pb.GetModelRequest(name="slow-30"), metadata=tokens.metadata("reader"))
+    await asyncio.sleep(0.3)  # the handler is sleeping
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    # The server still answers, and saw the cancellation as the call's own.
+    await stub.GetModel(pb.GetModelRequest(name="jets"), metadata=tokens.metadata("reader"))
+    assert not [r for r in caplog.records if "cancelled under it" in r.getMessage()]
 
 
 async def test_success_returns_the_request_id_and_knows_the_caller(stub, tokens):

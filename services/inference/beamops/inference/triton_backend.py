@@ -8,10 +8,16 @@ trip (tritonclient's ``InferInput``/``InferResult`` helpers copy and convert sev
 Triton's repository index, logging, tracing and shared-memory APIs are deliberately not
 exposed. Errors become domain errors: Triton unreachable -> :class:`Unavailable`; everything
 else -> a clear message with no server path in it.
+
+A call cut short because its channel was closed (:meth:`TritonBackend.reconnect` after the bundled
+Triton restarted) is Triton being unreachable too. grpc.aio reports it as ``CancelledError``,
+which must not escape: a handler that ends in a stray ``CancelledError`` sends its caller no
+status at all, and the caller waits until its own deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -93,35 +99,31 @@ class TritonBackend:
 
     async def is_ready(self) -> bool:
         try:
-            reply = await self._stub.ServerReady(service_pb2.ServerReadyRequest(),
-                                                 timeout=self.ready_timeout_s)
-        except grpc.RpcError:
+            reply = await self._call(self._stub.ServerReady, service_pb2.ServerReadyRequest(),
+                                     self.ready_timeout_s, "checking readiness")
+        except (Unavailable, FailedPrecondition):
             return False
         return bool(reply.ready)
 
     async def is_model_ready(self, name: str) -> bool:
         try:
-            reply = await self._stub.ModelReady(service_pb2.ModelReadyRequest(name=name),
-                                                timeout=self.ready_timeout_s)
-        except grpc.RpcError:
+            reply = await self._call(self._stub.ModelReady, service_pb2.ModelReadyRequest(name=name),
+                                     self.ready_timeout_s, f"checking model {name!r}")
+        except (Unavailable, FailedPrecondition):
             return False
         return bool(reply.ready)
 
     async def load(self, name: str) -> None:
         """Loads (or reloads) ``name`` from the repository; returns once Triton reports it."""
-        try:
-            await self._stub.RepositoryModelLoad(
-                service_pb2.RepositoryModelLoadRequest(model_name=name), timeout=self.load_timeout_s)
-        except grpc.RpcError as exc:
-            raise self._error(exc, f"loading model {name!r}") from None
+        await self._call(self._stub.RepositoryModelLoad,
+                         service_pb2.RepositoryModelLoadRequest(model_name=name),
+                         self.load_timeout_s, f"loading model {name!r}")
 
     async def unload(self, name: str) -> None:
         request = service_pb2.RepositoryModelUnloadRequest(model_name=name)
         request.parameters["unload_dependents"].bool_param = False
-        try:
-            await self._stub.RepositoryModelUnload(request, timeout=self.load_timeout_s)
-        except grpc.RpcError as exc:
-            raise self._error(exc, f"unloading model {name!r}") from None
+        await self._call(self._stub.RepositoryModelUnload, request, self.load_timeout_s,
+                         f"unloading model {name!r}")
 
     async def infer(self, name: str, inputs: Sequence[RawTensor],
                     outputs: Sequence[str]) -> list[RawTensor]:
@@ -133,10 +135,8 @@ class TritonBackend:
             add_input(name=t.name, datatype=WIRE_TYPES[t.dtype], shape=t.shape)
         for output in outputs:
             add_output(name=output)
-        try:
-            reply = await self._stub.ModelInfer(request, timeout=self.infer_timeout_s)
-        except grpc.RpcError as exc:
-            raise self._error(exc, "running the model") from None
+        reply = await self._call(self._stub.ModelInfer, request, self.infer_timeout_s,
+                                 "running the model")
         raw = reply.raw_output_contents
         if len(raw) != len(reply.outputs):
             raise FailedPrecondition("Triton failed running the model: it answered without raw "
@@ -153,6 +153,19 @@ class TritonBackend:
         except KeyError as exc:
             raise FailedPrecondition(f"Triton failed running the model: no output "
                                      f"{exc.args[0]!r} in its answer") from None
+
+    async def _call(self, method, request, timeout: float, doing: str):
+        """``method(request)`` on the current channel, its failures as domain errors."""
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc, doing) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller is being cancelled: let it
+            # The channel was closed under the call (reconnect after a Triton restart).
+            raise Unavailable(f"Triton is not reachable ({doing}); retry shortly") from None
 
     def _error(self, exc: grpc.RpcError, doing: str) -> Exception:
         code = exc.code() if hasattr(exc, "code") else None

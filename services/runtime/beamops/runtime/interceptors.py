@@ -145,6 +145,10 @@ class ErrorInterceptor(BehaviorInterceptor):
             return await call()
         except Exception as exc:
             await self._abort(method, context, exc)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            await self._abort_stray_cancellation(method, context)
         finally:
             request_id_var.reset(token)
 
@@ -156,8 +160,23 @@ class ErrorInterceptor(BehaviorInterceptor):
                 yield item
         except Exception as exc:
             await self._abort(method, context, exc)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            await self._abort_stray_cancellation(method, context)
         finally:
             request_id_var.reset(token)
+
+    async def _abort_stray_cancellation(self, method: str, context) -> None:
+        """A ``CancelledError`` that does not cancel this call (a client channel of the service
+        closed under one of its calls) would end the call with no status, and its caller would
+        wait until its deadline: it becomes UNAVAILABLE instead. The call's own cancellation (the
+        caller went away, the server stops) goes on as it is."""
+        log.warning("%s: a call this service depends on was cancelled under it (request %s)",
+                    method, request_id_var.get())
+        await context.abort_with_status(status_for(
+            errors.Unavailable("the service lost a connection it needed for this call; "
+                               "retry shortly"), method, request_id_var.get()))
 
     async def _abort(self, method: str, context, exc: Exception) -> None:
         if isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError)):
@@ -297,6 +316,13 @@ def metadata_value(context, key: str, default: str = "") -> str:
 def _request_id(context) -> str:
     given = metadata_value(context, REQUEST_ID_KEY)
     return given if given and _REQUEST_ID.fullmatch(given) else _new_request_id()
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (not just hit by a stray
+    ``CancelledError`` from a call it awaited)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _code_of(exc: BaseException, context) -> grpc.StatusCode:
