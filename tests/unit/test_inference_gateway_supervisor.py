@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_command_line_has_every_flag_of_the_design():
     args = command(Path("/opt/beamops-gateway"), listen="0.0.0.0:50055", service="127.0.0.1:50054",
                    triton="127.0.0.1:8001", max_message_bytes=64 << 20, infer_timeout_s=30.0,
-                   drift_samples_per_s=200)
+                   drift_samples_per_s=200, coalesce_in_flight=2)
     assert args[0] == "/opt/beamops-gateway"
     assert args[-1] == "--exit-with-parent"  # no orphan gateway serving after the service died
     flags = dict(zip(args[1:-1:2], args[2:-1:2]))
     assert flags == {"--listen": "0.0.0.0:50055", "--service": "127.0.0.1:50054",
                      "--triton": "127.0.0.1:8001", "--max-message-bytes": str(64 << 20),
-                     "--infer-timeout": "30", "--drift-samples-per-s": "200"}
+                     "--infer-timeout": "30", "--drift-samples-per-s": "200",
+                     "--coalesce-in-flight": "2"}
     assert "2.5" in command(Path("g"), listen="a:1", service="b:2", triton="c:3",
                             max_message_bytes=1, infer_timeout_s=2.5, drift_samples_per_s=0)
 

@@ -449,6 +449,8 @@ class DeploymentManager:
                 latency = m.latency.labels(name)
                 for seconds in usage.latency_s:
                     latency.observe(seconds)
+            if usage.coalesced:
+                m.coalesced.labels(name).inc(usage.coalesced)
             if usage.batch_rows:
                 batch_size = m.batch_size.labels(name)
                 for rows in usage.batch_rows:

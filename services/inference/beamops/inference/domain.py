@@ -246,3 +246,4 @@ class DeploymentUsage:
     latency_s: tuple[float, ...] = ()
     batch_rows: tuple[int, ...] = ()
     samples: tuple[UsageSample, ...] = ()
+    coalesced: int = 0  # requests that shared a Triton call with others

@@ -56,7 +56,7 @@ def usage(req: pb.ReportUsageRequest) -> list[DeploymentUsage]:
         out.append(DeploymentUsage(
             deployment=u.deployment, version=u.parameters_version, requests=u.requests,
             errors=tuple(sorted(u.errors.items())), latency_s=tuple(u.latency_seconds),
-            batch_rows=tuple(u.batch_rows), samples=samples))
+            batch_rows=tuple(u.batch_rows), samples=samples, coalesced=u.coalesced_requests))
     return out
 
 

@@ -63,13 +63,14 @@ class GatewayTls:
 
 
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
-            infer_timeout_s: float, drift_samples_per_s: int,
+            infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int = 1,
             tls: GatewayTls | None = None) -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
     args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
             "--max-message-bytes", str(max_message_bytes),
             "--infer-timeout", f"{infer_timeout_s:g}",
-            "--drift-samples-per-s", str(drift_samples_per_s)]
+            "--drift-samples-per-s", str(drift_samples_per_s),
+            "--coalesce-in-flight", str(coalesce_in_flight)]
     if tls is not None:
         args += ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         if tls.client_ca_file is not None:
@@ -88,15 +89,15 @@ def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, 
 class GatewaySupervisor:
     def __init__(self, binary: Path, run_dir: Path, *, host: str, port: int, service: str,
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
-                 drift_samples_per_s: int, tls: GatewayTls | None = None,
-                 start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
+                 drift_samples_per_s: int, coalesce_in_flight: int = 1,
+                 tls: GatewayTls | None = None, start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir
         self.host, self.port = host, port
         self._auto_port = port == 0
         self._token = token
         self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
                            infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s,
-                           tls=tls)
+                           coalesce_in_flight=coalesce_in_flight, tls=tls)
         self.tls = tls
         self.start_timeout_s, self.watch_interval_s = start_timeout_s, watch_interval_s
         self.restarts = 0

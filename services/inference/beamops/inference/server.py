@@ -164,6 +164,7 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
             triton=triton_url, token=gateway_token, max_message_bytes=settings.max_message_bytes,
             infer_timeout_s=settings.triton_infer_timeout_s,
             drift_samples_per_s=settings.gateway_drift_samples_per_s,
+            coalesce_in_flight=settings.coalesce_max_in_flight,
             tls=(GatewayTls(settings.tls_cert_file, settings.tls_key_file,
                             settings.tls_client_ca_file) if settings.tls_cert_file else None))
         try:

@@ -43,6 +43,8 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 	fs.Float64Var(&reportInterval, "report-interval", 1, "ReportUsage period, seconds")
 	fs.IntVar(&cfg.DriftSamplesPerS, "drift-samples-per-s", 200, "at most this many drift samples per deployment and second")
 	fs.IntVar(&cfg.TritonConnections, "triton-connections", 2, "connections to Triton (calls are spread over them)")
+	fs.IntVar(&cfg.CoalesceInFlight, "coalesce-in-flight", 1, "calls to one batching Triton model in flight at once; "+
+		"requests arriving meanwhile are joined into one call (0: no coalescing, Triton's dynamic batcher alone)")
 	fs.IntVar(procs, "procs", 0, "CPUs the gateway runs Go code on at once (GOMAXPROCS); 0: half of those available, "+
 		"at least 1 (the gateway shares the host with Triton); the GOMAXPROCS variable, when set, wins")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate chain: serve callers TLS (with --tls-key)")
@@ -64,8 +66,8 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 		return cfg, errors.New("--max-message-bytes must be positive")
 	case cfg.InferTimeout <= 0 || cfg.ReportInterval <= 0:
 		return cfg, errors.New("--infer-timeout and --report-interval must be positive")
-	case cfg.DriftSamplesPerS < 0 || cfg.TritonConnections < 1 || *procs < 0:
-		return cfg, errors.New("--drift-samples-per-s and --procs must be >= 0, --triton-connections >= 1")
+	case cfg.DriftSamplesPerS < 0 || cfg.CoalesceInFlight < 0 || cfg.TritonConnections < 1 || *procs < 0:
+		return cfg, errors.New("--drift-samples-per-s, --coalesce-in-flight and --procs must be >= 0, --triton-connections >= 1")
 	}
 	return cfg, nil
 }

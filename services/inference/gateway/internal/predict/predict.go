@@ -128,14 +128,15 @@ func (g *Gateway) serve(ctx context.Context, route *routes.Route, req *wire.Requ
 	var room [4]tensor.Tensor
 	checked, rows, outputs, e := check(route, req, room[:0], method, requestID)
 	var result []tensor.Tensor
+	joined := false
 	if e == nil {
-		result, e = g.Infer(ctx, route.TritonModel, checked, outputs)
+		result, joined, e = g.infer(ctx, route, checked, rows, outputs)
 		if e != nil && g.Retryable(e) {
 			if next := g.switched(ctx, route); next != nil {
 				route = next
 				checked, rows, outputs, e = check(route, req, room[:0], method, requestID)
 				if e == nil {
-					result, e = g.Infer(ctx, route.TritonModel, checked, outputs)
+					result, joined, e = g.infer(ctx, route, checked, rows, outputs)
 				}
 			}
 		}
@@ -151,12 +152,22 @@ func (g *Gateway) serve(ctx context.Context, route *routes.Route, req *wire.Requ
 	}
 	if route.Usage != nil {
 		now := time.Now()
-		route.Usage.OK(now.Sub(started).Seconds(), rows)
+		route.Usage.OK(now.Sub(started).Seconds(), rows, joined)
 		if route.Sampler != nil && route.Sampler.Take(now) {
 			sample(route, checked, result)
 		}
 	}
 	return route, result, nil
+}
+
+// infer runs checked inputs on the route's Triton model, through its coalescer when it has one.
+func (g *Gateway) infer(ctx context.Context, route *routes.Route, checked []tensor.Tensor, rows int64,
+	outputs []string) ([]tensor.Tensor, bool, *rpcstatus.Error) {
+	if route.Coalescer != nil {
+		return route.Coalescer.Infer(ctx, checked, rows, outputs)
+	}
+	result, e := g.Infer(ctx, route.TritonModel, checked, outputs)
+	return result, false, e
 }
 
 func check(route *routes.Route, req *wire.Request, room []tensor.Tensor, method, requestID string) (

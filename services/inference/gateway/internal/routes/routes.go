@@ -12,6 +12,7 @@ import (
 	commonv1 "github.com/beamops/beamops/clients/go/gen/beamops/common/v1"
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
+	"github.com/beamops/beamops/services/inference/gateway/internal/coalesce"
 	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
 	"github.com/beamops/beamops/services/inference/gateway/internal/validate"
 	"github.com/beamops/beamops/services/inference/gateway/internal/wire"
@@ -31,6 +32,9 @@ type Route struct {
 	Tail    wire.Tail
 	Usage   *usage.Counter // this (deployment, version)'s traffic
 	Sampler *usage.Sampler // nil unless Drift
+	// Coalescer joins concurrent small requests into one Triton call; nil when the Triton
+	// model does not batch (MaxBatch 0) or coalescing is off.
+	Coalescer *coalesce.Coalescer
 }
 
 // Table is one route table. It never changes once installed.
@@ -49,14 +53,16 @@ func (t *Table) Len() int { return len(t.routes) }
 
 // Store is the current table, replaced whole by Install.
 type Store struct {
-	cur   atomic.Pointer[Table]
-	mu    sync.Mutex // serialises Install
-	usage *usage.Recorder
+	cur        atomic.Pointer[Table]
+	mu         sync.Mutex // serialises Install
+	usage      *usage.Recorder
+	coalescers *coalesce.Set
 }
 
-// NewStore starts with an empty table (everything is forwarded).
-func NewStore(rec *usage.Recorder) *Store {
-	s := &Store{usage: rec}
+// NewStore starts with an empty table (everything is forwarded). Routes of batching Triton
+// models get their model's coalescer from coalescers (nil: no coalescing).
+func NewStore(rec *usage.Recorder, coalescers *coalesce.Set) *Store {
+	s := &Store{usage: rec, coalescers: coalescers}
 	s.cur.Store(&Table{routes: map[string]*Route{}, replaced: make(chan struct{})})
 	return s
 }
@@ -71,8 +77,13 @@ func (s *Store) Install(generation uint64, routes []*inferencev1.GatewayRoute) *
 	old := s.cur.Load()
 	t := &Table{Seq: old.Seq + 1, Generation: generation, routes: make(map[string]*Route, len(routes)),
 		replaced: make(chan struct{})}
+	models := make(map[string]bool, len(routes))
 	for _, r := range routes {
 		t.routes[r.GetDeployment()] = s.build(r)
+		models[r.GetTritonModel()] = true
+	}
+	if s.coalescers != nil {
+		s.coalescers.Retain(func(model string) bool { return models[model] })
 	}
 	s.cur.Store(t)
 	close(old.replaced)
@@ -90,6 +101,9 @@ func (s *Store) build(r *inferencev1.GatewayRoute) *Route {
 		Inputs:      validate.NewChecker(specs(r.GetInputs()), int64(r.GetMaxBatchSize())),
 		Outputs:     validate.NewOutputs(specs(r.GetOutputs())),
 		Tail:        wire.NewTail(r.GetDeployment(), r.GetModel(), r.GetParametersVersion()),
+	}
+	if s.coalescers != nil && route.MaxBatch > 0 {
+		route.Coalescer = s.coalescers.For(route.TritonModel, route.MaxBatch)
 	}
 	if s.usage != nil {
 		route.Usage = s.usage.Counter(route.Deployment, route.Version)

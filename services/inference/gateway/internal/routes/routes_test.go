@@ -19,7 +19,7 @@ func route(dep, triton string) *inferencev1.GatewayRoute {
 }
 
 func TestInstallReplacesTheTableWhole(t *testing.T) {
-	s := NewStore(usage.NewRecorder(10, 0))
+	s := NewStore(usage.NewRecorder(10, 0), nil)
 	if s.Load().Len() != 0 || s.Load().Get("a") != nil {
 		t.Fatal("starts empty")
 	}
@@ -42,7 +42,7 @@ func TestInstallReplacesTheTableWhole(t *testing.T) {
 }
 
 func TestWaitNewer(t *testing.T) {
-	s := NewStore(nil)
+	s := NewStore(nil, nil)
 	t0 := s.Load()
 	if got := s.WaitNewer(context.Background(), t0, 20*time.Millisecond); got != nil {
 		t.Fatal("no newer table, yet one was returned")

@@ -20,6 +20,7 @@ import (
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
 	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
+	"github.com/beamops/beamops/services/inference/gateway/internal/coalesce"
 	"github.com/beamops/beamops/services/inference/gateway/internal/control"
 	"github.com/beamops/beamops/services/inference/gateway/internal/forward"
 	"github.com/beamops/beamops/services/inference/gateway/internal/predict"
@@ -28,6 +29,10 @@ import (
 	"github.com/beamops/beamops/services/inference/gateway/internal/triton"
 	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
 )
+
+// coalesceMaxBytes: requests joined into one Triton call carry at most this many input bytes
+// together (the Python service's Coalescer.max_bytes).
+const coalesceMaxBytes = 4 << 20
 
 // Config is what the command line sets.
 type Config struct {
@@ -40,6 +45,9 @@ type Config struct {
 	ReportInterval    time.Duration
 	DriftSamplesPerS  int
 	TritonConnections int
+	// CoalesceInFlight: calls to one batching Triton model in flight at once; requests arriving
+	// meanwhile are joined into one call (coalesce package). 0: no coalescing.
+	CoalesceInFlight int
 	RetryWait         time.Duration // 0: predict.DefaultRetryWait
 	TLS               TLS           // callers are served TLS when enabled (the service port stays plaintext loopback)
 }
@@ -103,7 +111,12 @@ func (s *Server) start(cfg Config) error {
 	ctl := control.New(controlConn, cfg.Token)
 	// Drift samples: at most half a message, and 16 MiB, per report.
 	recorder := usage.NewRecorder(cfg.DriftSamplesPerS, int64(min(cfg.MaxMessageBytes/2, 16<<20)))
-	s.Routes = routes.NewStore(recorder)
+	var coalescers *coalesce.Set
+	if cfg.CoalesceInFlight > 0 {
+		coalescers = &coalesce.Set{Run: s.triton.Infer, MaxBytes: coalesceMaxBytes,
+			MaxInFlight: cfg.CoalesceInFlight, Timeout: cfg.InferTimeout}
+	}
+	s.Routes = routes.NewStore(recorder, coalescers)
 	retry := cfg.RetryWait
 	if retry <= 0 {
 		retry = predict.DefaultRetryWait

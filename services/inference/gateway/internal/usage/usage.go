@@ -81,14 +81,18 @@ type Counter struct {
 	rows      []uint32
 	rowsSeen  uint64
 	samples   []*inferencev1.UsageSample
+	coalesced uint64
 }
 
-// OK records an answered request: its latency in seconds and, for a batching model, its rows
-// (rows <= 0: not recorded). Past the caps, latencies and rows are a uniform sample
-// (reservoir) of the period's.
-func (c *Counter) OK(latency float64, rows int64) {
+// OK records an answered request: its latency in seconds, for a batching model its rows
+// (rows <= 0: not recorded), and whether it shared its Triton call with other requests. Past
+// the caps, latencies and rows are a uniform sample (reservoir) of the period's.
+func (c *Counter) OK(latency float64, rows int64, joined bool) {
 	c.mu.Lock()
 	c.requests++
+	if joined {
+		c.coalesced++
+	}
 	c.latSeen++
 	c.latencies = reservoir(c.latencies, c.latSeen, MaxLatencies, latency)
 	if rows > 0 {
@@ -178,8 +182,10 @@ func (r *Recorder) Drain() []*inferencev1.DeploymentUsage {
 		u := &inferencev1.DeploymentUsage{
 			Deployment: c.deployment, ParametersVersion: c.version, Requests: c.requests,
 			Errors: c.errors, LatencySeconds: c.latencies, BatchRows: c.rows, Samples: c.samples,
+			CoalescedRequests: c.coalesced,
 		}
 		c.requests, c.errors, c.latencies, c.latSeen, c.rows, c.rowsSeen, c.samples = 0, nil, nil, 0, nil, 0, nil
+		c.coalesced = 0
 		c.mu.Unlock()
 		out = append(out, u)
 	}

@@ -16,12 +16,12 @@ func TestCountersAggregateAndDrain(t *testing.T) {
 	if r.Counter("jets", "1.2") != a {
 		t.Fatal("one counter per (deployment, version)")
 	}
-	a.OK(0.001, 4)
-	a.OK(0.002, 0) // not a batching model: no rows
+	a.OK(0.001, 4, true) // answered by a call shared with other requests
+	a.OK(0.002, 0, false) // not a batching model: no rows
 	a.Error("INVALID_ARGUMENT")
 	a.Error("INVALID_ARGUMENT")
 	a.Error("UNAVAILABLE")
-	r.Counter("jets", "1.3").OK(0.003, 1)
+	r.Counter("jets", "1.3").OK(0.003, 1, false)
 	r.Counter("idle", "1.0")
 	got := r.Drain()
 	if len(got) != 2 {
@@ -29,7 +29,8 @@ func TestCountersAggregateAndDrain(t *testing.T) {
 	}
 	u := got[0]
 	if u.Deployment != "jets" || u.ParametersVersion != "1.2" || u.Requests != 2 || len(u.LatencySeconds) != 2 ||
-		len(u.BatchRows) != 1 || u.BatchRows[0] != 4 || u.Errors["INVALID_ARGUMENT"] != 2 || u.Errors["UNAVAILABLE"] != 1 {
+		len(u.BatchRows) != 1 || u.BatchRows[0] != 4 || u.Errors["INVALID_ARGUMENT"] != 2 || u.Errors["UNAVAILABLE"] != 1 ||
+		u.CoalescedRequests != 1 || got[1].CoalescedRequests != 0 {
 		t.Fatalf("%v", u)
 	}
 	if got := r.Drain(); got != nil {
@@ -41,7 +42,7 @@ func TestLatenciesAndRowsAreCapped(t *testing.T) {
 	r := NewRecorder(10, 0)
 	c := r.Counter("d", "v")
 	for i := 0; i < 3*MaxLatencies; i++ {
-		c.OK(float64(i), int64(i+1))
+		c.OK(float64(i), int64(i+1), false)
 	}
 	u := r.Drain()[0]
 	if u.Requests != 3*MaxLatencies || len(u.LatencySeconds) != MaxLatencies || len(u.BatchRows) != MaxBatchRows {
@@ -114,14 +115,14 @@ func TestReporterSendsWhenThereIsUsageAndDropsFailures(t *testing.T) {
 	if len(sent) != 0 {
 		t.Fatal("sent an empty report")
 	}
-	r.Counter("d", "v").OK(0.1, 0)
+	r.Counter("d", "v").OK(0.1, 0, false)
 	rep.Report(context.Background())
 	fail = false
 	rep.Report(context.Background()) // the failed report was dropped: nothing left
 	if len(sent) != 1 {
 		t.Fatalf("%d reports", len(sent))
 	}
-	r.Counter("d", "v").OK(0.1, 0)
+	r.Counter("d", "v").OK(0.1, 0, false)
 	rep.Report(context.Background())
 	if len(sent) != 2 || sent[1].Deployments[0].Requests != 1 {
 		t.Fatalf("%v", sent)
@@ -136,7 +137,7 @@ func TestRunReportsWhatIsLeftWhenStopped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { rep.Run(ctx); close(done) }()
-	r.Counter("d", "v").OK(0.1, 0)
+	r.Counter("d", "v").OK(0.1, 0, false)
 	cancel()
 	<-done
 	select {
@@ -176,7 +177,7 @@ func TestReporterAcknowledgesRouteTableGenerations(t *testing.T) {
 	if len(sent) != 2 || sent[0].RoutesGeneration != 7 || sent[1].RoutesGeneration != 7 || len(sent[1].Deployments) != 0 {
 		t.Fatalf("%v", sent)
 	}
-	r.Counter("d", "v").OK(0.1, 0) // usage reports carry the generation too
+	r.Counter("d", "v").OK(0.1, 0, false) // usage reports carry the generation too
 	rep.Report(context.Background())
 	if len(sent) != 3 || sent[2].RoutesGeneration != 7 || len(sent[2].Deployments) != 1 {
 		t.Fatalf("%v", sent)
