@@ -9,8 +9,10 @@ real token, and reports throughput and p50/p99 latency, sequential (one client) 
 MLflow runs from its own virtual environment, ``.venv-bench-mlflow`` (created with pip on first
 use; mlflow is never a project dependency; --no-mlflow skips it): benchmarks/mlflow_registry_worker.py
 drives MlflowClient (create_model_version, get_model_version_by_alias) against a ``sqlite:///``
-file in the same folder, or a database of the same PostgreSQL cluster. MLflow is called in
-process, beamops through gRPC.
+file in the same folder, or a database of the same PostgreSQL cluster, twice: in process (no
+server: the most favourable case for MLflow, since beamops is measured through gRPC), and
+through MLflow's own tracking server over HTTP on a fresh store (how a lab shares one MLflow
+registry: the like-for-like comparison with a beamops registry server).
 
 The JSON has the raw figures per engine and ``rows`` in the run_all.py format. Throughput rows:
 ratio = beamops / baseline. Latency rows: ratio = baseline p50 / beamops p50 (above 1: beamops
@@ -63,9 +65,10 @@ def mlflow_python(venv: Path = MLFLOW_VENV) -> Path:
     return python
 
 
-def bench_mlflow(python: Path, uri: str, n: int, creates: int, threads: int) -> dict:
+def bench_mlflow(python: Path, uri: str, n: int, creates: int, threads: int, server: bool = False) -> dict:
     done = subprocess.run([str(python), str(Path(__file__).with_name("mlflow_registry_worker.py")),
-                           "--uri", uri, "-n", str(n), "--creates", str(creates), "--threads", str(threads)],
+                           "--uri", uri, "-n", str(n), "--creates", str(creates), "--threads", str(threads),
+                           *(["--server"] if server else [])],
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -144,17 +147,18 @@ def main() -> None:
     python = None if args.no_mlflow else mlflow_python()
 
     report = {"benchmark": "registry", "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
-              "engines": {}, "mlflow": {}}
+              "engines": {}, "mlflow": {}, "mlflow_server": {}}
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         tmp = Path(tmp)
         for engine in args.engines.split(","):
             workdir = tmp / engine
             workdir.mkdir()
             with contextlib.ExitStack() as stack:
-                mlflow_url = ""
+                mlflow_url = mlflow_server_url = ""
                 if engine == "sqlite":
                     url = f"sqlite:///{workdir / 'registry.db'}"
                     mlflow_url = f"sqlite:///{workdir / 'mlflow.db'}"
+                    mlflow_server_url = f"sqlite:///{workdir / 'mlflow-server.db'}"
                 elif args.postgres_url:
                     url = args.postgres_url
                 else:
@@ -166,7 +170,8 @@ def main() -> None:
                     url = server.url("bench")
                     with server.admin_connect() as conn:
                         conn.execute('CREATE DATABASE "mlflow"')
-                    mlflow_url = server.url("mlflow")
+                        conn.execute('CREATE DATABASE "mlflow_server"')
+                    mlflow_url, mlflow_server_url = server.url("mlflow"), server.url("mlflow_server")
                 with registry_process(url, workdir) as (address, token):
                     print(f"benchmarking beamops on {engine} ...", file=sys.stderr)
                     report["engines"][engine] = bench_engine(address, token, args.n, args.threads)
@@ -174,14 +179,18 @@ def main() -> None:
                     print(f"benchmarking MLflow on {engine} ...", file=sys.stderr)
                     report["mlflow"][engine] = bench_mlflow(python, mlflow_url, args.n, max(50, args.n // 4),
                                                             args.threads)
+                    print(f"benchmarking MLflow's tracking server on {engine} ...", file=sys.stderr)
+                    report["mlflow_server"][engine] = bench_mlflow(python, mlflow_server_url, args.n,
+                                                                   max(50, args.n // 4), args.threads, server=True)
     report["rows"] = rows(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    for system in ("engines", "mlflow"):
+    names = {"engines": "beamops", "mlflow": "mlflow", "mlflow_server": "mlflow-http"}
+    for system in ("engines", "mlflow", "mlflow_server"):
         for engine, ops in report[system].items():
             for op, r in ops.items():
                 if isinstance(r, dict):
-                    print(f"{'beamops' if system == 'engines' else 'mlflow':8s} {engine:10s} {op:38s} "
+                    print(f"{names[system]:11s} {engine:10s} {op:38s} "
                           f"{r['ops_per_s']:9.1f} ops/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
                           f"({r['threads']} thread(s){', errors %d' % r['errors'] if r.get('errors') else ''})")
     for row in report["rows"]:
@@ -190,16 +199,22 @@ def main() -> None:
 
 
 def rows(report: dict) -> list[dict]:
-    """The run_all.py rows: beamops next to MLflow (or the gRPC floor), per engine."""
+    """The run_all.py rows: beamops next to MLflow in process and MLflow's tracking server (or
+    the gRPC floor), per engine."""
     out = []
     for engine, ours in report["engines"].items():
         theirs = report["mlflow"].get(engine, {})
-        for op, label in (("create_version", "1 client"), ("create_version_concurrent", "8 clients")):
-            base = theirs.get(op, {}).get("ops_per_s")
-            out.append({"measure": f"create version, {engine}, {label} (vs MLflow)", "beamops": ours[op]["ops_per_s"],
-                        "baseline": base, "unit": "ops/s",
-                        "ratio": round(ours[op]["ops_per_s"] / base, 2) if base else None, "goal": ">= 3x MLflow"})
+        for system, via in (("mlflow", "in process"), ("mlflow_server", "tracking server")):
+            mlflow = report.get(system, {}).get(engine, {})
+            for op, label in (("create_version", "1 client"), ("create_version_concurrent", "8 clients")):
+                base = mlflow.get(op, {}).get("ops_per_s")
+                out.append({"measure": f"create version, {engine}, {label} (vs MLflow {via})",
+                            "beamops": ours[op]["ops_per_s"], "baseline": base, "unit": "ops/s",
+                            "ratio": round(ours[op]["ops_per_s"] / base, 2) if base else None,
+                            "goal": ">= 3x MLflow"})
+        served = report.get("mlflow_server", {}).get(engine, {}).get("resolve_alias")
         for op, baseline, name in (("resolve_alias", theirs.get("resolve_alias"), "MLflow get_model_version_by_alias"),
+                                   ("resolve_alias", served, "MLflow tracking server"),
                                    ("resolve_iov", ours["grpc_health_check_baseline"], "gRPC health check"),
                                    ("get_version", ours["grpc_health_check_baseline"], "gRPC health check")):
             base = baseline.get("p50_ms") if baseline else None
