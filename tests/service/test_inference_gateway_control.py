@@ -221,7 +221,7 @@ STAND_IN = textwrap.dedent('''\
     async def main():
         p = argparse.ArgumentParser()
         for flag in ("listen", "service", "triton", "max-message-bytes", "infer-timeout",
-                     "drift-samples-per-s"):
+                     "drift-samples-per-s", "coalesce-in-flight"):
             p.add_argument("--" + flag, required=True)
         p.add_argument("--exit-with-parent", action="store_true")
         args = p.parse_args()
@@ -287,6 +287,7 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
     pid_file = stack.var_dir / "gateway" / "gateway.pid"
     async with stack.inference(gateway=True, gateway_binary=str(stand_in),
                                triton_infer_timeout_s=12.5, gateway_drift_samples_per_s=50,
+                               coalesce_max_in_flight=3,
                                max_message_bytes=3 * 1024 * 1024) as (server, _):
         port = server.gateway_port
         assert port and port != server.port and server.gateway_address == f"127.0.0.1:{port}"
@@ -299,6 +300,7 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
         assert flags["--service"] == f"127.0.0.1:{server.port}"
         assert flags["--max-message-bytes"] == str(3 * 1024 * 1024)
         assert flags["--infer-timeout"] == "12.5" and flags["--drift-samples-per-s"] == "50"
+        assert flags["--coalesce-in-flight"] == "3"
         assert flags["--triton"].startswith("127.0.0.1:")
         assert start["beamops_env"] == ["BEAMOPS_GATEWAY_TOKEN"]  # no other beamops secret
         pid = int(pid_file.read_text())
