@@ -8,6 +8,7 @@ import (
 	commonv1 "github.com/beamops/beamops/clients/go/gen/beamops/common/v1"
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
+	"github.com/beamops/beamops/services/inference/gateway/internal/coalesce"
 	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
 )
 
@@ -65,5 +66,26 @@ func TestWaitNewer(t *testing.T) {
 	cancel()
 	if s.WaitNewer(ctx, s.Load(), time.Hour) != nil {
 		t.Fatal("context ignored")
+	}
+}
+
+func TestBatchingRoutesShareTheirTritonModelsCoalescerAcrossTables(t *testing.T) {
+	set := &coalesce.Set{MaxBytes: 1 << 20, MaxInFlight: 1, Timeout: time.Second}
+	s := NewStore(nil, set)
+	unbatched := route("u", "u-1")
+	unbatched.MaxBatchSize = 0
+	s.Install(1, []*inferencev1.GatewayRoute{route("a", "a-1"), unbatched})
+	first := s.Load().Get("a").Coalescer
+	if first == nil || s.Load().Get("u").Coalescer != nil {
+		t.Fatal("a batching route has a coalescer, a non-batching one none")
+	}
+	s.Install(2, []*inferencev1.GatewayRoute{route("a", "a-1"), route("b", "b-1")})
+	if s.Load().Get("a").Coalescer != first || s.Load().Get("b").Coalescer == first {
+		t.Fatal("the same Triton model keeps its coalescer (its in-flight calls) across tables")
+	}
+	s.Install(3, []*inferencev1.GatewayRoute{route("b", "b-1")})
+	s.Install(4, []*inferencev1.GatewayRoute{route("a", "a-1")})
+	if s.Load().Get("a").Coalescer == first {
+		t.Fatal("a Triton model no route used in between got its old coalescer back")
 	}
 }

@@ -48,8 +48,8 @@ type Config struct {
 	// CoalesceInFlight: calls to one batching Triton model in flight at once; requests arriving
 	// meanwhile are joined into one call (coalesce package). 0: no coalescing.
 	CoalesceInFlight int
-	RetryWait         time.Duration // 0: predict.DefaultRetryWait
-	TLS               TLS           // callers are served TLS when enabled (the service port stays plaintext loopback)
+	RetryWait        time.Duration // 0: predict.DefaultRetryWait
+	TLS              TLS           // callers are served TLS when enabled (the service port stays plaintext loopback)
 }
 
 // Server is a started gateway.
@@ -137,7 +137,7 @@ func (s *Server) start(cfg Config) error {
 		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ReadBufferSize(256<<10), grpc.WriteBufferSize(256<<10),
+		grpc.ReadBufferSize(256 << 10), grpc.WriteBufferSize(256 << 10),
 	}
 	if cfg.TLS.Enabled() {
 		creds, err := cfg.TLS.serverOption()

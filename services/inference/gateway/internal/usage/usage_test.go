@@ -16,7 +16,7 @@ func TestCountersAggregateAndDrain(t *testing.T) {
 	if r.Counter("jets", "1.2") != a {
 		t.Fatal("one counter per (deployment, version)")
 	}
-	a.OK(0.001, 4, true) // answered by a call shared with other requests
+	a.OK(0.001, 4, true)  // answered by a call shared with other requests
 	a.OK(0.002, 0, false) // not a batching model: no rows
 	a.Error("INVALID_ARGUMENT")
 	a.Error("INVALID_ARGUMENT")
