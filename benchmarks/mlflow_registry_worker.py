@@ -29,6 +29,7 @@ import time
 import urllib.request
 from typing import Iterator
 
+from processes import stop  # benchmarks/processes.py
 from timing import measure  # benchmarks/timing.py
 
 
@@ -58,11 +59,7 @@ def tracking_server(store_uri: str) -> Iterator[str]:
                 raise RuntimeError("mlflow server did not answer /health within a minute")
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, 10)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from beamops.health import health_status
+from processes import stop  # benchmarks/processes.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,8 +44,4 @@ def service(name: str, port: int, work: Path, **settings: str) -> Iterator[subpr
             time.sleep(0.2)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 60)
