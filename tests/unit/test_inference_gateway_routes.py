@@ -265,3 +265,16 @@ async def test_route_table_waits_for_gateways_with_a_time_limit():
     assert not await table.in_use(0.01)  # the gateway never took generation 2
     table.applied(2)
     assert await table.in_use(0.01)
+
+
+def test_a_route_names_the_alias_its_deployment_follows():
+    served = ServedVersion(version="1.0", signature=BATCHED, triton_name="t")
+    pinned = Deployment(name="d", model="m", target=Target(kind=TargetKind.VERSION, value="1.0"),
+                        current=served, state=State.READY)
+    following = pinned.model_copy(update=dict(
+        target=Target(kind=TargetKind.ALIAS, value="production"), following_alias=True))
+    assert route_for(pinned, 64, False).following_alias == ""
+    assert route_for(following, 64, False).following_alias == "production"
+    # Pinned to a version after a rollback: the alias is no longer followed.
+    rolled_back = following.model_copy(update=dict(following_alias=False))
+    assert route_for(rolled_back, 64, False).following_alias == ""

@@ -224,6 +224,7 @@ class GatewayRoute:
     signature: Signature
     max_batch_size: int  # Triton's; 0 when it does not batch
     drift: bool  # the deployment watches drift: the gateway sends samples
+    following_alias: str = ""  # the alias the deployment moves with, if any
 
 
 @dataclass(frozen=True, slots=True)

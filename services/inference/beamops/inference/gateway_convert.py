@@ -25,7 +25,7 @@ def route(r: GatewayRoute) -> pb.GatewayRoute:
     return pb.GatewayRoute(
         deployment=r.deployment, model=r.model, parameters_version=r.parameters_version,
         triton_model=r.triton_model, inputs=sig.inputs, outputs=sig.outputs,
-        max_batch_size=r.max_batch_size, drift=r.drift)
+        max_batch_size=r.max_batch_size, drift=r.drift, following_alias=r.following_alias)
 
 
 def route_table(generation: int, routes: Iterable[GatewayRoute]) -> pb.WatchRoutesResponse:

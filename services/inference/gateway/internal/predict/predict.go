@@ -97,10 +97,10 @@ func (g *Gateway) predict(ss grpc.ServerStream) error {
 	}
 	buf := fr.Bytes()
 	var req wire.Request
-	if wire.ParsePredict(buf, &req) != nil || req.Route != wire.RouteDeployment {
+	if wire.ParsePredict(buf, &req) != nil {
 		return g.Forward.Forward(ss, PredictMethod, fr)
 	}
-	route := g.Routes.Load().Get(req.Deployment)
+	route := g.routeOf(&req)
 	if route == nil {
 		return g.Forward.Forward(ss, PredictMethod, fr)
 	}
@@ -117,6 +117,22 @@ func (g *Gateway) predict(ss grpc.ServerStream) error {
 		return e.Err(rid)
 	}
 	return ss.SendMsg(&rawcodec.Frame{Data: wire.PredictResponse(outputs, &served.Tail)})
+}
+
+// routeOf is the route a request names in the current table: its deployment, or the deployment
+// its model selector picks when the table alone decides (routes.Table.Select). nil: the service
+// answers it.
+func (g *Gateway) routeOf(req *wire.Request) *routes.Route {
+	t := g.Routes.Load()
+	switch req.Route {
+	case wire.RouteDeployment:
+		return t.Get(req.Deployment)
+	case wire.RouteModel:
+		if s := &req.Selector; !s.Run {
+			return t.Select(s.Model, s.Version, s.Alias)
+		}
+	}
+	return nil
 }
 
 // serve is DeploymentManager.predict for a deployment with a route: checks, Triton (with one

@@ -105,10 +105,7 @@ func (s *stream) run() error {
 			s.send(wire.StreamStatus(id, &spb.Status{Code: int32(e.Code), Message: e.Message}))
 			continue
 		}
-		var route *routes.Route
-		if req.Route == wire.RouteDeployment {
-			route = s.g.Routes.Load().Get(req.Deployment)
-		}
+		route := s.g.routeOf(req)
 		if route == nil {
 			s.forward(id, buf)
 			continue

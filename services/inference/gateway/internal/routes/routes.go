@@ -26,6 +26,8 @@ type Route struct {
 	TritonModel string
 	MaxBatch    int64
 	Drift       bool
+	// FollowingAlias is the alias the deployment moves with ("" if none).
+	FollowingAlias string
 
 	Inputs  *validate.Checker
 	Outputs *validate.Outputs
@@ -42,11 +44,30 @@ type Table struct {
 	Seq        uint64 // local, grows with every table installed (the service's generation may restart)
 	Generation uint64 // as the service sent it
 	routes     map[string]*Route
+	byModel    map[string][]*Route
 	replaced   chan struct{} // closed when a newer table is installed
 }
 
 // Get is the route of a deployment, or nil.
 func (t *Table) Get(deployment string) *Route { return t.routes[deployment] }
+
+// Select is the route a model selector names when the table alone decides it, as the service's
+// DeploymentManager._select would: the one deployment of the model serving version, or the one
+// following alias. nil when no route or several match, or the selector needs the registry (a
+// run, an alias no deployment follows) or a choice among versions (no version, no alias): the
+// service answers those.
+func (t *Table) Select(model, version, alias string) *Route {
+	var found *Route
+	for _, r := range t.byModel[model] {
+		if (version != "" && r.Version == version) || (alias != "" && r.FollowingAlias == alias) {
+			if found != nil {
+				return nil
+			}
+			found = r
+		}
+	}
+	return found
+}
 
 // Len is the number of routes.
 func (t *Table) Len() int { return len(t.routes) }
@@ -76,11 +97,13 @@ func (s *Store) Install(generation uint64, routes []*inferencev1.GatewayRoute) *
 	defer s.mu.Unlock()
 	old := s.cur.Load()
 	t := &Table{Seq: old.Seq + 1, Generation: generation, routes: make(map[string]*Route, len(routes)),
-		replaced: make(chan struct{})}
+		byModel: map[string][]*Route{}, replaced: make(chan struct{})}
 	models := make(map[string]bool, len(routes))
 	for _, r := range routes {
-		t.routes[r.GetDeployment()] = s.build(r)
-		models[r.GetTritonModel()] = true
+		route := s.build(r)
+		t.routes[route.Deployment] = route
+		t.byModel[route.Model] = append(t.byModel[route.Model], route)
+		models[route.TritonModel] = true
 	}
 	if s.coalescers != nil {
 		s.coalescers.Retain(func(model string) bool { return models[model] })
@@ -92,15 +115,16 @@ func (s *Store) Install(generation uint64, routes []*inferencev1.GatewayRoute) *
 
 func (s *Store) build(r *inferencev1.GatewayRoute) *Route {
 	route := &Route{
-		Deployment:  r.GetDeployment(),
-		Model:       r.GetModel(),
-		Version:     r.GetParametersVersion(),
-		TritonModel: r.GetTritonModel(),
-		MaxBatch:    int64(r.GetMaxBatchSize()),
-		Drift:       r.GetDrift(),
-		Inputs:      validate.NewChecker(specs(r.GetInputs()), int64(r.GetMaxBatchSize())),
-		Outputs:     validate.NewOutputs(specs(r.GetOutputs())),
-		Tail:        wire.NewTail(r.GetDeployment(), r.GetModel(), r.GetParametersVersion()),
+		Deployment:     r.GetDeployment(),
+		Model:          r.GetModel(),
+		Version:        r.GetParametersVersion(),
+		TritonModel:    r.GetTritonModel(),
+		MaxBatch:       int64(r.GetMaxBatchSize()),
+		Drift:          r.GetDrift(),
+		FollowingAlias: r.GetFollowingAlias(),
+		Inputs:         validate.NewChecker(specs(r.GetInputs()), int64(r.GetMaxBatchSize())),
+		Outputs:        validate.NewOutputs(specs(r.GetOutputs())),
+		Tail:           wire.NewTail(r.GetDeployment(), r.GetModel(), r.GetParametersVersion()),
 	}
 	if s.coalescers != nil && route.MaxBatch > 0 {
 		route.Coalescer = s.coalescers.For(route.TritonModel, route.MaxBatch)

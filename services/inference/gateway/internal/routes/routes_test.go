@@ -89,3 +89,38 @@ func TestBatchingRoutesShareTheirTritonModelsCoalescerAcrossTables(t *testing.T)
 		t.Fatal("a Triton model no route used in between got its old coalescer back")
 	}
 }
+
+func TestSelectPicksTheOneDeploymentTheSelectorNames(t *testing.T) {
+	s := NewStore(nil, nil)
+	prod := route("prod", "p-1")
+	prod.FollowingAlias = "production"
+	pinned := route("pinned", "q-1")
+	pinned.ParametersVersion = "1.1"
+	other := route("other-model", "o-1")
+	other.Model = "n"
+	s.Install(1, []*inferencev1.GatewayRoute{prod, pinned, other})
+	tab := s.Load()
+	for _, c := range []struct {
+		model, version, alias, want string
+	}{
+		{"m", "1.0", "", "prod"},
+		{"m", "1.1", "", "pinned"},
+		{"m", "", "production", "prod"},
+		{"m", "2.0", "", ""},     // no deployment serves it
+		{"m", "", "staging", ""}, // no deployment follows it: the service asks the registry
+		{"m", "", "", ""},        // a choice among versions: the service decides
+		{"n", "1.1", "", ""},     // another model's version
+		{"absent", "1.0", "", ""},
+	} {
+		got := tab.Select(c.model, c.version, c.alias)
+		if (got == nil && c.want != "") || (got != nil && got.Deployment != c.want) {
+			t.Errorf("Select(%q, %q, %q) = %v, want %q", c.model, c.version, c.alias, got, c.want)
+		}
+	}
+	// Two deployments serving the same version: not for the table to choose.
+	twin := route("twin", "t-1")
+	s.Install(2, []*inferencev1.GatewayRoute{prod, twin})
+	if got := s.Load().Select("m", "1.0", ""); got != nil {
+		t.Errorf("ambiguous version chose %q", got.Deployment)
+	}
+}

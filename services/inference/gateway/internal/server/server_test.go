@@ -265,14 +265,29 @@ func TestNativePredict(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Unknown deployment and model selectors: the service answers.
+	// Unknown deployment and model selectors the table does not decide: the service answers.
 	_, err = e.client.Predict(reader(ctx), &inferencev1.PredictRequest{Route: &inferencev1.PredictRequest_Deployment{Deployment: "nope"}})
 	if status.Code(err) != codes.NotFound {
 		t.Fatal(err)
 	}
+	for _, sel := range []*inferencev1.ModelSelector{
+		{Model: "jets-model"}, // no version or alias: a choice among versions
+		{Model: "jets-model", Selector: &inferencev1.ModelSelector_ParametersVersion{ParametersVersion: "9.9"}},
+		{Model: "jets-model", Selector: &inferencev1.ModelSelector_Alias{Alias: "production"}}, // no deployment follows it
+		{Model: "jets-model", Selector: &inferencev1.ModelSelector_GlobalTagRun{GlobalTagRun: &inferencev1.GlobalTagRun{Run: 5}}},
+	} {
+		resp, err = e.client.Predict(reader(ctx), &inferencev1.PredictRequest{
+			Route: &inferencev1.PredictRequest_Model{Model: sel}, Inputs: []*commonv1.Tensor{x(1)}})
+		if err != nil || resp.Deployment != "python" {
+			t.Fatal(sel, resp, err)
+		}
+	}
+	// A model selector naming the version of one deployment: served here, as that deployment.
 	resp, err = e.client.Predict(reader(ctx), &inferencev1.PredictRequest{
-		Route: &inferencev1.PredictRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets-model"}}})
-	if err != nil || resp.Deployment != "python" {
+		Route: &inferencev1.PredictRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets-model",
+			Selector: &inferencev1.ModelSelector_ParametersVersion{ParametersVersion: "1.0"}}},
+		Inputs: []*commonv1.Tensor{x(2)}})
+	if err != nil || resp.Deployment != "jets" || resp.Parameters.GetVersion() != "1.0" || len(resp.Outputs) != 2 {
 		t.Fatal(resp, err)
 	}
 
@@ -324,7 +339,7 @@ func TestNativePredict(t *testing.T) {
 			}
 		}
 		e.service.mu.Unlock()
-		if ok == 2 && errs == 2 && samples == 2 {
+		if ok == 3 && errs == 2 && samples == 3 { // 2 by deployment, 1 by model selector
 			break
 		}
 		if time.Now().After(deadline) {

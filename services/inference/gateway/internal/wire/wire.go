@@ -41,9 +41,16 @@ const (
 type Request struct {
 	RequestID   string // PredictStreamRequest only
 	Route       Route
-	Deployment  string // when Route == RouteDeployment
+	Deployment  string   // when Route == RouteDeployment
+	Selector    Selector // when Route == RouteModel
 	Inputs      []tensor.Tensor
 	OutputNames []string
+}
+
+// Selector is a ModelSelector: a model, narrowed by at most one of version, alias or run.
+type Selector struct {
+	Model, Version, Alias string
+	Run                   bool // a global tag and run (resolved by the service alone)
 }
 
 type fieldNumbers struct {
@@ -88,16 +95,19 @@ func parse(buf []byte, r *Request, f *fieldNumbers) error {
 				if !ok {
 					return ErrMalformed
 				}
-				r.Route, r.Deployment = RouteDeployment, s
+				r.Route, r.Deployment, r.Selector = RouteDeployment, s, Selector{}
 				buf = buf[m:]
 				continue
 			case f.model:
-				// Never served natively (forwarded whole), but checked as the service would
-				// parse it, so that a message the service refuses is never served here.
-				if err := proto.Unmarshal(v, &inferencev1.ModelSelector{}); err != nil {
+				// Parsed as the service parses it, so that a message it refuses is never
+				// served here.
+				var sel inferencev1.ModelSelector
+				if err := proto.Unmarshal(v, &sel); err != nil {
 					return ErrMalformed
 				}
 				r.Route, r.Deployment = RouteModel, ""
+				r.Selector = Selector{Model: sel.GetModel(), Version: sel.GetParametersVersion(),
+					Alias: sel.GetAlias(), Run: sel.GetGlobalTagRun() != nil}
 				buf = buf[m:]
 				continue
 			case f.inputs:

@@ -33,6 +33,12 @@ func TestParsePredictAgreesWithProtobuf(t *testing.T) {
 			},
 			OutputNames: []string{"label", "probabilities"}},
 		{Route: &inferencev1.PredictRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets"}}},
+		{Route: &inferencev1.PredictRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets",
+			Selector: &inferencev1.ModelSelector_ParametersVersion{ParametersVersion: "1.2"}}}},
+		{Route: &inferencev1.PredictRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets",
+			Selector: &inferencev1.ModelSelector_Alias{Alias: "production"}}}},
+		{Route: &inferencev1.PredictRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets",
+			Selector: &inferencev1.ModelSelector_GlobalTagRun{GlobalTagRun: &inferencev1.GlobalTagRun{GlobalTag: "gt", Run: 3}}}}},
 		{Route: &inferencev1.PredictRequest_Deployment{Deployment: ""}},
 		{},
 	}
@@ -66,12 +72,19 @@ func TestParseStreamAgreesWithProtobuf(t *testing.T) {
 
 func compare(t *testing.T, got *Request, id string, route any, dep string, inputs []*commonv1.Tensor, outputs []string) {
 	t.Helper()
-	switch route.(type) {
+	switch r := route.(type) {
 	case *inferencev1.PredictRequest_Deployment, *inferencev1.PredictStreamRequest_Deployment:
 		if got.Route != RouteDeployment || got.Deployment != dep {
 			t.Errorf("route %v %q, want deployment %q", got.Route, got.Deployment, dep)
 		}
-	case *inferencev1.PredictRequest_Model, *inferencev1.PredictStreamRequest_Model:
+	case *inferencev1.PredictRequest_Model:
+		sel := r.Model
+		want := Selector{Model: sel.GetModel(), Version: sel.GetParametersVersion(), Alias: sel.GetAlias(),
+			Run: sel.GetGlobalTagRun() != nil}
+		if got.Route != RouteModel || got.Selector != want {
+			t.Errorf("route %v %+v, want model %+v", got.Route, got.Selector, want)
+		}
+	case *inferencev1.PredictStreamRequest_Model:
 		if got.Route != RouteModel {
 			t.Errorf("route %v, want model", got.Route)
 		}
