@@ -172,6 +172,21 @@ async def test_answers_are_the_services_and_other_calls_are_forwarded(deployed):
     assert count >= 5
 
 
+async def test_several_deployments_following_an_alias_the_first_by_name_answers_on_both_fronts(deployed):
+    stack, _server, direct, gateway = deployed
+    await direct.Deploy(pb.DeployRequest(model="jets", name="a-jets", target=dpb.DeploymentTarget(alias="production")),
+                        metadata=stack.md("deployer"))
+    request = pb.PredictRequest(model=dpb.ModelSelector(model="jets", alias="production"),
+                                inputs=[to_tensor("x", _x(2))])
+    for _ in range(100):  # until the gateway's route table has the new deployment
+        if (await gateway.Predict(request, metadata=stack.md("reader"))).deployment == "a-jets":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the gateway kept answering from 'jets'")
+    assert (await direct.Predict(request, metadata=stack.md("reader"))).deployment == "a-jets"
+
+
 async def test_callers_tokens_are_checked_and_a_revoked_token_stops_working(deployed):
     stack, server, _direct, gateway = deployed
     request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", _x(1))])

@@ -368,11 +368,11 @@ class DeploymentManager:
             if not chosen:
                 raise NotFound(f"version {route.version} of {route.model!r} is not deployed",
                                model=route.model)
-            return chosen[0]
+            return _pick(chosen)
         if route.alias:
             chosen = [d for d in candidates if d.following_alias and d.target.value == route.alias]
             if chosen:
-                return chosen[0]
+                return _pick(chosen)
             resolved = await self._registry.resolve_alias(route.model, route.alias,
                                                           caller.auth if caller else None)
             return await self._select(Route(model=route.model, version=resolved.version), caller)
@@ -390,7 +390,7 @@ class DeploymentManager:
             raise FailedPrecondition(
                 f"model {route.model!r} has deployments serving {', '.join(sorted(versions))}; "
                 "name a deployment, version or alias", model=route.model)
-        return (serving or candidates)[0]
+        return _pick(serving or candidates)
 
     # ---- the gateway (compiled data plane) ------------------------------------------------------------
 
@@ -758,6 +758,15 @@ class DeploymentManager:
             for name in self._repository.names():  # leftovers of a switch cut short
                 if name.startswith(f"{dep.name}__") and name != dep.current.triton_name:
                     self._repository.remove(name)
+
+
+def _pick(deployments: list[Deployment]) -> Deployment:
+    """Of several deployments a model selector matches: the first by name of those serving, else
+    the first by name (Predict then says why it does not serve). The gateway picks the same way
+    (its routes.Table.Select)."""
+    ordered = sorted(deployments, key=lambda d: d.name)
+    return next((d for d in ordered if d.state in SERVING_STATES and d.current is not None),
+                ordered[0])
 
 
 def _validate(cmd: DeployCommand, name: str) -> None:

@@ -5,6 +5,7 @@ package routes
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,21 +53,17 @@ type Table struct {
 func (t *Table) Get(deployment string) *Route { return t.routes[deployment] }
 
 // Select is the route a model selector names when the table alone decides it, as the service's
-// DeploymentManager._select would: the one deployment of the model serving version, or the one
-// following alias. nil when no route or several match, or the selector needs the registry (a
-// run, an alias no deployment follows) or a choice among versions (no version, no alias): the
-// service answers those.
+// DeploymentManager._select would: of the deployments of the model serving version, or following
+// alias, the first by name (every route serves). nil when none matches, or the selector needs the
+// registry (a run, an alias no deployment follows) or a choice among versions (no version, no
+// alias): the service answers those.
 func (t *Table) Select(model, version, alias string) *Route {
-	var found *Route
-	for _, r := range t.byModel[model] {
+	for _, r := range t.byModel[model] { // by deployment name
 		if (version != "" && r.Version == version) || (alias != "" && r.FollowingAlias == alias) {
-			if found != nil {
-				return nil
-			}
-			found = r
+			return r
 		}
 	}
-	return found
+	return nil
 }
 
 // Len is the number of routes.
@@ -104,6 +101,9 @@ func (s *Store) Install(generation uint64, routes []*inferencev1.GatewayRoute) *
 		t.routes[route.Deployment] = route
 		t.byModel[route.Model] = append(t.byModel[route.Model], route)
 		models[route.TritonModel] = true
+	}
+	for _, list := range t.byModel {
+		sort.Slice(list, func(i, j int) bool { return list[i].Deployment < list[j].Deployment })
 	}
 	if s.coalescers != nil {
 		s.coalescers.Retain(func(model string) bool { return models[model] })

@@ -117,10 +117,15 @@ func TestSelectPicksTheOneDeploymentTheSelectorNames(t *testing.T) {
 			t.Errorf("Select(%q, %q, %q) = %v, want %q", c.model, c.version, c.alias, got, c.want)
 		}
 	}
-	// Two deployments serving the same version: not for the table to choose.
-	twin := route("twin", "t-1")
+	// Several deployments serving the version or following the alias: the first by name, as
+	// the service picks (whatever order the table came in).
+	twin := route("a-twin", "t-1")
+	twin.FollowingAlias = "production"
 	s.Install(2, []*inferencev1.GatewayRoute{prod, twin})
-	if got := s.Load().Select("m", "1.0", ""); got != nil {
-		t.Errorf("ambiguous version chose %q", got.Deployment)
+	if got := s.Load().Select("m", "1.0", ""); got == nil || got.Deployment != "a-twin" {
+		t.Errorf("version: %v, want a-twin", got)
+	}
+	if got := s.Load().Select("m", "", "production"); got == nil || got.Deployment != "a-twin" {
+		t.Errorf("alias: %v, want a-twin", got)
 	}
 }
