@@ -403,6 +403,9 @@ func TestNativePredictStream(t *testing.T) {
 	send(&inferencev1.PredictStreamRequest{RequestId: "", Route: dep, Inputs: []*commonv1.Tensor{x(1)}})
 	send(&inferencev1.PredictStreamRequest{RequestId: "py1", Route: &inferencev1.PredictStreamRequest_Deployment{Deployment: "elsewhere"}})
 	send(&inferencev1.PredictStreamRequest{RequestId: "py2", Route: &inferencev1.PredictStreamRequest_Model{Model: &inferencev1.ModelSelector{Model: "m"}}})
+	send(&inferencev1.PredictStreamRequest{RequestId: "by-version", Inputs: []*commonv1.Tensor{x(3)},
+		Route: &inferencev1.PredictStreamRequest_Model{Model: &inferencev1.ModelSelector{Model: "jets-model",
+			Selector: &inferencev1.ModelSelector_ParametersVersion{ParametersVersion: "1.0"}}}})
 	stream.CloseSend()
 	answers := map[string]*inferencev1.PredictStreamResponse{}
 	empty := 0
@@ -430,7 +433,7 @@ func TestNativePredictStream(t *testing.T) {
 	if first(trailer.Get("x-request-id")) != "stream-1" {
 		t.Fatalf("trailer %v", trailer)
 	}
-	if len(answers) != n+3 || empty != 1 {
+	if len(answers) != n+4 || empty != 1 {
 		t.Fatalf("%d answers, %d without id", len(answers), empty)
 	}
 	for i := 0; i < n; i++ {
@@ -447,6 +450,9 @@ func TestNativePredictStream(t *testing.T) {
 	}
 	if answers["py1"].Deployment != "python" || answers["py2"].Deployment != "python" {
 		t.Fatal("requests without a route were not answered by the service")
+	}
+	if v := answers["by-version"]; v.Status.GetCode() != 0 || v.Deployment != "jets" || len(v.Outputs) != 2 {
+		t.Fatalf("a model selector the table decides is served here: %v", v)
 	}
 }
 
