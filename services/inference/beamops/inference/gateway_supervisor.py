@@ -90,7 +90,8 @@ class GatewaySupervisor:
     def __init__(self, binary: Path, run_dir: Path, *, host: str, port: int, service: str,
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
                  drift_samples_per_s: int, coalesce_in_flight: int = 1,
-                 tls: GatewayTls | None = None, start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
+                 tls: GatewayTls | None = None, start_timeout_s: float = 30.0,
+                 watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir
         self.host, self.port = host, port
         self._auto_port = port == 0
