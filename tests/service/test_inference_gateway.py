@@ -17,6 +17,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import beamops
 from beamops.common.v1 import auth_pb2
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.inference.v1 import inference_service_pb2_grpc
@@ -185,6 +186,27 @@ async def test_several_deployments_following_an_alias_the_first_by_name_answers_
     else:
         raise AssertionError("the gateway kept answering from 'jets'")
     assert (await direct.Predict(request, metadata=stack.md("reader"))).deployment == "a-jets"
+
+
+async def test_the_sdk_predicts_by_model_version_and_alias(deployed):
+    stack, server, _direct, _gateway = deployed
+    x = _x(4)
+    client = beamops.Client(stack.tokens.reader, inference_address=f"127.0.0.1:{server.gateway_port}")
+    try:
+        by_name = await asyncio.to_thread(client.inference.predict, "jets", {"x": x})
+        by_alias = await asyncio.to_thread(client.inference.predict_model, "jets", {"x": x}, alias="production")
+        by_version = await asyncio.to_thread(client.inference.predict_model, "jets", {"x": x},
+                                             version=by_name.version, outputs=["label"])
+        with pytest.raises(ValueError, match="at most one"):
+            client.inference.predict_model("jets", {"x": x}, version="1.0", alias="production")
+        with pytest.raises(beamops.errors.NotFoundError):
+            await asyncio.to_thread(client.inference.predict_model, "jets", {"x": x}, version="9.9")
+    finally:
+        client.close()
+    assert by_alias.deployment == by_version.deployment == "jets" and by_alias.version == by_name.version
+    assert np.array_equal(by_alias.outputs["probabilities"], by_name.outputs["probabilities"])
+    assert list(by_version.outputs) == ["label"]
+    assert by_version.outputs["label"].tolist() == by_name.outputs["label"].tolist()
 
 
 async def test_callers_tokens_are_checked_and_a_revoked_token_stops_working(deployed):

@@ -4,6 +4,8 @@
 >>> p = client.inference.predict("jet-tagger", {"x": np.ones((8, 4), np.float32)})
 >>> p.outputs["y"].shape, p.version
 ((8, 1), '1.2')
+>>> client.inference.predict_model("jet-tagger", {"x": np.ones((8, 4), np.float32)}, alias="production").deployment
+'jet-tagger'
 """
 
 from __future__ import annotations
@@ -72,6 +74,29 @@ class InferenceAPI:
         request = pb.PredictRequest(
             deployment=deployment, inputs=[to_tensor(n, a) for n, a in inputs.items()],
             output_names=list(outputs or []))
+        return self._predict(request, timeout)
+
+    def predict_model(self, model: str, inputs: Mapping[str, np.ndarray], *, version: str | None = None,
+                      alias: str | None = None, run: int | None = None, global_tag: str = "",
+                      outputs: list[str] | None = None, timeout: float | None = None) -> Prediction:
+        """Run a model by version, alias or run number (with the global tag its deployments
+        follow, or ``global_tag``); the service picks the deployment, named in the answer."""
+        if sum(x is not None for x in (version, alias, run)) > 1:
+            raise ValueError("give at most one of version, alias or run")
+        if global_tag and run is None:
+            raise ValueError("a global tag needs a run number")
+        selector = deployment_pb2.ModelSelector(model=model)
+        if version is not None:
+            selector.parameters_version = version
+        elif alias is not None:
+            selector.alias = alias
+        elif run is not None:
+            selector.global_tag_run.CopyFrom(deployment_pb2.GlobalTagRun(global_tag=global_tag, run=run))
+        request = pb.PredictRequest(model=selector, inputs=[to_tensor(n, a) for n, a in inputs.items()],
+                                    output_names=list(outputs or []))
+        return self._predict(request, timeout)
+
+    def _predict(self, request: pb.PredictRequest, timeout: float | None) -> Prediction:
         reply = call(self._stub.Predict, request, timeout=timeout)
         return Prediction(
             outputs={t.name: from_tensor(t) for t in reply.outputs}, deployment=reply.deployment,
