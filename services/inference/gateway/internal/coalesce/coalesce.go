@@ -41,8 +41,6 @@ type Coalescer struct {
 	maxBytes    int
 	maxInFlight int
 	timeout     time.Duration
-	// Joined counts the requests that went to Triton in a joined call (for metrics and tests).
-	Joined func(n int)
 
 	mu       sync.Mutex
 	inFlight int
@@ -179,9 +177,6 @@ func (c *Coalescer) send(batch []*waiting) {
 		c.alone(batch[0])
 		return
 	}
-	if c.Joined != nil {
-		c.Joined(len(batch))
-	}
 	// The joined call serves several callers: it is not cut short when one of them goes away.
 	got, e := c.run(context.Background(), concatenate(batch), batch[0].outputs)
 	var parts [][]tensor.Tensor
@@ -293,7 +288,6 @@ type Set struct {
 	MaxBytes    int
 	MaxInFlight int
 	Timeout     time.Duration
-	Joined      func(n int) // counts requests sent in joined calls (may be nil)
 
 	byModel sync.Map // Triton model name -> *Coalescer
 }
@@ -309,7 +303,6 @@ func (s *Set) For(model string, maxRows int64) *Coalescer {
 		return s.Run(ctx, model, inputs, outputs)
 	}
 	c := New(run, maxRows, s.MaxBytes, s.MaxInFlight, s.Timeout)
-	c.Joined = s.Joined
 	s.byModel.Store(model, c)
 	return c
 }
