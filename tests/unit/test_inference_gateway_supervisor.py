@@ -28,7 +28,8 @@ def test_command_line_has_every_flag_of_the_design():
                      "--infer-timeout": "30", "--drift-samples-per-s": "200",
                      "--coalesce-in-flight": "2"}
     assert "2.5" in command(Path("g"), listen="a:1", service="b:2", triton="c:3",
-                            max_message_bytes=1, infer_timeout_s=2.5, drift_samples_per_s=0)
+                            max_message_bytes=1, infer_timeout_s=2.5, drift_samples_per_s=0,
+                            coalesce_in_flight=1)
 
 
 def test_environment_has_the_token_and_no_beamops_settings():
@@ -70,13 +71,13 @@ def test_a_missing_binary_refuses_to_start_with_the_way_to_build_it(tmp_path):
 
 def test_with_tls_the_gateway_serves_the_services_certificate():
     args = command(Path("g"), listen="0.0.0.0:50055", service="127.0.0.1:41000", triton="t:1",
-                   max_message_bytes=1, infer_timeout_s=1, drift_samples_per_s=1,
+                   max_message_bytes=1, infer_timeout_s=1, drift_samples_per_s=1, coalesce_in_flight=1,
                    tls=GatewayTls(Path("/etc/b/cert.pem"), Path("/etc/b/key.pem"), Path("/etc/b/ca.pem")))
     flags = dict(zip(args[1:-1:2], args[2:-1:2]))
     assert (flags["--tls-cert"], flags["--tls-key"], flags["--tls-client-ca"]) == (
         "/etc/b/cert.pem", "/etc/b/key.pem", "/etc/b/ca.pem")
     plain = command(Path("g"), listen="a:1", service="b:2", triton="c:3", max_message_bytes=1,
-                    infer_timeout_s=1, drift_samples_per_s=1)
+                    infer_timeout_s=1, drift_samples_per_s=1, coalesce_in_flight=1)
     assert not any(a.startswith("--tls") for a in plain)
 
 
@@ -96,7 +97,7 @@ def test_a_gateway_left_behind_by_a_killed_service_is_stopped(tmp_path):
     run_dir.mkdir()
     supervisor = GatewaySupervisor(binary, run_dir, host="127.0.0.1", port=0, service="s:1",
                                    triton="t:2", token="x", max_message_bytes=1,
-                                   infer_timeout_s=1, drift_samples_per_s=1)
+                                   infer_timeout_s=1, drift_samples_per_s=1, coalesce_in_flight=1)
     leftover = subprocess.Popen([str(binary)])
     unrelated = subprocess.Popen([str(other)])
     try:

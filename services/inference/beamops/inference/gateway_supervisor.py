@@ -63,7 +63,7 @@ class GatewayTls:
 
 
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
-            infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int = 1,
+            infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int,
             tls: GatewayTls | None = None) -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
     args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
@@ -89,7 +89,7 @@ def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, 
 class GatewaySupervisor:
     def __init__(self, binary: Path, run_dir: Path, *, host: str, port: int, service: str,
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
-                 drift_samples_per_s: int, coalesce_in_flight: int = 1,
+                 drift_samples_per_s: int, coalesce_in_flight: int,
                  tls: GatewayTls | None = None, start_timeout_s: float = 30.0,
                  watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir

@@ -61,8 +61,8 @@ class InferenceSettings(ServiceSettings):
     coalesce_max_in_flight: int = Field(
         1, description="Calls to one batching Triton model in flight at once, from the service "
         "and from its gateway each; Predict requests arriving meanwhile are coalesced into one "
-        "Triton call (then cut apart again). 0: no "
-        "limit and no coalescing (Triton's dynamic batcher alone). Raise it for a Triton with "
+        "Triton call (then cut apart again). 0: no limit and no coalescing (Triton's dynamic "
+        "batcher alone). Raise it for a Triton with "
         "spare capacity (several instances, a GPU) when the gateway is not CPU-bound.")
     default_max_batch_size: int = Field(64, description="max_batch_size when a Deploy leaves it 0 "
                                         "and the signature has a variable first dimension.")
