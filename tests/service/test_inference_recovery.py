@@ -1,5 +1,9 @@
 """Faults: killing the bundled Triton gives UNAVAILABLE, then the supervisor restarts it and the
-deployments come back; restarting the inference service restores its deployments."""
+deployments come back; restarting the inference service restores its deployments.
+
+Through the gateway, Triton runs inside the gateway's process: killing it kills the gateway, whose
+callers then get UNAVAILABLE from their own gRPC library until the service has restarted it; the
+service's own port says why meanwhile."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
-from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
+from beamops.inference.v1 import (
+    deployment_pb2 as dpb, inference_service_pb2 as pb, inference_service_pb2_grpc,
+)
 from beamops.tensors import from_tensor, to_tensor
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 
@@ -47,6 +53,13 @@ async def test_killed_triton_is_unavailable_then_recovers(inference_stack, via):
 
         err = await _predict_until(stub, stack.md("reader"), request, want_ok=False)
         assert err.code() == grpc.StatusCode.UNAVAILABLE
+        if via == "gateway":
+            assert server.gateway.embedded is not None  # Triton ran in the gateway's process
+            assert pid == server.gateway.pid
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                service = inference_service_pb2_grpc.InferenceServiceStub(channel)
+                err = await _predict_until(service, stack.md("reader"), request, want_ok=False)
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
         assert "Triton" in err.details() and "/" not in err.details()
 
         reply = await _predict_until(stub, stack.md("reader"), request, want_ok=True)

@@ -54,6 +54,7 @@ class TritonPaths:
     model_repository: Path
     tritonserver: Path
     library_path: tuple[Path, ...]  # LD_LIBRARY_PATH entries, in order
+    library: Path | None = None  # libtritonserver.so, which the tritonserver binary runs on
 
     @classmethod
     def from_install(cls, venv: Path | str, model_repository: Path | str) -> TritonPaths:
@@ -72,7 +73,13 @@ class TritonPaths:
             model_repository=Path(model_repository),
             tritonserver=Path(data["tritonserver"]),
             library_path=(Path(data["python_libdir"]), Path(data["server_libs"])),
+            library=next(iter(sorted(Path(data["server_libs"]).glob("libtritonserver*.so"))), None),
         )
+
+
+def new_shm_prefix() -> str:
+    """A fresh name prefix for one Triton's Python-backend shared-memory regions."""
+    return f"beamops_triton_{secrets.token_hex(6)}_"
 
 
 def command(
@@ -147,7 +154,7 @@ class BundledTriton:
         self.host = host
         self.grpc_port, self.http_port, self.metrics_port = grpc_port, http_port, metrics_port
         self.log_path = Path(log_path) if log_path is not None else None
-        self.shm_prefix = f"beamops_triton_{secrets.token_hex(6)}_"
+        self.shm_prefix = new_shm_prefix()
         self._args = command(
             paths, grpc_port, http_port, metrics_port,
             host=host, shm_prefix=self.shm_prefix, extra_args=extra_args,
@@ -229,14 +236,7 @@ class BundledTriton:
             except subprocess.TimeoutExpired:
                 _signal_group(pgid, signal.SIGKILL)
                 process.wait()
-        # Stubs left behind by a crashed or killed server would hold shared memory.
-        deadline = time.monotonic() + 2.0
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
-        for region in Path(SHM_DIR).glob(self.shm_prefix + "*"):
-            region.unlink(missing_ok=True)
+        end_stubs(pgid, self.shm_prefix)
 
     def __enter__(self) -> BundledTriton:
         self.start()
@@ -250,6 +250,19 @@ class BundledTriton:
             return ""
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return "; log tail:\n" + "\n".join(tail)
+
+
+def end_stubs(pgid: int, shm_prefix: str) -> None:
+    """After the process that ran Triton (and led process group ``pgid``) ended: ends the
+    Python-backend stubs it left behind, which would hold shared memory, and removes its
+    shared-memory regions."""
+    deadline = time.monotonic() + 2.0
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+    for region in Path(SHM_DIR).glob(shm_prefix + "*"):
+        region.unlink(missing_ok=True)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -7,26 +7,39 @@ never written to disk. It is ready when a ``grpc.health.v1`` check through its p
 SERVING (it forwards the check here, so that proves both directions). It is restarted, on the
 same port, when it exits; on shutdown it gets SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``.
 Its output goes to ``<run_dir>/gateway.log``, its pid to ``<run_dir>/gateway.pid``.
+
+With :class:`EmbeddedTriton`, the gateway also runs the bundled Triton inside its own process
+(Triton's in-process library, with the bundled backends and the service's model repository): a
+Predict then reaches the model without a second gRPC hop. The gateway serves the part of
+Triton's gRPC API that the service calls on a loopback port (``triton``). When that gateway
+exits, Triton has exited with it: the restart also ends the stubs and shared memory it left
+behind, counts a Triton restart and calls ``on_restart`` (which loads the deployments again),
+with a BACKEND_UNAVAILABLE alert firing meanwhile, as for a tritonserver process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from .alerts import AlertBook
+from .bundled_triton import TritonPaths, end_stubs, new_shm_prefix
+from .bundled_triton import environment as triton_environment
+from .domain import AlertKind, Severity
 from .leftovers import stop_leftover
 from .metrics import InferenceMetrics
-from .triton_supervisor import free_port
+from .triton_supervisor import BACKEND_ALERT, free_port
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +75,30 @@ class GatewayTls:
     client_ca_file: Path | None = None
 
 
+@dataclass(frozen=True)
+class EmbeddedTriton:
+    """The bundled Triton, run inside the gateway's process."""
+
+    paths: TritonPaths
+    pid_file: Path  # where the pid of the process running Triton goes, for operators
+    shm_prefix: str = dataclasses.field(default_factory=new_shm_prefix)
+
+    def __post_init__(self) -> None:
+        if self.paths.library is None:
+            raise FileNotFoundError(
+                f"no libtritonserver*.so in {self.paths.library_path[-1]}: run "
+                "services/inference/triton/install.sh")
+
+    def args(self) -> list[str]:
+        return ["--triton-library", str(self.paths.library),
+                "--triton-repository", str(self.paths.model_repository),
+                "--triton-backends", str(self.paths.backend_dir),
+                "--triton-backend-config", f"python,shm-region-prefix-name={self.shm_prefix}"]
+
+
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
             infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int,
-            tls: GatewayTls | None = None) -> list[str]:
+            tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None) -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
     args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
             "--max-message-bytes", str(max_message_bytes),
@@ -75,31 +109,35 @@ def command(binary: Path, *, listen: str, service: str, triton: str, max_message
         args += ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         if tls.client_ca_file is not None:
             args += ["--tls-client-ca", str(tls.client_ca_file)]
+    if embedded is not None:
+        args += embedded.args()
     return args + ["--exit-with-parent"]  # a gateway whose service was killed stops too
 
 
-def environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without its beamops settings and secrets, plus the token."""
+def environment(token: str, base: Mapping[str, str] | None = None,
+                embedded: EmbeddedTriton | None = None) -> dict[str, str]:
+    """The caller's environment without its beamops settings and secrets, plus the token (and,
+    for an embedded Triton, what its Python-backend stubs need)."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if not k.startswith("BEAMOPS_")}
     env[TOKEN_ENV] = token
-    return env
+    return triton_environment(embedded.paths, env) if embedded is not None else env
 
 
 class GatewaySupervisor:
     def __init__(self, binary: Path, run_dir: Path, *, host: str, port: int, service: str,
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
                  drift_samples_per_s: int, coalesce_in_flight: int,
-                 tls: GatewayTls | None = None, start_timeout_s: float = 30.0,
-                 watch_interval_s: float = 1.0) -> None:
+                 tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None,
+                 start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir
         self.host, self.port = host, port
         self._auto_port = port == 0
         self._token = token
         self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
                            infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s,
-                           coalesce_in_flight=coalesce_in_flight, tls=tls)
-        self.tls = tls
+                           coalesce_in_flight=coalesce_in_flight, tls=tls, embedded=embedded)
+        self.tls, self.embedded = tls, embedded
         self.start_timeout_s, self.watch_interval_s = start_timeout_s, watch_interval_s
         self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -149,12 +187,16 @@ class GatewaySupervisor:
         if ":" in self.host and not self.host.startswith("["):
             listen = f"[{self.host}]:{self.port}"
         args = command(self.binary, listen=listen, **self._flags)
+        self._end_stubs()  # of an embedded Triton that exited with its gateway
         with open(self.log_path, "ab") as out:
             self._process = subprocess.Popen(
-                args, env=environment(self._token), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT,
+                args, env=environment(self._token, embedded=self.embedded),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)  # a Ctrl-C on the terminal reaches the service only
         self.pid_file.write_text(str(self._process.pid))  # at once: operators can find it
+        if self.embedded is not None:
+            self.embedded.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.embedded.pid_file.write_text(str(self._process.pid))
         try:
             await self._wait_ready()
         except BaseException:
@@ -199,17 +241,25 @@ class GatewaySupervisor:
         writer.close()
         return True
 
-    def watch(self, metrics: InferenceMetrics) -> None:
-        """Restarts the gateway (same port, same token) whenever it exits."""
-        self._task = asyncio.create_task(self._watch(metrics), name="gateway-watch")
+    def watch(self, metrics: InferenceMetrics, alerts: AlertBook | None = None,
+              on_restart: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Restarts the gateway (same port, same token) whenever it exits. With an embedded
+        Triton, ``alerts`` gets BACKEND_UNAVAILABLE until the restart, after which
+        ``on_restart`` (loading the deployments again) runs."""
+        self._task = asyncio.create_task(self._watch(metrics, alerts, on_restart),
+                                         name="gateway-watch")
 
-    async def _watch(self, metrics: InferenceMetrics) -> None:
+    async def _watch(self, metrics: InferenceMetrics, alerts: AlertBook | None,
+                     on_restart: Callable[[], Awaitable[None]] | None) -> None:
         while True:
             await asyncio.sleep(self.watch_interval_s)
             if self.is_running():
                 continue
             code = self._process.returncode if self._process else None
             log.error("beamops-gateway exited (code %s); restarting it on port %d", code, self.port)
+            if self.embedded is not None and alerts is not None:
+                alerts.fire(BACKEND_ALERT, AlertKind.BACKEND_UNAVAILABLE, Severity.CRITICAL,
+                            f"Triton exited with its gateway (code {code}); restarting it")
             try:
                 await self._start_once()
             except Exception as exc:  # noqa: BLE001 - keep watching, try again next tick
@@ -217,6 +267,17 @@ class GatewaySupervisor:
                 continue
             self.restarts += 1
             metrics.gateway_restarts.inc()
+            if self.embedded is None:
+                continue
+            metrics.triton_restarts.inc()
+            if on_restart is not None:
+                try:
+                    await on_restart()
+                except Exception:  # noqa: BLE001 - keep watching
+                    log.exception("reloading deployments after the Triton restart failed")
+            if alerts is not None:
+                alerts.resolve(BACKEND_ALERT)
+            log.info("Triton restarted with its gateway, deployments reloaded")
 
     async def stop(self) -> None:
         """Stops watching, then SIGTERM (the gateway finishes its calls), SIGKILL after
@@ -226,7 +287,14 @@ class GatewaySupervisor:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self._terminate()
+        await asyncio.to_thread(self._end_stubs)
         self.pid_file.unlink(missing_ok=True)
+        if self.embedded is not None:
+            self.embedded.pid_file.unlink(missing_ok=True)
+
+    def _end_stubs(self) -> None:
+        if self.embedded is not None and self._process is not None:
+            end_stubs(self._process.pid, self.embedded.shm_prefix)
 
     async def _terminate(self) -> None:
         process = self._process
@@ -245,7 +313,7 @@ class GatewaySupervisor:
         """Stops a gateway that an earlier run of the service left behind (the service was
         killed): the pid file names a live process running this binary. True if there was one."""
         return stop_leftover(self.pid_file, self.binary, what="beamops-gateway",
-                             term_timeout_s=STOP_TIMEOUT_S)
+                             term_timeout_s=STOP_TIMEOUT_S, group=self.embedded is not None)
 
     def _log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():

@@ -28,7 +28,7 @@ from .bundled_triton import TritonPaths
 from .deployments import DeploymentManager, Options
 from .gateway_servicer import GatewayServicer
 from .gateway_supervisor import (
-    GatewaySupervisor, GatewayTls, local_address, missing_binary_message,
+    EmbeddedTriton, GatewaySupervisor, GatewayTls, local_address, missing_binary_message,
 )
 from .malloc_tuning import tune_malloc
 from .metrics import InferenceMetrics
@@ -38,7 +38,7 @@ from .servicer import InferenceServicer
 from .settings import InferenceSettings
 from .store import SqlStore
 from .triton_backend import TritonBackend
-from .triton_supervisor import TritonSupervisor
+from .triton_supervisor import TritonSupervisor, free_port
 
 
 #: Who the gateway is to this service (its token is valid in this process only).
@@ -77,18 +77,25 @@ def check_gateway_settings(settings: InferenceSettings) -> None:
 async def create_server(settings: InferenceSettings) -> InferenceServer:
     check_gateway_settings(settings)
     repository_root = settings.resolved_model_repository
-    supervisor = None
+    supervisor = embedded = None
     if settings.triton_url:
         triton_url, backend_kind = settings.triton_url, "onnxruntime"
     else:
         paths = TritonPaths.from_install(settings.triton_venv.resolve(), repository_root.resolve())
-        supervisor = TritonSupervisor(
-            paths, settings.var_dir / "triton", grpc_port=settings.triton_grpc_port,
-            http_port=settings.triton_http_port, metrics_port=settings.triton_metrics_port,
-            start_timeout_s=settings.triton_start_timeout_s,
-            watch_interval_s=settings.triton_watch_interval_s)
-        await supervisor.start()
-        triton_url, backend_kind = supervisor.grpc_url, "python"
+        backend_kind = "python"
+        if settings.gateway and settings.triton_in_gateway:
+            # Triton starts with the gateway, below; the service reaches it through the gateway.
+            paths.model_repository.mkdir(parents=True, exist_ok=True)
+            embedded = EmbeddedTriton(paths, settings.var_dir / "triton" / "tritonserver.pid")
+            triton_url = f"127.0.0.1:{settings.triton_grpc_port or free_port()}"
+        else:
+            supervisor = TritonSupervisor(
+                paths, settings.var_dir / "triton", grpc_port=settings.triton_grpc_port,
+                http_port=settings.triton_http_port, metrics_port=settings.triton_metrics_port,
+                start_timeout_s=settings.triton_start_timeout_s,
+                watch_interval_s=settings.triton_watch_interval_s)
+            await supervisor.start()
+            triton_url = supervisor.grpc_url
 
     store = SqlStore(settings.var_dir / "inference.db")
     backend = TritonBackend(triton_url, load_timeout_s=settings.triton_load_timeout_s,
@@ -136,13 +143,12 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
     running = InferenceServer.of(base)
     metrics.register_into(running.metrics)
 
-    if supervisor is not None:
-        async def on_restart() -> None:
-            await backend.reconnect()
-            await manager.reload_all()
+    async def on_restart() -> None:
+        await backend.reconnect()
+        await manager.reload_all()
 
+    if supervisor is not None:
         supervisor.watch(on_restart, alerts, metrics)
-    await manager.start()
 
     async def shutdown() -> None:
         await manager.stop()
@@ -166,15 +172,24 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
             drift_samples_per_s=settings.gateway_drift_samples_per_s,
             coalesce_in_flight=settings.coalesce_max_in_flight,
             tls=(GatewayTls(settings.tls_cert_file, settings.tls_key_file,
-                            settings.tls_client_ca_file) if settings.tls_cert_file else None))
+                            settings.tls_client_ca_file) if settings.tls_cert_file else None),
+            embedded=embedded,
+            start_timeout_s=max(30.0, settings.triton_start_timeout_s) if embedded else 30.0,
+            watch_interval_s=settings.triton_watch_interval_s if embedded else 1.0)
         try:
             await gateway.start()
         except BaseException:
             await running.stop(drain_s=0, grace_s=1)
             raise
-        gateway.watch(metrics)
+        gateway.watch(metrics, alerts, on_restart)
         running.before_stop.append(gateway.stop)  # in-flight gateway calls finish first
         running.gateway = gateway
+    # Deployments are restored into Triton once it runs (with an embedded Triton: the gateway).
+    try:
+        await manager.start()
+    except BaseException:
+        await running.stop(drain_s=0, grace_s=1)
+        raise
     return running
 
 

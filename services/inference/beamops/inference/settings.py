@@ -89,6 +89,10 @@ class InferenceSettings(ServiceSettings):
     gateway_binary: str = Field("", description="Path of the beamops-gateway binary (default: "
                                 "services/inference/gateway/bin/beamops-gateway, built by "
                                 "`make gateway`).")
+    triton_in_gateway: bool = Field(
+        True, description="With gateway on and the bundled Triton: run Triton inside the "
+        "gateway's process (its in-process library; a Predict through the gateway then makes no "
+        "second gRPC hop) instead of as a tritonserver process of its own.")
     gateway_auth_cache_s: float = Field(5.0, ge=0, description="How long the gateway may reuse the "
                                         "answer about a caller's token (never past a JWT's exp).")
     gateway_drift_samples_per_s: int = Field(200, ge=0, description="Requests per deployment per second "

@@ -17,12 +17,15 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/beamops/beamops/services/inference/gateway/internal/embedded"
 	"github.com/beamops/beamops/services/inference/gateway/internal/server"
 )
 
@@ -37,7 +40,23 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 	fs := flag.NewFlagSet("beamops-gateway", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", "", "HOST:PORT to serve on (port 0: any free port)")
 	fs.StringVar(&cfg.Service, "service", "", "HOST:PORT of the Python inference service")
-	fs.StringVar(&cfg.Triton, "triton", "", "HOST:PORT of Triton's gRPC endpoint")
+	fs.StringVar(&cfg.Triton, "triton", "", "HOST:PORT of Triton's gRPC endpoint; with --triton-library, the loopback "+
+		"HOST:PORT where the gateway serves the part of that API the service calls")
+	var embed embedded.Options
+	fs.StringVar(&embed.Library, "triton-library", "", "libtritonserver.so: run Triton inside the gateway's process "+
+		"(no gRPC hop to it) instead of calling one at --triton")
+	fs.StringVar(&embed.ModelRepository, "triton-repository", "", "with --triton-library: the model repository")
+	fs.StringVar(&embed.BackendDirectory, "triton-backends", "", "with --triton-library: the backend directory")
+	fs.Func("triton-backend-config", "with --triton-library: BACKEND,SETTING=VALUE (repeatable)", func(v string) error {
+		backend, rest, ok1 := strings.Cut(v, ",")
+		setting, value, ok2 := strings.Cut(rest, "=")
+		if !ok1 || !ok2 || backend == "" || setting == "" {
+			return errors.New("want BACKEND,SETTING=VALUE")
+		}
+		embed.BackendConfig = append(embed.BackendConfig, [3]string{backend, setting, value})
+		return nil
+	})
+	fs.UintVar(&embed.ExitTimeoutS, "triton-exit-timeout", 10, "with --triton-library: seconds Triton waits for calls in flight when stopping")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 64<<20, "largest request or response (larger request: RESOURCE_EXHAUSTED)")
 	fs.Float64Var(&inferTimeout, "infer-timeout", 30, "timeout of each Triton call, seconds")
 	fs.Float64Var(&reportInterval, "report-interval", 1, "ReportUsage period, seconds")
@@ -55,6 +74,15 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	if embed.Library != "" {
+		if embed.ModelRepository == "" || embed.BackendDirectory == "" {
+			return cfg, errors.New("--triton-library needs --triton-repository and --triton-backends")
+		}
+		if !loopback(cfg.Triton) {
+			return cfg, errors.New("with --triton-library, --triton must be a loopback HOST:PORT (Triton's API is for the service only)")
+		}
+		cfg.Embedded = &embed
+	}
 	cfg.InferTimeout = time.Duration(inferTimeout * float64(time.Second))
 	cfg.ReportInterval = time.Duration(reportInterval * float64(time.Second))
 	switch {
@@ -70,6 +98,19 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 		return cfg, errors.New("--drift-samples-per-s, --coalesce-in-flight and --procs must be >= 0, --triton-connections >= 1")
 	}
 	return cfg, nil
+}
+
+// loopback says whether HOST:PORT names this machine's loopback interface.
+func loopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func main() {
@@ -115,7 +156,11 @@ func main() {
 			transport = "mutual TLS"
 		}
 	}
-	log.Printf("listening on %s, %s (service %s, Triton %s, %d CPUs)", srv.Addr(), transport, cfg.Service, cfg.Triton, runtime.GOMAXPROCS(0))
+	where := "Triton " + cfg.Triton
+	if cfg.Embedded != nil {
+		where = "Triton in this process, its API for the service on " + cfg.Triton
+	}
+	log.Printf("listening on %s, %s (service %s, %s, %d CPUs)", srv.Addr(), transport, cfg.Service, where, runtime.GOMAXPROCS(0))
 	select {
 	case sig := <-signals:
 		log.Printf("%v: stopping (graceful, at most %v)", sig, gracefulStop)

@@ -51,6 +51,10 @@ func TestBadCommandLinesExit2(t *testing.T) {
 		{"--listen 127.0.0.1:0 --service 127.0.0.1:1", "t", "--triton are required"},
 		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:2 --max-message-bytes 0", "t", "must be positive"},
 		{"--bogus", "t", "flag provided but not defined"},
+		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:2 --triton-library /x.so", "t", "needs --triton-repository and --triton-backends"},
+		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 0.0.0.0:2 --triton-library /x.so --triton-repository /r --triton-backends /b",
+			"t", "--triton must be a loopback HOST:PORT"},
+		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:2 --triton-backend-config python", "t", "want BACKEND,SETTING=VALUE"},
 	} {
 		out, err := gateway(c.args, c.token).CombinedOutput()
 		if exitCode(err) != 2 || !strings.Contains(string(out), c.words) {
@@ -67,6 +71,14 @@ func TestCannotListenExits1(t *testing.T) {
 	defer busy.Close()
 	out, err := gateway("--listen "+busy.Addr().String()+" --service 127.0.0.1:1 --triton 127.0.0.1:2", "t").CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(out), "cannot listen on "+busy.Addr().String()) {
+		t.Fatalf("exit %d: %s", exitCode(err), out)
+	}
+}
+
+func TestMissingTritonLibraryExits1(t *testing.T) {
+	out, err := gateway("--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:0 "+
+		"--triton-library /nonexistent/libtritonserver.so --triton-repository /r --triton-backends /b", "t").CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "cannot load Triton's library") {
 		t.Fatalf("exit %d: %s", exitCode(err), out)
 	}
 }

@@ -20,8 +20,10 @@ import (
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
 	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
+	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
 	"github.com/beamops/beamops/services/inference/gateway/internal/coalesce"
 	"github.com/beamops/beamops/services/inference/gateway/internal/control"
+	"github.com/beamops/beamops/services/inference/gateway/internal/embedded"
 	"github.com/beamops/beamops/services/inference/gateway/internal/forward"
 	"github.com/beamops/beamops/services/inference/gateway/internal/predict"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rawcodec"
@@ -38,7 +40,11 @@ const coalesceMaxBytes = 4 << 20
 type Config struct {
 	Listen            string // HOST:PORT
 	Service           string // HOST:PORT of the Python inference service
-	Triton            string // HOST:PORT of Triton's gRPC endpoint
+	// Triton is HOST:PORT of Triton's gRPC endpoint; with Embedded, where the gateway serves
+	// the part of that API the service calls (loopback only).
+	Triton string
+	// Embedded, when set, runs Triton in the gateway's own process (embedded package).
+	Embedded *embedded.Options
 	Token             string // for GatewayService calls
 	MaxMessageBytes   int
 	InferTimeout      time.Duration
@@ -58,6 +64,8 @@ type Server struct {
 	grpc       *grpc.Server
 	conns      []*grpc.ClientConn
 	triton     *triton.Client
+	embedded   *embedded.Server
+	kserve     *grpc.Server // Triton's API for the service, with Embedded
 	stopBg     context.CancelFunc
 	background sync.WaitGroup
 	served     chan error
@@ -101,9 +109,9 @@ func (s *Server) start(cfg Config) error {
 		return fmt.Errorf("--service %s: %v", cfg.Service, err)
 	}
 	s.conns = append(s.conns, controlConn)
-	s.triton, err = triton.Dial(cfg.Triton, cfg.TritonConnections, cfg.InferTimeout)
+	infer, err := s.startTriton(cfg)
 	if err != nil {
-		return fmt.Errorf("--triton %s: %v", cfg.Triton, err)
+		return err
 	}
 	forwardConn.Connect()
 	controlConn.Connect()
@@ -113,7 +121,7 @@ func (s *Server) start(cfg Config) error {
 	recorder := usage.NewRecorder(cfg.DriftSamplesPerS, int64(min(cfg.MaxMessageBytes/2, 16<<20)))
 	var coalescers *coalesce.Set
 	if cfg.CoalesceInFlight > 0 {
-		coalescers = &coalesce.Set{Run: s.triton.Infer, MaxBytes: coalesceMaxBytes,
+		coalescers = &coalesce.Set{Run: infer, MaxBytes: coalesceMaxBytes,
 			MaxInFlight: cfg.CoalesceInFlight, Timeout: cfg.InferTimeout}
 	}
 	s.Routes = routes.NewStore(recorder, coalescers)
@@ -124,7 +132,7 @@ func (s *Server) start(cfg Config) error {
 	gw := &predict.Gateway{
 		Routes:       s.Routes,
 		Auth:         auth.New(ctl.Authorize),
-		Infer:        s.triton.Infer,
+		Infer:        infer,
 		Forward:      &forward.Forwarder{Conn: forwardConn},
 		Retryable:    triton.Retryable,
 		RetryWait:    retry,
@@ -164,6 +172,33 @@ func (s *Server) start(cfg Config) error {
 	return nil
 }
 
+// startTriton connects to Triton, or starts it in this process and serves its API for the
+// service on cfg.Triton; it returns what runs a request on it.
+func (s *Server) startTriton(cfg Config) (predict.InferFunc, error) {
+	if cfg.Embedded == nil {
+		client, err := triton.Dial(cfg.Triton, cfg.TritonConnections, cfg.InferTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("--triton %s: %v", cfg.Triton, err)
+		}
+		s.triton = client
+		return client.Infer, nil
+	}
+	lis, err := net.Listen("tcp", cfg.Triton)
+	if err != nil {
+		return nil, fmt.Errorf("cannot serve Triton's API on %s: %v", cfg.Triton, err)
+	}
+	server, err := embedded.Start(*cfg.Embedded)
+	if err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	s.embedded = server
+	s.kserve = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxSendMsgSize(cfg.MaxMessageBytes))
+	tritonpb.RegisterGRPCInferenceServiceServer(s.kserve, &embedded.KServe{Server: server})
+	go func() { _ = s.kserve.Serve(lis) }()
+	return triton.Local(server.Infer, cfg.InferTimeout), nil
+}
+
 // Addr is the address it listens on (the port actually bound).
 func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 
@@ -187,6 +222,17 @@ func (s *Server) Stop(grace time.Duration) {
 	s.closeConns()
 }
 
+// stopTriton stops Triton's API for the service, then the embedded Triton (after the calls in
+// flight, at most its exit timeout).
+func (s *Server) stopTriton() {
+	if s.kserve != nil {
+		s.kserve.Stop()
+	}
+	if s.embedded != nil {
+		s.embedded.Stop()
+	}
+}
+
 func (s *Server) closeConns() {
 	for _, c := range s.conns {
 		_ = c.Close()
@@ -194,4 +240,5 @@ func (s *Server) closeConns() {
 	if s.triton != nil {
 		s.triton.Close()
 	}
+	s.stopTriton()
 }

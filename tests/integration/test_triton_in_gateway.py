@@ -1,0 +1,163 @@
+"""Triton inside beamops-gateway's process (its in-process library, loaded by the gateway), reached
+with tritonclient on the loopback port where the gateway serves the part of Triton's gRPC API that
+the inference service calls: it loads an ONNX MLP through the bundled Python backend and answers
+like ONNX Runtime, alone and under concurrent requests of mixed sizes; what the service does not
+call is refused; SIGTERM stops Triton with the gateway and leaves no stub or shared memory."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from beamops.inference import triton_config
+from beamops.inference.bundled_triton import TritonPaths
+from beamops.inference.gateway_supervisor import EmbeddedTriton, command, environment
+from beamops.inference.triton_supervisor import free_port
+
+from tests.fixtures.inference import N_CLASSES, N_FEATURES, mlp_onnx
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTALL = ROOT / "services" / "inference" / "triton" / "install.sh"
+MODEL_PY = ROOT / "services" / "inference" / "beamops" / "inference" / "triton_model" / "model.py"
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def triton_venv() -> Path:
+    subprocess.run(["bash", str(INSTALL)], check=True, cwd=ROOT)
+    return ROOT / ".venv-triton"
+
+
+def _write_mlp(repository: Path, onnx_bytes: bytes) -> None:
+    mlp = repository / "mlp"
+    (mlp / "1").mkdir(parents=True)
+    (mlp / "1" / "model.onnx").write_bytes(onnx_bytes)
+    shutil.copy(MODEL_PY, mlp / "1" / "model.py")
+    (mlp / "config.pbtxt").write_text(triton_config.config_pbtxt(
+        "mlp", [("x", "TYPE_FP32", [N_FEATURES])],
+        [("probabilities", "TYPE_FP32", [N_CLASSES]), ("label", "TYPE_INT64", [1])],
+        max_batch_size=64, backend="python", instance_count=1, preferred_batch_sizes=[16, 64],
+        max_queue_delay_us=100, parameters={"intra_op_threads": "1"}))
+
+
+def _start(gateway_binary: Path, embedded: EmbeddedTriton, triton_port: int, log: Path):
+    args = command(gateway_binary, listen="127.0.0.1:0", service=f"127.0.0.1:{free_port()}",
+                   triton=f"127.0.0.1:{triton_port}", max_message_bytes=64 << 20,
+                   infer_timeout_s=30, drift_samples_per_s=0, coalesce_in_flight=1,
+                   embedded=embedded)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, env=environment("test-token", embedded=embedded),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "listening on" not in log.read_text(errors="replace"):
+        assert process.poll() is None, log.read_text(errors="replace")
+        assert time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.05)
+    return process
+
+
+def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_binary, tmp_path):
+    repository = tmp_path / "models"
+    onnx_bytes = mlp_onnx(seed=3)
+    _write_mlp(repository, onnx_bytes)
+    embedded = EmbeddedTriton(TritonPaths.from_install(triton_venv, repository), tmp_path / "pid")
+    triton_port = free_port()
+    log = tmp_path / "gateway.log"
+    process = _start(gateway_binary, embedded, triton_port, log)
+    try:
+        assert "Triton in this process" in log.read_text()
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{triton_port}")
+        assert client.is_server_live() and client.is_server_ready()
+        assert not client.is_model_ready("mlp")
+        client.load_model("mlp", client_timeout=60)
+        assert client.is_model_ready("mlp")
+
+        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(1).normal(size=(32, N_FEATURES)).astype(np.float32)
+        inp = grpcclient.InferInput("x", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        outputs = [grpcclient.InferRequestedOutput(n) for n in ("label", "probabilities")]
+        result = client.infer("mlp", [inp], outputs=outputs)
+        expected_probabilities, expected_label = session.run(None, {"x": x})
+        assert np.allclose(result.as_numpy("probabilities"), expected_probabilities, rtol=1e-5, atol=1e-6)
+        assert result.as_numpy("label").reshape(-1).tolist() == expected_label.tolist()
+
+        # Concurrent requests of mixed sizes: each gets its own rows back (the embedded server
+        # answers every in-flight request from Triton's threads).
+        sizes = [1, 3, 2, 5, 1, 4, 2, 3] * 8
+        xs = [np.random.default_rng(10 + i).normal(size=(n, N_FEATURES)).astype(np.float32)
+              for i, n in enumerate(sizes)]
+        pending = []
+        for xi in xs:
+            inp = grpcclient.InferInput("x", list(xi.shape), "FP32")
+            inp.set_data_from_numpy(xi)
+            done: queue.Queue = queue.Queue()
+            client.async_infer("mlp", [inp], lambda result, error, q=done: q.put((result, error)))
+            pending.append(done)
+        for xi, done in zip(xs, pending):
+            response, error = done.get(timeout=30)
+            assert error is None, error
+            assert np.allclose(response.as_numpy("probabilities"), session.run(None, {"x": xi})[0],
+                               rtol=1e-5, atol=1e-6)
+
+        stubs = [pid for pid in _group(process.pid) if pid != process.pid]
+
+        # Triton's own refusals keep their codes; the server stays up.
+        bad = grpcclient.InferInput("nope", list(x.shape), "FP32")
+        bad.set_data_from_numpy(x)
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("mlp", [bad])
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", refused.value
+        with pytest.raises(InferenceServerException) as unknown:
+            client.infer("other", [inp])
+        assert unknown.value.status() == "StatusCode.NOT_FOUND", unknown.value
+        # Only what the service calls is served: no repository index, no shared memory.
+        for call in (client.get_model_repository_index, client.get_system_shared_memory_status):
+            with pytest.raises(InferenceServerException) as refused:
+                call()
+            assert refused.value.status() == "StatusCode.UNIMPLEMENTED", refused.value
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model("mlp", config='{"max_batch_size": 8}')
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", refused.value
+
+        client.unload_model("mlp")
+        deadline = time.monotonic() + 30
+        while client.is_model_ready("mlp"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.is_server_live()
+        client.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert code == 0, log.read_text()[-3000:]
+    assert re.search(r"stopped", log.read_text())
+    assert stubs  # the model ran in a Python-backend stub, a child of the gateway ...
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # ... which Triton ended when it stopped
+    assert not list(Path("/dev/shm").glob(embedded.shm_prefix + "*"))
+
+
+def _group(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return pids
