@@ -2,12 +2,15 @@
 the same Triton model with tritonclient, same inputs, same machine, one run; and embedded mode
 (beamops.load_model) against ONNX Runtime called directly.
 
-Starts a registry and an inference service (with its bundled Triton and its gateway) as
-processes, publishes a 6 -> 16 -> 3 MLP, deploys it, then measures, for Predict through the gateway
+Starts a registry and an inference service (with its gateway, which runs the bundled Triton in its
+own process) as processes, and the bundled tritonserver binary on the same model repository entries
+as the baseline (Triton's own gRPC front); publishes a 6 -> 16 -> 3 MLP, deploys it, then
+measures, for Predict through the gateway
 (the compiled data plane, the address for fast calls) and through the Python service itself:
 p50/p99 of one small request (sequential; through the gateway also by model and alias),
 throughput with 16 concurrent clients, throughput of 1 MB requests (4 clients); and embedded vs
-direct.
+direct. ``--separate-triton`` runs the service's Triton as a tritonserver process of its own
+(``triton_in_gateway=false``), the arrangement before Triton moved into the gateway.
 
     .venv/bin/python benchmarks/bench_inference.py --out bench-results/bench_inference.json
 """
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import beamops  # noqa: E402
 from beamops.common.v1 import auth_pb2  # noqa: E402
+from beamops.inference.bundled_triton import BundledTriton, TritonPaths  # noqa: E402
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb  # noqa: E402
 from beamops.inference.v1 import inference_service_pb2_grpc  # noqa: E402
 from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
@@ -85,6 +89,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--separate-triton", action="store_true",
+                        help="the service's Triton as its own process, not inside the gateway")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
@@ -100,7 +106,8 @@ def main() -> None:
     with service("registry", reg_port, work), \
             service("inference", inf_port, work, registry_address=f"127.0.0.1:{reg_port}",
                     registry_token=service_token, triton_venv=str(ROOT / ".venv-triton"),
-                    triton_grpc_port=str(triton_port), gateway="true", gateway_port=str(gateway_port)):
+                    gateway="true", gateway_port=str(gateway_port),
+                    triton_in_gateway=str(not args.separate_triton).lower()):
         reg = registry_service_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(f"127.0.0.1:{reg_port}"))
         reg.CreateModel(rs.CreateModelRequest(name="mlp"), metadata=md)
         reg.CreateModelType(rs.CreateModelTypeRequest(model="mlp", version="1.0.0", signature=MLP_SIGNATURE,
@@ -119,8 +126,17 @@ def main() -> None:
         for name, max_batch in (("mlp", 0), ("mlp-big", big_rows)):
             inf.Deploy(pb.DeployRequest(model="mlp", name=name, target=dpb.DeploymentTarget(alias="production"),
                                         serving=dpb.ServingConfig(max_batch_size=max_batch)), metadata=md)
-        triton = tc.InferenceServerClient(f"127.0.0.1:{triton_port}")
         version = params.version.replace(".", "_")
+        # The baseline: the bundled tritonserver binary (its own gRPC front) on the same model
+        # repository entries. The service runs Triton inside its gateway, so its port is not
+        # Triton's own front.
+        paths = TritonPaths.from_install(ROOT / ".venv-triton", work / "inference" / "triton-models")
+        direct = BundledTriton(paths, triton_port, free_port(), free_port(), log_path=work / "tritonserver.log")
+        direct.start()
+        direct.wait_ready(120)
+        triton = tc.InferenceServerClient(f"127.0.0.1:{triton_port}")
+        for model in (f"mlp__{version}", f"mlp-big__{version}"):
+            triton.load_model(model)
 
         def direct_call(model: str, x: np.ndarray):
             inp = tc.InferInput("x", list(x.shape), "FP32")
@@ -181,6 +197,7 @@ def main() -> None:
                      "baseline": _pct(raw, 50), "unit": "ms", "ratio": _pct(raw, 50) / _pct(emb, 50),
                      "goal": ">= 0.9"})
         triton.close()
+        direct.stop()
         channel.close()
     for row in rows:
         for key in ("beamops", "baseline", "ratio"):
@@ -190,7 +207,9 @@ def main() -> None:
               "machine": f"{platform.node()} ({os.cpu_count()} cpus, python {platform.python_version()})",
               "rows": rows,
               "notes": "ratio = baseline/beamops for latencies, beamops/baseline for throughput; "
-                       "bundled Triton (CPU, Python backend running ONNX Runtime)"}
+                       "bundled Triton (CPU, Python backend running ONNX Runtime); the service's "
+                       + ("tritonserver process" if args.separate_triton else "Triton inside the gateway")
+                       + " against the tritonserver binary's own gRPC front"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

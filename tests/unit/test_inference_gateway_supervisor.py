@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from beamops.inference.bundled_triton import TritonPaths
 from beamops.inference.gateway_supervisor import (
-    TOKEN_ENV, GatewayTls, command, environment, local_address, missing_binary_message,
+    TOKEN_ENV, EmbeddedTriton, GatewayTls, command, environment, local_address,
+    missing_binary_message,
 )
 from beamops.inference.server import check_gateway_settings
 from beamops.inference.settings import DEFAULT_GATEWAY_BINARY, InferenceSettings
@@ -36,6 +38,37 @@ def test_environment_has_the_token_and_no_beamops_settings():
     env = environment("secret", {"PATH": "/usr/bin", "BEAMOPS_INFERENCE_REGISTRY_TOKEN": "bmo_x",
                                  "BEAMOPS_GATEWAY_TOKEN": "stale"})
     assert env == {"PATH": "/usr/bin", TOKEN_ENV: "secret"}
+
+
+def _paths(library: Path | None) -> TritonPaths:
+    return TritonPaths(venv=Path("/v"), backend_dir=Path("/v/backends"), model_repository=Path("/m"),
+                       tritonserver=Path("/v/bin/tritonserver"),
+                       library_path=(Path("/py/lib"), Path("/v/libs")), library=library)
+
+
+def test_embedded_triton_flags_and_environment():
+    embedded = EmbeddedTriton(_paths(Path("/v/libs/libtritonserver-1.so")), Path("/var/t.pid"))
+    args = command(Path("g"), listen="a:1", service="b:2", triton="127.0.0.1:3",
+                   max_message_bytes=1, infer_timeout_s=1, drift_samples_per_s=0,
+                   coalesce_in_flight=1, embedded=embedded)
+    flags = dict(zip(args[1:-1:2], args[2:-1:2]))
+    assert flags["--triton-library"] == "/v/libs/libtritonserver-1.so"
+    assert flags["--triton-repository"] == "/m" and flags["--triton-backends"] == "/v/backends"
+    assert flags["--triton-backend-config"] == f"python,shm-region-prefix-name={embedded.shm_prefix}"
+    assert embedded.shm_prefix != EmbeddedTriton(embedded.paths, Path("x")).shm_prefix
+    # The stubs' environment (see bundled_triton.environment) on top of the gateway's own.
+    env = environment("secret", {"PATH": "/usr/bin", "PYTHONPATH": "/platform",
+                                 "BEAMOPS_INFERENCE_PORT": "1"}, embedded=embedded)
+    assert env[TOKEN_ENV] == "secret" and "BEAMOPS_INFERENCE_PORT" not in env
+    assert env["LD_LIBRARY_PATH"] == "/py/lib:/v/libs" and env["PATH"] == "/v/bin:/usr/bin"
+    assert "PYTHONPATH" not in env and env["PYTHONNOUSERSITE"] == "1"
+    with pytest.raises(FileNotFoundError, match="libtritonserver"):
+        EmbeddedTriton(_paths(None), Path("/var/t.pid"))
+
+
+def test_triton_runs_in_the_gateway_by_default():
+    assert InferenceSettings().triton_in_gateway
+    assert not InferenceSettings.load(["--triton-in-gateway", "false"]).triton_in_gateway
 
 
 def test_local_address_reaches_wildcard_listeners_on_loopback():
