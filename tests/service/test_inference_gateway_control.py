@@ -285,7 +285,8 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
     stack = inference_stack
     monkeypatch.setenv("BEAMOPS_INFERENCE_REGISTRY_TOKEN", "not-for-the-gateway")
     pid_file = stack.var_dir / "gateway" / "gateway.pid"
-    async with stack.inference(gateway=True, gateway_binary=str(stand_in),
+    # The stand-in cannot run Triton inside: Triton runs as its own process here.
+    async with stack.inference(gateway=True, gateway_binary=str(stand_in), triton_in_gateway=False,
                                triton_infer_timeout_s=12.5, gateway_drift_samples_per_s=50,
                                coalesce_max_in_flight=3,
                                max_message_bytes=3 * 1024 * 1024) as (server, _):

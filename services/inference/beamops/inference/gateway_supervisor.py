@@ -5,7 +5,8 @@ service, from which it also gets its routes and its callers' identities (Gateway
 the token handed to it in ``BEAMOPS_GATEWAY_TOKEN``: made at start, valid in this process only,
 never written to disk. It is ready when a ``grpc.health.v1`` check through its port answers
 SERVING (it forwards the check here, so that proves both directions). It is restarted, on the
-same port, when it exits; on shutdown it gets SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``.
+same port, when it exits; on shutdown it gets SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``
+(``EMBEDDED_STOP_TIMEOUT_S`` with Triton inside).
 Its output goes to ``<run_dir>/gateway.log``, its pid to ``<run_dir>/gateway.pid``.
 
 With :class:`EmbeddedTriton`, the gateway also runs the bundled Triton inside its own process
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "BEAMOPS_GATEWAY_TOKEN"
 STOP_TIMEOUT_S = 5.0
+#: With Triton inside: the gateway's graceful stop, then Triton's (calls in flight, unloading the
+#: models and ending their stubs: the gateway's --triton-exit-timeout, 10 s).
+EMBEDDED_STOP_TIMEOUT_S = STOP_TIMEOUT_S + 10.0
 #: Attempts at starting on a port picked here (another process may take it meanwhile).
 FREE_PORT_ATTEMPTS = 3
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
@@ -300,18 +304,22 @@ class GatewaySupervisor:
         process = self._process
         if process is None or process.poll() is not None:
             return
+        timeout = EMBEDDED_STOP_TIMEOUT_S if self.embedded is not None else STOP_TIMEOUT_S
         process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+            await asyncio.to_thread(process.wait, timeout)
         except subprocess.TimeoutExpired:
-            log.warning("beamops-gateway still running %g s after SIGTERM; killing it",
-                        STOP_TIMEOUT_S)
+            log.warning("beamops-gateway still running %g s after SIGTERM; killing it", timeout)
             process.kill()
             await asyncio.to_thread(process.wait)
 
     def stop_leftover(self) -> bool:
         """Stops a gateway that an earlier run of the service left behind (the service was
-        killed): the pid file names a live process running this binary. True if there was one."""
+        killed): the pid file names a live process running this binary. True if there was one.
+        With Triton inside, also a tritonserver process left by a run without it."""
+        if self.embedded is not None:
+            stop_leftover(self.embedded.pid_file, self.embedded.paths.tritonserver,
+                          what="bundled Triton", group=True)
         return stop_leftover(self.pid_file, self.binary, what="beamops-gateway",
                              term_timeout_s=STOP_TIMEOUT_S, group=self.embedded is not None)
 

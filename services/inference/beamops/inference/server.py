@@ -1,10 +1,12 @@
 """The inference service process: `create_server(settings)` for tests, `main()` for the command line.
 
 Builds the parts and hands them to each other: the store, the registry adapter (its own gRPC
-channel), Triton (the bundled one, started and supervised here, or an external one), the model
-repository, alerts, metrics, the deployment manager, and the servicers. With ``gateway`` on, it
-then starts beamops-gateway in front of itself; the returned server's ``gateway_port`` and
-``gateway_address`` say where it listens.
+channel), Triton (the bundled one, or an external one), the model repository, alerts, metrics,
+the deployment manager, and the servicers. With ``gateway`` on, it then starts beamops-gateway in
+front of itself; the returned server's ``gateway_port`` and ``gateway_address`` say where it
+listens. The bundled Triton runs inside that gateway's process (``triton_in_gateway``, the
+default with the gateway on), else as a tritonserver process started and supervised here. The
+deployments are restored once Triton runs.
 """
 
 from __future__ import annotations

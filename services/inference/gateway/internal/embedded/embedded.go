@@ -338,7 +338,7 @@ func read(response *C.TRITONSERVER_InferenceResponse) ([]tensor.Tensor, error) {
 	return outputs, nil
 }
 
-// codes maps Triton's error codes as its gRPC front does.
+// grpcCodes maps Triton's error codes as its gRPC front does.
 var grpcCodes = map[C.int]codes.Code{
 	C.BT_ERROR_UNKNOWN: codes.Unknown, C.BT_ERROR_INTERNAL: codes.Internal, C.BT_ERROR_NOT_FOUND: codes.NotFound,
 	C.BT_ERROR_INVALID_ARG: codes.InvalidArgument, C.BT_ERROR_UNAVAILABLE: codes.Unavailable,
