@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -69,6 +70,59 @@ async def test_killed_triton_is_unavailable_then_recovers(inference_stack, via):
         alerts = (await stub.ListAlerts(pb.ListAlertsRequest(), metadata=stack.md("reader"))).alerts
         backend = [a for a in alerts if a.kind == dpb.ALERT_KIND_BACKEND_UNAVAILABLE]
         assert backend and backend[0].state == dpb.ALERT_STATE_RESOLVED
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (Triton's Python-backend stubs; a killed one
+    stays a zombie)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+async def test_killed_model_process_is_unavailable_then_reloaded(inference_stack, via):
+    """The process running the model's code (a Python-backend stub) dies, as it would in an
+    out-of-memory kill or a crash in ONNX Runtime: Triton itself stays up but answers for that
+    model that its stub is not healthy, forever. Predict says UNAVAILABLE, the service reloads
+    the model (a new stub) and Predict answers again."""
+    stack = inference_stack
+    data = mlp_onnx(seed=7)
+    await stack.publish("jets", data, alias="production")
+    x = np.random.default_rng(4).normal(size=(2, N_FEATURES)).astype(np.float32)
+    expected = ort.InferenceSession(data).run(None, {"x": x})[0]
+    request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
+    async with stack.inference(via) as (server, stub):
+        await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
+                          metadata=stack.md("deployer"), timeout=120)
+        await stub.Predict(request, metadata=stack.md("reader"), timeout=60)
+        triton_pid = int((stack.var_dir / "triton" / "tritonserver.pid").read_text())
+        stubs = _children(triton_pid)
+        assert len(stubs) == 1, stubs  # one model instance
+        os.kill(stubs[0], signal.SIGKILL)
+
+        err = await _predict_until(stub, stack.md("reader"), request, want_ok=False)
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        assert err.details() == ("the model's process in Triton ended (running the model); it is "
+                                 "being restarted, retry shortly"), err.details()
+        reply = await _predict_until(stub, stack.md("reader"), request, want_ok=True)
+        assert np.allclose(from_tensor(reply.outputs[0]), expected, rtol=1e-5, atol=1e-6)
+
+        assert int((stack.var_dir / "triton" / "tritonserver.pid").read_text()) == triton_pid
+        assert _children(triton_pid) and stubs[0] not in _children(triton_pid)  # a new stub
+        assert server.metrics.get_sample_value("beamops_inference_model_restarts_total",
+                                               {"deployment": "jets"}) == 1
+        assert not server.metrics.get_sample_value("beamops_inference_triton_restarts_total")
+        alerts = (await stub.ListAlerts(pb.ListAlertsRequest(), metadata=stack.md("reader"))).alerts
+        backend = [a for a in alerts if a.kind == dpb.ALERT_KIND_BACKEND_UNAVAILABLE]
+        assert len(backend) == 1 and backend[0].deployment == "jets"
+        assert backend[0].state == dpb.ALERT_STATE_RESOLVED
 
 
 async def test_restarted_service_restores_deployments(inference_stack):

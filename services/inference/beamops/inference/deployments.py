@@ -35,6 +35,7 @@ from .drift_monitor import DriftMonitor
 from .gateway_control import RouteTable, route_for
 from .metrics import InferenceMetrics
 from .model_repository import ModelRepository, config_for, effective_max_batch_size, triton_name
+from .triton_backend import ModelProcessDied
 from .validation import InputChecker, check_outputs, output_ranks, shape_output
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class DeploymentManager:
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
+        self._restarting: set[str] = set()  # Triton models being reloaded (their process died)
         self._routes = RouteTable()
         self._refresh_routes()
 
@@ -177,6 +179,41 @@ class DeploymentManager:
             pending = failed
             await asyncio.sleep(pause_s)
         log.error("could not reload %s after the Triton restart", ", ".join(pending))
+
+    def restart_model(self, triton_model: str) -> None:
+        """Triton said that the process running ``triton_model``'s code (a Python-backend stub)
+        died, and it answers so until the model is loaded again: reloads it in the background
+        (once at a time) if a deployment still serves it, with a BACKEND_UNAVAILABLE alert for
+        the deployment until it is back."""
+        if triton_model in self._restarting:
+            return
+        for dep in self._deployments.values():
+            if dep.current is not None and dep.current.triton_name == triton_model:
+                self._restarting.add(triton_model)
+                self._spawn(self._restart_model(dep.name, triton_model))
+                return
+
+    async def _restart_model(self, name: str, triton_model: str) -> None:
+        key = f"backend/model/{name}"
+        try:
+            async with self._lock(name):  # no switch or undeploy meanwhile
+                dep = self._deployments.get(name)
+                if dep is None or dep.current is None or dep.current.triton_name != triton_model:
+                    return
+                log.warning("the process running %s (deployment %s) died; reloading the model",
+                            triton_model, name)
+                self._alerts.fire(key, AlertKind.BACKEND_UNAVAILABLE, Severity.CRITICAL,
+                                  "the process running the model died; reloading it",
+                                  deployment=name, model=dep.model, version=dep.current.version)
+                self._metrics.model_restarts.labels(name).inc()
+                await self._backend.unload(triton_model)  # a load alone keeps the dead process
+                await self._backend.load(triton_model)
+                self._alerts.resolve(key)
+                log.info("%s (deployment %s) reloaded", triton_model, name)
+        except BeamopsError as exc:
+            log.error("reloading %s (deployment %s) failed: %s", triton_model, name, exc)
+        finally:
+            self._restarting.discard(triton_model)
 
     # ---- queries --------------------------------------------------------------------------------
 
@@ -310,6 +347,8 @@ class DeploymentManager:
                     self._drained[name].set()
         except BeamopsError as exc:
             self._metrics.errors.labels(dep.name, exc.reason).inc()
+            if isinstance(exc, ModelProcessDied):
+                self.restart_model(plan.triton_name)
             raise
         ranks = plan.output_ranks
         result = [shape_output(t, ranks) for t in result]

@@ -44,4 +44,6 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
     async def ReportUsage(self, req: pb.ReportUsageRequest, context) -> pb.ReportUsageResponse:
         self._deployments.gateway_applied(req.routes_generation)
         self._deployments.record_usage(convert.usage(req))
+        for triton_model in req.dead_triton_models:
+            self._deployments.restart_model(triton_model)
         return pb.ReportUsageResponse()

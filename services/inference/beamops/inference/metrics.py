@@ -41,10 +41,14 @@ class InferenceMetrics:
         self.gateway_restarts = Counter("beamops_inference_gateway_restarts",
                                         "Times beamops-gateway was restarted after it exited",
                                         registry=registry)
+        self.model_restarts = Counter("beamops_inference_model_restarts",
+                                      "Times a deployment's model was reloaded in Triton because "
+                                      "the process running its code died", ["deployment"],
+                                      registry=registry)
 
     def register_into(self, registry: CollectorRegistry) -> None:
         for collector in (self.requests, self.errors, self.latency, self.batch_size, self.coalesced,
                           self.drift_psi,
                           self.drift_ks, self.alerts_firing, self.alerts_fired, self.triton_restarts,
-                          self.gateway_restarts):
+                          self.gateway_restarts, self.model_restarts):
             registry.register(collector)

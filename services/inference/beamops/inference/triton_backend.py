@@ -69,6 +69,15 @@ class ModelNotLoaded(Unavailable):
     """Triton is up but does not have the model (being loaded or reloaded after a restart)."""
 
 
+class ModelProcessDied(Unavailable):
+    """The process running the model's code (a Python-backend stub) died: Triton keeps
+    answering that it is not healthy until the model is loaded again."""
+
+
+def _model_process_died(lowered_message: str) -> bool:
+    return "stub process" in lowered_message and "not healthy" in lowered_message
+
+
 def _clean(message: str) -> str:
     return _PATH.sub("<path>", message or "").strip()
 
@@ -174,6 +183,9 @@ class TritonBackend:
         if code in _UNREACHABLE:
             return Unavailable(f"Triton is not reachable ({doing}); retry shortly")
         lowered = message.lower()
+        if _model_process_died(lowered):
+            return ModelProcessDied(f"the model's process in Triton ended ({doing}); it is being "
+                                    "restarted, retry shortly")
         if "unknown model" in lowered or "is not ready" in lowered or "not found" in lowered:
             return ModelNotLoaded(f"the model is not loaded in Triton right now ({doing}); "
                                   "it is being (re)loaded, retry shortly")

@@ -28,6 +28,8 @@ import (
 	"github.com/beamops/beamops/services/inference/gateway/internal/predict"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rawcodec"
 	"github.com/beamops/beamops/services/inference/gateway/internal/routes"
+	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
+	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 	"github.com/beamops/beamops/services/inference/gateway/internal/triton"
 	"github.com/beamops/beamops/services/inference/gateway/internal/usage"
 )
@@ -109,7 +111,7 @@ func (s *Server) start(cfg Config) error {
 		return fmt.Errorf("--service %s: %v", cfg.Service, err)
 	}
 	s.conns = append(s.conns, controlConn)
-	infer, err := s.startTriton(cfg)
+	tritonInfer, err := s.startTriton(cfg)
 	if err != nil {
 		return err
 	}
@@ -119,6 +121,7 @@ func (s *Server) start(cfg Config) error {
 	ctl := control.New(controlConn, cfg.Token)
 	// Drift samples: at most half a message, and 16 MiB, per report.
 	recorder := usage.NewRecorder(cfg.DriftSamplesPerS, int64(min(cfg.MaxMessageBytes/2, 16<<20)))
+	infer := reportDeadModels(tritonInfer, recorder.ModelProcessDied)
 	var coalescers *coalesce.Set
 	if cfg.CoalesceInFlight > 0 {
 		coalescers = &coalesce.Set{Run: infer, MaxBytes: coalesceMaxBytes,
@@ -170,6 +173,17 @@ func (s *Server) start(cfg Config) error {
 	go func() { defer s.background.Done(); reporter.Run(ctx) }()
 	go func() { s.served <- s.grpc.Serve(s.lis) }()
 	return nil
+}
+
+// reportDeadModels passes on each Triton model whose process died (the service reloads it).
+func reportDeadModels(infer predict.InferFunc, died func(model string)) predict.InferFunc {
+	return func(ctx context.Context, model string, inputs []tensor.Tensor, outputs []string) ([]tensor.Tensor, *rpcstatus.Error) {
+		result, err := infer(ctx, model, inputs, outputs)
+		if err == triton.ErrModelProcessDied {
+			died(model)
+		}
+		return result, err
+	}
 }
 
 // startTriton connects to Triton, or starts it in this process and serves its API for the

@@ -39,6 +39,11 @@ var errUnreachable = rpcstatus.New(codes.Unavailable, "Triton is not reachable (
 // errUnreachable, but worth retrying on the deployment's new Triton model (see Retryable).
 var errUnreachableModel = rpcstatus.New(codes.Unavailable, errUnreachable.Message)
 
+// ErrModelProcessDied: the process running the model's code (a Python-backend stub) died; Triton
+// answers so until the model is loaded again, which the service does when told (usage reports).
+var ErrModelProcessDied = rpcstatus.New(codes.Unavailable,
+	"the model's process in Triton ended ("+doing+"); it is being restarted, retry shortly")
+
 // Retryable says whether e means that Triton does not have the model right now, so that a
 // request may be retried on the deployment's new Triton model after a version switch.
 func Retryable(e *rpcstatus.Error) bool { return e == ErrModelNotLoaded || e == errUnreachableModel }
@@ -174,6 +179,12 @@ func MapError(err error) *rpcstatus.Error {
 	st := status.Convert(err)
 	message := Clean(st.Message())
 	lowered := strings.ToLower(message)
+	if strings.Contains(lowered, "stub process") && strings.Contains(lowered, "not healthy") {
+		if st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded || st.Code() == codes.Canceled {
+			return errUnreachable
+		}
+		return ErrModelProcessDied
+	}
 	modelMissing := strings.Contains(lowered, "unknown model") || strings.Contains(lowered, "is not ready") ||
 		strings.Contains(lowered, "not found")
 	switch st.Code() {

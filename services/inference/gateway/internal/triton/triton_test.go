@@ -38,6 +38,14 @@ func TestErrorsMapLikeTritonBackend(t *testing.T) {
 			t.Errorf("%v -> %v %q %s", c.err, e.Code, e.Message, e.Reason)
 		}
 	}
+	// The model's process (a Python-backend stub) died: Triton says so until the model is reloaded.
+	if MapError(status.Error(codes.Internal, "Stub process 'jets__1_0_0_0' is not healthy.")) != ErrModelProcessDied ||
+		ErrModelProcessDied.Code != codes.Unavailable || Retryable(ErrModelProcessDied) {
+		t.Error("a dead model process is recognisable, UNAVAILABLE, not retried on another route")
+	}
+	if MapError(status.Error(codes.Unavailable, "Stub process 'x' is not healthy.")) != errUnreachable {
+		t.Error("UNAVAILABLE stays 'not reachable' whatever the message")
+	}
 	if MapError(status.Error(codes.NotFound, "unknown model")) != ErrModelNotLoaded {
 		t.Error("model not loaded is recognisable")
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,34 @@ type Recorder struct {
 	samplesPerS int
 	sampleBytes atomic.Int64 // sample bytes in the current period
 	maxBytes    int64        // cap of sample bytes per period
+
+	deadMu sync.Mutex
+	dead   map[string]struct{} // Triton models whose process died, since the last report
+}
+
+// ModelProcessDied notes that Triton answered that the process running model's code died; the
+// next report tells the service, which reloads the model.
+func (r *Recorder) ModelProcessDied(model string) {
+	r.deadMu.Lock()
+	defer r.deadMu.Unlock()
+	if r.dead == nil {
+		r.dead = map[string]struct{}{}
+	}
+	r.dead[model] = struct{}{}
+}
+
+// DrainDead takes the models noted by ModelProcessDied since the previous DrainDead, sorted.
+func (r *Recorder) DrainDead() []string {
+	r.deadMu.Lock()
+	dead := r.dead
+	r.dead = nil
+	r.deadMu.Unlock()
+	models := make([]string, 0, len(dead))
+	for m := range dead {
+		models = append(models, m)
+	}
+	sort.Strings(models)
+	return models
 }
 
 // NewRecorder: at most samplesPerS drift samples per deployment and second, and at most
@@ -245,19 +274,25 @@ func (r *Reporter) Run(ctx context.Context) {
 	}
 }
 
-// Report sends one report when there is usage or an unacknowledged route table generation; a
-// failure drops the usage (logged once per streak of failures) and the generation is sent again
-// next time.
+// Report sends one report when there is usage, a model whose process died, or an
+// unacknowledged route table generation; a failure drops the usage (logged once per streak of
+// failures), the dead models and the generation are sent again next time.
 func (r *Reporter) Report(ctx context.Context) {
-	usage := r.Recorder.Drain()
+	usage, dead := r.Recorder.Drain(), r.Recorder.DrainDead()
 	var generation uint64
 	if r.Generation != nil {
 		generation = r.Generation()
 	}
-	if len(usage) == 0 && generation == r.acked {
+	if len(usage) == 0 && len(dead) == 0 && generation == r.acked {
 		return
 	}
-	err := r.Send(ctx, &inferencev1.ReportUsageRequest{Deployments: usage, RoutesGeneration: generation})
+	err := r.Send(ctx, &inferencev1.ReportUsageRequest{Deployments: usage, RoutesGeneration: generation,
+		DeadTritonModels: dead})
+	if err != nil {
+		for _, model := range dead { // the service must hear of them: next report
+			r.Recorder.ModelProcessDied(model)
+		}
+	}
 	switch {
 	case err != nil && !r.failing:
 		r.failing = true

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"strings"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -206,5 +207,30 @@ func TestKickReportsAtOnce(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no report after Kick")
+	}
+}
+
+func TestDeadModelsAreReportedUntilTheServiceHearsOfThem(t *testing.T) {
+	r := NewRecorder(10, 0)
+	var sent []*inferencev1.ReportUsageRequest
+	fail := true
+	rep := &Reporter{Recorder: r, Interval: time.Hour, Timeout: time.Second,
+		Send: func(_ context.Context, req *inferencev1.ReportUsageRequest) error {
+			sent = append(sent, req)
+			if fail {
+				return errors.New("down")
+			}
+			return nil
+		}}
+	r.ModelProcessDied("jets__2_0")
+	r.ModelProcessDied("jets__1_0")
+	r.ModelProcessDied("jets__2_0") // once per report
+	rep.Report(context.Background())
+	fail = false
+	rep.Report(context.Background()) // the failed report's dead models go again
+	rep.Report(context.Background()) // then nothing is left
+	if len(sent) != 2 || len(sent[1].Deployments) != 0 ||
+		strings.Join(sent[1].DeadTritonModels, ",") != "jets__1_0,jets__2_0" {
+		t.Fatalf("%v", sent)
 	}
 }
