@@ -21,11 +21,6 @@ class _RpcError(grpc.RpcError):
         return self._details
 
 
-@pytest.fixture
-def backend() -> TritonBackend:
-    return TritonBackend("127.0.0.1:1")  # the channel connects lazily: nothing is called
-
-
 @pytest.mark.parametrize("code, details, kind, message", [
     (grpc.StatusCode.INTERNAL, "Stub process 'jets__1_0_0_0' is not healthy.", ModelProcessDied,
      "the model's process in Triton ended (running the model); it is being restarted, retry shortly"),
@@ -37,6 +32,8 @@ def backend() -> TritonBackend:
     (grpc.StatusCode.INVALID_ARGUMENT, "onnx runtime error: /opt/m/1/model.onnx failed",
      FailedPrecondition, "Triton failed running the model: onnx runtime error: <path> failed"),
 ])
-def test_triton_failures_map_like_the_gateway(backend, code, details, kind, message):
+async def test_triton_failures_map_like_the_gateway(code, details, kind, message):
+    backend = TritonBackend("127.0.0.1:1")  # the channel connects lazily: nothing is called
     error = backend._error(_RpcError(code, details), "running the model")
+    await backend.close()
     assert type(error) is kind and error.message == message
