@@ -76,7 +76,7 @@ func Start(o Options) (*Server, error) {
 	if err := check(C.bt_options_new(&options)); err != nil {
 		return nil, fmt.Errorf("Triton options: %w", err)
 	}
-	defer C.bt_options_delete(options)
+	defer func() { _ = check(C.bt_options_delete(options)) }()
 	repository, backends := C.CString(o.ModelRepository), C.CString(o.BackendDirectory)
 	defer C.free(unsafe.Pointer(repository))
 	defer C.free(unsafe.Pointer(backends))
@@ -233,11 +233,11 @@ func (s *Server) submit(c *call, model string, inputs []tensor.Tensor, outputs [
 		return err
 	}
 	if err := addTensors(c, request, inputs, outputs); err != nil {
-		C.bt_request_delete(request)
+		_ = check(C.bt_request_delete(request))
 		return err
 	}
 	if err := check(C.bt_infer_async(s.server, request)); err != nil {
-		C.bt_request_delete(request) // not submitted: no callback comes
+		_ = check(C.bt_request_delete(request)) // not submitted: no callback comes
 		return err
 	}
 	return nil
