@@ -19,8 +19,8 @@ import (
 
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
-	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
+	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
 	"github.com/beamops/beamops/services/inference/gateway/internal/coalesce"
 	"github.com/beamops/beamops/services/inference/gateway/internal/control"
 	"github.com/beamops/beamops/services/inference/gateway/internal/embedded"
@@ -40,14 +40,11 @@ const coalesceMaxBytes = 4 << 20
 
 // Config is what the command line sets.
 type Config struct {
-	Listen            string // HOST:PORT
-	Service           string // HOST:PORT of the Python inference service
-	// Triton is HOST:PORT of Triton's gRPC endpoint; with Embedded, where the gateway serves
-	// the part of that API the service calls (loopback only).
-	Triton string
-	// Embedded, when set, runs Triton in the gateway's own process (embedded package).
-	Embedded *embedded.Options
-	Token             string // for GatewayService calls
+	Listen            string            // HOST:PORT
+	Service           string            // HOST:PORT of the Python inference service
+	Triton            string            // HOST:PORT of Triton's gRPC endpoint; with Embedded, where the service reaches it (loopback)
+	Embedded          *embedded.Options // when set, Triton runs in the gateway's own process (embedded package)
+	Token             string            // for GatewayService calls
 	MaxMessageBytes   int
 	InferTimeout      time.Duration
 	ReportInterval    time.Duration

@@ -1,9 +1,9 @@
 package usage
 
 import (
-	"strings"
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
