@@ -1,8 +1,9 @@
 """Triton inside beamops-gateway's process (its in-process library, loaded by the gateway), reached
 with tritonclient on the loopback port where the gateway serves the part of Triton's gRPC API that
 the inference service calls: it loads an ONNX MLP through the bundled Python backend and answers
-like ONNX Runtime, alone and under concurrent requests of mixed sizes; what the service does not
-call is refused; SIGTERM stops Triton with the gateway and leaves no stub or shared memory."""
+like ONNX Runtime, alone and under concurrent requests of mixed sizes; callers without the
+gateway's token and what the service does not call are refused; SIGTERM stops Triton with the
+gateway and leaves no stub or shared memory."""
 
 from __future__ import annotations
 
@@ -53,13 +54,17 @@ def _write_mlp(repository: Path, onnx_bytes: bytes) -> None:
         max_queue_delay_us=100, parameters={"intra_op_threads": "1"}))
 
 
+TOKEN = "test-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
 def _start(gateway_binary: Path, embedded: EmbeddedTriton, triton_port: int, log: Path):
     args = command(gateway_binary, listen="127.0.0.1:0", service=f"127.0.0.1:{free_port()}",
                    triton=f"127.0.0.1:{triton_port}", max_message_bytes=64 << 20,
                    infer_timeout_s=30, drift_samples_per_s=0, coalesce_in_flight=1,
                    embedded=embedded)
     with open(log, "wb") as out:
-        process = subprocess.Popen(args, env=environment("test-token", embedded=embedded),
+        process = subprocess.Popen(args, env=environment(TOKEN, embedded=embedded),
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while "listening on" not in log.read_text(errors="replace"):
@@ -80,17 +85,22 @@ def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_bin
     try:
         assert "Triton in this process" in log.read_text()
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{triton_port}")
-        assert client.is_server_live() and client.is_server_ready()
-        assert not client.is_model_ready("mlp")
-        client.load_model("mlp", client_timeout=60)
-        assert client.is_model_ready("mlp")
+        # Only the service, with the gateway's token, reaches this Triton.
+        for headers in (None, {"authorization": "Bearer wrong"}):
+            with pytest.raises(InferenceServerException) as refused:
+                client.load_model("mlp", headers=headers)
+            assert refused.value.status() == "StatusCode.UNAUTHENTICATED", refused.value
+        assert client.is_server_live(headers=AUTH) and client.is_server_ready(headers=AUTH)
+        assert not client.is_model_ready("mlp", headers=AUTH)
+        client.load_model("mlp", headers=AUTH, client_timeout=60)
+        assert client.is_model_ready("mlp", headers=AUTH)
 
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         x = np.random.default_rng(1).normal(size=(32, N_FEATURES)).astype(np.float32)
         inp = grpcclient.InferInput("x", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         outputs = [grpcclient.InferRequestedOutput(n) for n in ("label", "probabilities")]
-        result = client.infer("mlp", [inp], outputs=outputs)
+        result = client.infer("mlp", [inp], outputs=outputs, headers=AUTH)
         expected_probabilities, expected_label = session.run(None, {"x": x})
         assert np.allclose(result.as_numpy("probabilities"), expected_probabilities, rtol=1e-5, atol=1e-6)
         assert result.as_numpy("label").reshape(-1).tolist() == expected_label.tolist()
@@ -105,7 +115,8 @@ def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_bin
             inp = grpcclient.InferInput("x", list(xi.shape), "FP32")
             inp.set_data_from_numpy(xi)
             done: queue.Queue = queue.Queue()
-            client.async_infer("mlp", [inp], lambda result, error, q=done: q.put((result, error)))
+            client.async_infer("mlp", [inp], lambda result, error, q=done: q.put((result, error)),
+                               headers=AUTH)
             pending.append(done)
         for xi, done in zip(xs, pending):
             response, error = done.get(timeout=30)
@@ -119,26 +130,26 @@ def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_bin
         bad = grpcclient.InferInput("nope", list(x.shape), "FP32")
         bad.set_data_from_numpy(x)
         with pytest.raises(InferenceServerException) as refused:
-            client.infer("mlp", [bad])
+            client.infer("mlp", [bad], headers=AUTH)
         assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", refused.value
         with pytest.raises(InferenceServerException) as unknown:
-            client.infer("other", [inp])
+            client.infer("other", [inp], headers=AUTH)
         assert unknown.value.status() == "StatusCode.NOT_FOUND", unknown.value
         # Only what the service calls is served: no repository index, no shared memory.
         for call in (client.get_model_repository_index, client.get_system_shared_memory_status):
             with pytest.raises(InferenceServerException) as refused:
-                call()
+                call(headers=AUTH)
             assert refused.value.status() == "StatusCode.UNIMPLEMENTED", refused.value
         with pytest.raises(InferenceServerException) as refused:
-            client.load_model("mlp", config='{"max_batch_size": 8}')
+            client.load_model("mlp", config='{"max_batch_size": 8}', headers=AUTH)
         assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", refused.value
 
-        client.unload_model("mlp")
+        client.unload_model("mlp", headers=AUTH)
         deadline = time.monotonic() + 30
-        while client.is_model_ready("mlp"):
+        while client.is_model_ready("mlp", headers=AUTH):
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        assert client.is_server_live()
+        assert client.is_server_live(headers=AUTH)
         client.close()
     finally:
         process.send_signal(signal.SIGTERM)

@@ -119,6 +119,11 @@ class Options:
     service_name: str = "inference-service"
 
 
+#: After a model was reloaded because its process died, reports of that death are ignored this
+#: long (they are about requests that failed before the reload; see restart_model).
+RESTART_QUIET_S = 5.0
+
+
 class DeploymentManager:
     def __init__(self, store, registry, backend, repository: ModelRepository, alerts: AlertBook,
                  metrics: InferenceMetrics, options: Options) -> None:
@@ -136,6 +141,7 @@ class DeploymentManager:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._restarting: set[str] = set()  # Triton models being reloaded (their process died)
+        self._restarted_at: dict[str, float] = {}  # when each finished reloading (monotonic)
         self._routes = RouteTable()
         self._refresh_routes()
 
@@ -184,8 +190,12 @@ class DeploymentManager:
         """Triton said that the process running ``triton_model``'s code (a Python-backend stub)
         died, and it answers so until the model is loaded again: reloads it in the background
         (once at a time) if a deployment still serves it, with a BACKEND_UNAVAILABLE alert for
-        the deployment until it is back."""
-        if triton_model in self._restarting:
+        the deployment until it is back. Reports that come within ``RESTART_QUIET_S`` after a
+        reload are about failures from before it (the gateway reports once a second) and are
+        ignored; if the new process dies too, later failures reload it again."""
+        if triton_model in self._restarting or (
+                time.monotonic() - self._restarted_at.get(triton_model, -RESTART_QUIET_S)
+                < RESTART_QUIET_S):
             return
         for dep in self._deployments.values():
             if dep.current is not None and dep.current.triton_name == triton_model:
@@ -213,6 +223,7 @@ class DeploymentManager:
         except BeamopsError as exc:
             log.error("reloading %s (deployment %s) failed: %s", triton_model, name, exc)
         finally:
+            self._restarted_at[triton_model] = time.monotonic()
             self._restarting.discard(triton_model)
 
     # ---- queries --------------------------------------------------------------------------------

@@ -100,8 +100,10 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
             triton_url = supervisor.grpc_url
 
     store = SqlStore(settings.var_dir / "inference.db")
+    gateway_token = secrets.token_urlsafe(32)
     backend = TritonBackend(triton_url, load_timeout_s=settings.triton_load_timeout_s,
-                            infer_timeout_s=settings.triton_infer_timeout_s)
+                            infer_timeout_s=settings.triton_infer_timeout_s,
+                            token=gateway_token if embedded is not None else None)
     registry_channel = grpc.aio.insecure_channel(
         settings.registry_address,
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)])
@@ -118,7 +120,6 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
     alerts = AlertBook(store, metrics)
     repository = ModelRepository(repository_root, backend_kind)
     manager = DeploymentManager(store, registry, backend, repository, alerts, metrics, options)
-    gateway_token = secrets.token_urlsafe(32)
     authenticator = authenticator_for(
         settings, extra={gateway_token: GATEWAY_PRINCIPAL} if settings.gateway else None)
     services = [

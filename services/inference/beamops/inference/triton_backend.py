@@ -86,8 +86,12 @@ class TritonBackend:
     """A Triton server reached at ``url`` (host:port of its gRPC endpoint)."""
 
     def __init__(self, url: str, *, load_timeout_s: float = 120.0,
-                 infer_timeout_s: float = 30.0, ready_timeout_s: float = 5.0) -> None:
+                 infer_timeout_s: float = 30.0, ready_timeout_s: float = 5.0,
+                 token: str | None = None) -> None:
+        """``token``: sent as ``authorization: Bearer`` on every call (the gateway's token: a
+        Triton inside the gateway answers no one else)."""
         self.url = url
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.load_timeout_s = load_timeout_s
         self.infer_timeout_s = infer_timeout_s
         self.ready_timeout_s = ready_timeout_s
@@ -166,7 +170,7 @@ class TritonBackend:
     async def _call(self, method, request, timeout: float, doing: str):
         """``method(request)`` on the current channel, its failures as domain errors."""
         try:
-            return await method(request, timeout=timeout)
+            return await method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc, doing) from None
         except asyncio.CancelledError:

@@ -2,8 +2,11 @@ package embedded
 
 import (
 	"context"
+	"crypto/subtle"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
@@ -12,9 +15,9 @@ import (
 
 // KServe answers the calls of Triton's own gRPC API (GRPCInferenceService) that the inference
 // service makes through tritonclient (triton_backend.py): readiness, explicit model load and
-// unload, and ModelInfer with raw tensors. It is served on loopback for the service only;
-// every other method, like the repository index, shared memory, logging and trace settings,
-// answers UNIMPLEMENTED.
+// unload, and ModelInfer with raw tensors. It is served on loopback for the service only, behind
+// RequireToken; every other method, like the repository index, shared memory, logging and trace
+// settings, answers UNIMPLEMENTED.
 type KServe struct {
 	tritonpb.UnimplementedGRPCInferenceServiceServer
 	Server *Server
@@ -105,4 +108,19 @@ func (k *KServe) ModelInfer(ctx context.Context, r *tritonpb.ModelInferRequest) 
 		reply.RawOutputContents[i] = t.Data
 	}
 	return reply, nil
+}
+
+// RequireToken is the interceptor of the server KServe is served on: every call must carry
+// "authorization: Bearer <token>" (the gateway's token, which the service has), so that nothing
+// else on the host can load, unload or run models in this Triton.
+func RequireToken(token string) grpc.UnaryServerInterceptor {
+	want := []byte("Bearer " + token)
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		got := md.Get("authorization")
+		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), want) != 1 {
+			return nil, status.Error(codes.Unauthenticated, "this port is for the inference service only")
+		}
+		return handler(ctx, req)
+	}
 }

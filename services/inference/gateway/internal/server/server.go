@@ -204,7 +204,8 @@ func (s *Server) startTriton(cfg Config) (predict.InferFunc, error) {
 		return nil, err
 	}
 	s.embedded = server
-	s.kserve = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxSendMsgSize(cfg.MaxMessageBytes))
+	s.kserve = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
+		grpc.UnaryInterceptor(embedded.RequireToken(cfg.Token)))
 	tritonpb.RegisterGRPCInferenceServiceServer(s.kserve, &embedded.KServe{Server: server})
 	go func() { _ = s.kserve.Serve(lis) }()
 	return triton.Local(server.Infer, cfg.InferTimeout), nil
