@@ -129,53 +129,43 @@ var errStopped = status.Error(codes.Unavailable, "Triton is stopping")
 
 // Ready says whether Triton is ready for inference.
 func (s *Server) Ready() (bool, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		return false, errStopped
-	}
 	var ready C.bool
-	if err := check(C.bt_server_is_ready(s.server, &ready)); err != nil {
-		return false, err
-	}
-	return bool(ready), nil
+	err := s.running(func() error { return check(C.bt_server_is_ready(s.server, &ready)) })
+	return err == nil && bool(ready), err
 }
 
 // ModelReady says whether model (any version) is loaded and ready.
 func (s *Server) ModelReady(model string) (bool, error) {
-	name := C.CString(model)
-	defer C.free(unsafe.Pointer(name))
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		return false, errStopped
-	}
 	var ready C.bool
-	if err := check(C.bt_model_is_ready(s.server, name, &ready)); err != nil {
-		return false, err
-	}
-	return bool(ready), nil
+	err := s.withModel(model, func(name *C.char) error { return check(C.bt_model_is_ready(s.server, name, &ready)) })
+	return err == nil && bool(ready), err
 }
 
 // Load loads (or reloads) model from the repository; it returns once the model is ready.
 func (s *Server) Load(model string) error {
-	return s.withModel(model, func(name *C.char) *C.TRITONSERVER_Error { return C.bt_load_model(s.server, name) })
+	return s.withModel(model, func(name *C.char) error { return check(C.bt_load_model(s.server, name)) })
 }
 
 // Unload starts unloading model; it returns before the model is gone.
 func (s *Server) Unload(model string) error {
-	return s.withModel(model, func(name *C.char) *C.TRITONSERVER_Error { return C.bt_unload_model(s.server, name) })
+	return s.withModel(model, func(name *C.char) error { return check(C.bt_unload_model(s.server, name)) })
 }
 
-func (s *Server) withModel(model string, f func(*C.char) *C.TRITONSERVER_Error) error {
-	name := C.CString(model)
-	defer C.free(unsafe.Pointer(name))
+// running runs f unless Triton is stopping (Stop waits for it to return).
+func (s *Server) running(f func() error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopped {
 		return errStopped
 	}
-	return check(f(name))
+	return f()
+}
+
+// withModel is running with model's name as a C string.
+func (s *Server) withModel(model string, f func(name *C.char) error) error {
+	name := C.CString(model)
+	defer C.free(unsafe.Pointer(name))
+	return s.running(func() error { return f(name) })
 }
 
 // call is one inference in flight: Triton calls back twice (response, request release) from its
@@ -221,26 +211,21 @@ func (s *Server) Infer(ctx context.Context, model string, inputs []tensor.Tensor
 }
 
 func (s *Server) submit(c *call, model string, inputs []tensor.Tensor, outputs []string) error {
-	name := C.CString(model)
-	defer C.free(unsafe.Pointer(name))
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		return errStopped
-	}
-	var request *C.TRITONSERVER_InferenceRequest
-	if err := check(C.bt_request_new(&request, s.server, name, C.uintptr_t(c.handle))); err != nil {
-		return err
-	}
-	if err := addTensors(c, request, inputs, outputs); err != nil {
-		_ = check(C.bt_request_delete(request))
-		return err
-	}
-	if err := check(C.bt_infer_async(s.server, request)); err != nil {
-		_ = check(C.bt_request_delete(request)) // not submitted: no callback comes
-		return err
-	}
-	return nil
+	return s.withModel(model, func(name *C.char) error {
+		var request *C.TRITONSERVER_InferenceRequest
+		if err := check(C.bt_request_new(&request, s.server, name, C.uintptr_t(c.handle))); err != nil {
+			return err
+		}
+		if err := addTensors(c, request, inputs, outputs); err != nil {
+			_ = check(C.bt_request_delete(request))
+			return err
+		}
+		if err := check(C.bt_infer_async(s.server, request)); err != nil {
+			_ = check(C.bt_request_delete(request)) // not submitted: no callback comes
+			return err
+		}
+		return nil
+	})
 }
 
 func addTensors(c *call, request *C.TRITONSERVER_InferenceRequest, inputs []tensor.Tensor, outputs []string) error {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
-	"github.com/beamops/beamops/services/inference/gateway/internal/pyrepr"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 )
@@ -27,24 +24,4 @@ func Local(infer LocalInfer, timeout time.Duration) func(context.Context, string
 		}
 		return pick(got, outputs)
 	}
-}
-
-// pick returns the outputs named in names, in that order (the last of a name wins, as in answer).
-func pick(got []tensor.Tensor, names []string) ([]tensor.Tensor, *rpcstatus.Error) {
-	result := make([]tensor.Tensor, len(names))
-	for i, name := range names {
-		found := -1
-		for j := len(got) - 1; j >= 0; j-- {
-			if got[j].Name == name {
-				found = j
-				break
-			}
-		}
-		if found < 0 {
-			return nil, rpcstatus.New(codes.FailedPrecondition, "Triton failed running the model: no output "+
-				pyrepr.Str(name)+" in its answer")
-		}
-		result[i] = got[found]
-	}
-	return result, nil
 }

@@ -138,20 +138,26 @@ func answer(reply *tritonpb.ModelInferResponse, outputs []string) ([]tensor.Tens
 		return nil, rpcstatus.New(codes.FailedPrecondition,
 			"Triton failed running the model: it answered without raw output contents")
 	}
-	dtypes := make([]int32, len(reply.Outputs))
+	got := make([]tensor.Tensor, len(reply.Outputs))
 	for i, out := range reply.Outputs {
 		dtype, ok := tensor.FromWire(out.Datatype)
 		if !ok {
 			return nil, rpcstatus.New(codes.FailedPrecondition, "Triton failed running the model: output "+
 				pyrepr.Str(out.Name)+" has datatype "+out.Datatype)
 		}
-		dtypes[i] = dtype
+		got[i] = tensor.Tensor{Name: out.Name, Dtype: dtype, Shape: out.Shape, Data: raw[i]}
 	}
-	result := make([]tensor.Tensor, len(outputs))
-	for i, name := range outputs {
+	return pick(got, outputs)
+}
+
+// pick returns the outputs named in names, in that order (the last of a name wins, as in a
+// Python dict).
+func pick(got []tensor.Tensor, names []string) ([]tensor.Tensor, *rpcstatus.Error) {
+	result := make([]tensor.Tensor, len(names))
+	for i, name := range names {
 		found := -1
-		for j := len(reply.Outputs) - 1; j >= 0; j-- { // a dict: the last of a name wins
-			if reply.Outputs[j].Name == name {
+		for j := len(got) - 1; j >= 0; j-- {
+			if got[j].Name == name {
 				found = j
 				break
 			}
@@ -160,8 +166,7 @@ func answer(reply *tritonpb.ModelInferResponse, outputs []string) ([]tensor.Tens
 			return nil, rpcstatus.New(codes.FailedPrecondition, "Triton failed running the model: no output "+
 				pyrepr.Str(name)+" in its answer")
 		}
-		out := reply.Outputs[found]
-		result[i] = tensor.Tensor{Name: out.Name, Dtype: dtypes[found], Shape: out.Shape, Data: raw[found]}
+		result[i] = got[found]
 	}
 	return result, nil
 }
