@@ -100,18 +100,23 @@ func TestSampleBytesAreCappedPerPeriod(t *testing.T) {
 	}
 }
 
-func TestReporterSendsWhenThereIsUsageAndDropsFailures(t *testing.T) {
-	r := NewRecorder(10, 0)
-	var sent []*inferencev1.ReportUsageRequest
-	fail := true
-	rep := &Reporter{Recorder: r, Interval: time.Hour, Timeout: time.Second,
+// recording is a reporter of r that appends what it sends to sent, failing while *fail.
+func recording(r *Recorder, sent *[]*inferencev1.ReportUsageRequest, fail *bool) *Reporter {
+	return &Reporter{Recorder: r, Interval: time.Hour, Timeout: time.Second,
 		Send: func(_ context.Context, req *inferencev1.ReportUsageRequest) error {
-			sent = append(sent, req)
-			if fail {
+			*sent = append(*sent, req)
+			if *fail {
 				return errors.New("down")
 			}
 			return nil
 		}}
+}
+
+func TestReporterSendsWhenThereIsUsageAndDropsFailures(t *testing.T) {
+	r := NewRecorder(10, 0)
+	var sent []*inferencev1.ReportUsageRequest
+	fail := true
+	rep := recording(r, &sent, &fail)
 	rep.Report(context.Background())
 	if len(sent) != 0 {
 		t.Fatal("sent an empty report")
@@ -156,15 +161,8 @@ func TestReporterAcknowledgesRouteTableGenerations(t *testing.T) {
 	generation := uint64(0)
 	var sent []*inferencev1.ReportUsageRequest
 	fail := false
-	rep := &Reporter{Recorder: r, Interval: time.Hour, Timeout: time.Second,
-		Generation: func() uint64 { return generation },
-		Send: func(_ context.Context, req *inferencev1.ReportUsageRequest) error {
-			sent = append(sent, req)
-			if fail {
-				return errors.New("down")
-			}
-			return nil
-		}}
+	rep := recording(r, &sent, &fail)
+	rep.Generation = func() uint64 { return generation }
 	rep.Report(context.Background())
 	if len(sent) != 0 {
 		t.Fatal("reported before any table")
@@ -214,14 +212,7 @@ func TestDeadModelsAreReportedUntilTheServiceHearsOfThem(t *testing.T) {
 	r := NewRecorder(10, 0)
 	var sent []*inferencev1.ReportUsageRequest
 	fail := true
-	rep := &Reporter{Recorder: r, Interval: time.Hour, Timeout: time.Second,
-		Send: func(_ context.Context, req *inferencev1.ReportUsageRequest) error {
-			sent = append(sent, req)
-			if fail {
-				return errors.New("down")
-			}
-			return nil
-		}}
+	rep := recording(r, &sent, &fail)
 	r.ModelProcessDied("jets__2_0")
 	r.ModelProcessDied("jets__1_0")
 	r.ModelProcessDied("jets__2_0") // once per report
