@@ -4,10 +4,7 @@ through triton_model/model.py with the same outputs as ONNX Runtime in this proc
 from __future__ import annotations
 
 import os
-import queue
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +12,10 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 
-from beamops.inference import triton_config
 from beamops.inference.bundled_triton import BundledTriton, TritonPaths
 
 from tests.fixtures.inference import N_CLASSES, N_FEATURES, mlp_onnx
-
-ROOT = Path(__file__).resolve().parents[2]
-
-INSTALL = ROOT / "services" / "inference" / "triton" / "install.sh"
-MODEL_PY = ROOT / "services" / "inference" / "beamops" / "inference" / "triton_model" / "model.py"
+from tests.fixtures.triton import check_concurrent_mixed_sizes, write_mlp_entry
 
 # Answers with the stub's sys.prefix and numpy version: proves model.py runs in .venv-triton.
 PROBE_MODEL_PY = '''
@@ -49,34 +41,11 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-@pytest.fixture(scope="module")
-def triton_venv() -> Path:
-    venv = Path(os.environ.get("BEAMOPS_TRITON_VENV", ROOT / ".venv-triton"))
-    subprocess.run(["bash", str(INSTALL)], check=True, cwd=ROOT)
-    return venv
-
-
 def test_bundled_triton_serves_onnx_like_onnxruntime(triton_venv: Path, tmp_path: Path) -> None:
     repository = tmp_path / "models"
     onnx_bytes = mlp_onnx()
 
-    mlp = repository / "mlp"
-    (mlp / "1").mkdir(parents=True)
-    (mlp / "1" / "model.onnx").write_bytes(onnx_bytes)
-    shutil.copy(MODEL_PY, mlp / "1" / "model.py")  # the Python backend wants it beside the file
-    (mlp / "config.pbtxt").write_text(
-        triton_config.config_pbtxt(
-            "mlp",
-            [("x", "TYPE_FP32", [N_FEATURES])],
-            [("probabilities", "TYPE_FP32", [N_CLASSES]), ("label", "TYPE_INT64", [1])],
-            max_batch_size=64,
-            backend="python",
-            instance_count=1,
-            preferred_batch_sizes=[16, 64],
-            max_queue_delay_us=100,
-            parameters={"intra_op_threads": "1"},
-        )
-    )
+    write_mlp_entry(repository, "mlp", onnx_bytes)
     probe = repository / "probe"
     (probe / "1").mkdir(parents=True)
     (probe / "1" / "model.py").write_text(PROBE_MODEL_PY)
@@ -124,21 +93,7 @@ def test_bundled_triton_serves_onnx_like_onnxruntime(triton_venv: Path, tmp_path
 
         # Concurrent requests of different sizes, merged by the dynamic batcher into one
         # model.py execute, each get their own rows back.
-        sizes = [1, 3, 2, 5, 1, 4, 2, 3] * 4
-        xs = [np.random.default_rng(10 + i).normal(size=(n, N_FEATURES)).astype(np.float32)
-              for i, n in enumerate(sizes)]
-        pending = []
-        for xi in xs:
-            inp = grpcclient.InferInput("x", list(xi.shape), "FP32")
-            inp.set_data_from_numpy(xi)
-            done: queue.Queue = queue.Queue()
-            client.async_infer("mlp", [inp], lambda result, error, q=done: q.put((result, error)))
-            pending.append(done)
-        for xi, done in zip(xs, pending):
-            response, error = done.get(timeout=30)
-            assert error is None, error
-            expected, _ = session.run(None, {"x": xi})
-            assert np.allclose(response.as_numpy("probabilities"), expected, rtol=1e-5, atol=1e-6)
+        check_concurrent_mixed_sizes(client, "mlp", session, copies=4)
         stats = client.get_inference_statistics("mlp").model_stats[0]
         assert stats.execution_count < stats.inference_count
 

@@ -8,9 +8,7 @@ gateway and leaves no stub or shared memory."""
 from __future__ import annotations
 
 import os
-import queue
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -22,36 +20,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from beamops.inference import triton_config
 from beamops.inference.bundled_triton import TritonPaths
 from beamops.inference.gateway_supervisor import EmbeddedTriton, command, environment
 from beamops.inference.triton_supervisor import free_port
 
-from tests.fixtures.inference import N_CLASSES, N_FEATURES, mlp_onnx
-
-ROOT = Path(__file__).resolve().parents[2]
-INSTALL = ROOT / "services" / "inference" / "triton" / "install.sh"
-MODEL_PY = ROOT / "services" / "inference" / "beamops" / "inference" / "triton_model" / "model.py"
+from tests.fixtures.inference import N_FEATURES, mlp_onnx
+from tests.fixtures.triton import check_concurrent_mixed_sizes, live_children, write_mlp_entry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def triton_venv() -> Path:
-    subprocess.run(["bash", str(INSTALL)], check=True, cwd=ROOT)
-    return ROOT / ".venv-triton"
-
-
-def _write_mlp(repository: Path, onnx_bytes: bytes) -> None:
-    mlp = repository / "mlp"
-    (mlp / "1").mkdir(parents=True)
-    (mlp / "1" / "model.onnx").write_bytes(onnx_bytes)
-    shutil.copy(MODEL_PY, mlp / "1" / "model.py")
-    (mlp / "config.pbtxt").write_text(triton_config.config_pbtxt(
-        "mlp", [("x", "TYPE_FP32", [N_FEATURES])],
-        [("probabilities", "TYPE_FP32", [N_CLASSES]), ("label", "TYPE_INT64", [1])],
-        max_batch_size=64, backend="python", instance_count=1, preferred_batch_sizes=[16, 64],
-        max_queue_delay_us=100, parameters={"intra_op_threads": "1"}))
 
 
 TOKEN = "test-token"
@@ -77,7 +53,7 @@ def _start(gateway_binary: Path, embedded: EmbeddedTriton, triton_port: int, log
 def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_binary, tmp_path):
     repository = tmp_path / "models"
     onnx_bytes = mlp_onnx(seed=3)
-    _write_mlp(repository, onnx_bytes)
+    write_mlp_entry(repository, "mlp", onnx_bytes)
     embedded = EmbeddedTriton(TritonPaths.from_install(triton_venv, repository), tmp_path / "pid")
     triton_port = free_port()
     log = tmp_path / "gateway.log"
@@ -107,24 +83,9 @@ def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_bin
 
         # Concurrent requests of mixed sizes: each gets its own rows back (the embedded server
         # answers every in-flight request from Triton's threads).
-        sizes = [1, 3, 2, 5, 1, 4, 2, 3] * 8
-        xs = [np.random.default_rng(10 + i).normal(size=(n, N_FEATURES)).astype(np.float32)
-              for i, n in enumerate(sizes)]
-        pending = []
-        for xi in xs:
-            inp = grpcclient.InferInput("x", list(xi.shape), "FP32")
-            inp.set_data_from_numpy(xi)
-            done: queue.Queue = queue.Queue()
-            client.async_infer("mlp", [inp], lambda result, error, q=done: q.put((result, error)),
-                               headers=AUTH)
-            pending.append(done)
-        for xi, done in zip(xs, pending):
-            response, error = done.get(timeout=30)
-            assert error is None, error
-            assert np.allclose(response.as_numpy("probabilities"), session.run(None, {"x": xi})[0],
-                               rtol=1e-5, atol=1e-6)
+        check_concurrent_mixed_sizes(client, "mlp", session, copies=8, headers=AUTH)
 
-        stubs = [pid for pid in _group(process.pid) if pid != process.pid]
+        stubs = live_children(process.pid)
 
         # Triton's own refusals keep their codes; the server stays up.
         bad = grpcclient.InferInput("nope", list(x.shape), "FP32")
@@ -161,14 +122,3 @@ def test_triton_in_gateway_serves_onnx_like_onnxruntime(triton_venv, gateway_bin
         os.killpg(process.pid, 0)  # ... which Triton ended when it stopped
     assert not list(Path("/dev/shm").glob(embedded.shm_prefix + "*"))
 
-
-def _group(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.append(int(entry.name))
-            except ProcessLookupError:
-                pass
-    return pids

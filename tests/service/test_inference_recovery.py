@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -21,6 +20,7 @@ from beamops.inference.v1 import (
 )
 from beamops.tensors import from_tensor, to_tensor
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
+from tests.fixtures.triton import live_children
 
 
 async def _predict_until(stub, md, request, want_ok: bool):
@@ -37,18 +37,29 @@ async def _predict_until(stub, md, request, want_ok: bool):
     raise AssertionError("Predict never reached the wanted outcome")
 
 
+async def _published(stack, seed: int, rows: int):
+    """Publishes an MLP as jets@production: a Predict request for deployment jets, and the
+    probabilities ONNX Runtime gives for it."""
+    data = mlp_onnx(seed=seed)
+    await stack.publish("jets", data, alias="production")
+    x = np.random.default_rng(seed).normal(size=(rows, N_FEATURES)).astype(np.float32)
+    expected = ort.InferenceSession(data).run(None, {"x": x})[0]
+    return pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)]), expected
+
+
+async def _deploy(stack, stub, request) -> None:
+    """Deploys jets following production, and checks that it answers."""
+    # Deadlines on the test's own calls: a hang fails naming the call (seen once, not reproduced).
+    await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
+                      metadata=stack.md("deployer"), timeout=120)
+    await stub.Predict(request, metadata=stack.md("reader"), timeout=60)
+
+
 async def test_killed_triton_is_unavailable_then_recovers(inference_stack, via):
     stack = inference_stack
-    data = mlp_onnx(seed=4)
-    await stack.publish("jets", data, alias="production")
-    x = np.random.default_rng(2).normal(size=(3, N_FEATURES)).astype(np.float32)
-    expected = ort.InferenceSession(data).run(None, {"x": x})[0]
-    request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
+    request, expected = await _published(stack, seed=4, rows=3)
     async with stack.inference(via) as (server, stub):
-        # Deadlines on the test's own calls: a hang fails naming the call (seen once, not reproduced).
-        await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
-                          metadata=stack.md("deployer"), timeout=120)
-        await stub.Predict(request, metadata=stack.md("reader"), timeout=60)
+        await _deploy(stack, stub, request)
         pid = int((stack.var_dir / "triton" / "tritonserver.pid").read_text())
         os.kill(pid, signal.SIGKILL)
 
@@ -72,38 +83,17 @@ async def test_killed_triton_is_unavailable_then_recovers(inference_stack, via):
         assert backend and backend[0].state == dpb.ALERT_STATE_RESOLVED
 
 
-def _children(pid: int) -> list[int]:
-    """The live processes whose parent is ``pid`` (Triton's Python-backend stubs; a killed one
-    stays a zombie)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
 async def test_killed_model_process_is_unavailable_then_reloaded(inference_stack, via):
     """The process running the model's code (a Python-backend stub) dies, as it would in an
     out-of-memory kill or a crash in ONNX Runtime: Triton itself stays up but answers for that
     model that its stub is not healthy, forever. Predict says UNAVAILABLE, the service reloads
     the model (a new stub) and Predict answers again."""
     stack = inference_stack
-    data = mlp_onnx(seed=7)
-    await stack.publish("jets", data, alias="production")
-    x = np.random.default_rng(4).normal(size=(2, N_FEATURES)).astype(np.float32)
-    expected = ort.InferenceSession(data).run(None, {"x": x})[0]
-    request = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", x)])
+    request, expected = await _published(stack, seed=7, rows=2)
     async with stack.inference(via) as (server, stub):
-        await stub.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
-                          metadata=stack.md("deployer"), timeout=120)
-        await stub.Predict(request, metadata=stack.md("reader"), timeout=60)
+        await _deploy(stack, stub, request)
         triton_pid = int((stack.var_dir / "triton" / "tritonserver.pid").read_text())
-        stubs = _children(triton_pid)
+        stubs = live_children(triton_pid)
         assert len(stubs) == 1, stubs  # one model instance
         os.kill(stubs[0], signal.SIGKILL)
 
@@ -115,7 +105,7 @@ async def test_killed_model_process_is_unavailable_then_reloaded(inference_stack
         assert np.allclose(from_tensor(reply.outputs[0]), expected, rtol=1e-5, atol=1e-6)
 
         assert int((stack.var_dir / "triton" / "tritonserver.pid").read_text()) == triton_pid
-        assert _children(triton_pid) and stubs[0] not in _children(triton_pid)  # a new stub
+        assert live_children(triton_pid) and stubs[0] not in live_children(triton_pid)  # a new stub
         assert server.metrics.get_sample_value("beamops_inference_model_restarts_total",
                                                {"deployment": "jets"}) == 1
         assert not server.metrics.get_sample_value("beamops_inference_triton_restarts_total")
