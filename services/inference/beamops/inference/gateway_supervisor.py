@@ -37,10 +37,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from .alerts import AlertBook
 from .bundled_triton import TritonPaths, end_stubs, new_shm_prefix
 from .bundled_triton import environment as triton_environment
-from .domain import AlertKind, Severity
 from .leftovers import stop_leftover
 from .metrics import InferenceMetrics
-from .triton_supervisor import BACKEND_ALERT, free_port
+from .triton_supervisor import free_port, triton_back, triton_down
 
 log = logging.getLogger(__name__)
 
@@ -245,25 +244,24 @@ class GatewaySupervisor:
         writer.close()
         return True
 
-    def watch(self, metrics: InferenceMetrics, alerts: AlertBook | None = None,
-              on_restart: Callable[[], Awaitable[None]] | None = None) -> None:
+    def watch(self, metrics: InferenceMetrics, alerts: AlertBook,
+              on_restart: Callable[[], Awaitable[None]]) -> None:
         """Restarts the gateway (same port, same token) whenever it exits. With an embedded
         Triton, ``alerts`` gets BACKEND_UNAVAILABLE until the restart, after which
         ``on_restart`` (loading the deployments again) runs."""
         self._task = asyncio.create_task(self._watch(metrics, alerts, on_restart),
                                          name="gateway-watch")
 
-    async def _watch(self, metrics: InferenceMetrics, alerts: AlertBook | None,
-                     on_restart: Callable[[], Awaitable[None]] | None) -> None:
+    async def _watch(self, metrics: InferenceMetrics, alerts: AlertBook,
+                     on_restart: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(self.watch_interval_s)
             if self.is_running():
                 continue
             code = self._process.returncode if self._process else None
             log.error("beamops-gateway exited (code %s); restarting it on port %d", code, self.port)
-            if self.embedded is not None and alerts is not None:
-                alerts.fire(BACKEND_ALERT, AlertKind.BACKEND_UNAVAILABLE, Severity.CRITICAL,
-                            f"Triton exited with its gateway (code {code}); restarting it")
+            if self.embedded is not None:
+                triton_down(alerts, f"Triton exited with its gateway (code {code}); restarting it")
             try:
                 await self._start_once()
             except Exception as exc:  # noqa: BLE001 - keep watching, try again next tick
@@ -271,17 +269,9 @@ class GatewaySupervisor:
                 continue
             self.restarts += 1
             metrics.gateway_restarts.inc()
-            if self.embedded is None:
-                continue
-            metrics.triton_restarts.inc()
-            if on_restart is not None:
-                try:
-                    await on_restart()
-                except Exception:  # noqa: BLE001 - keep watching
-                    log.exception("reloading deployments after the Triton restart failed")
-            if alerts is not None:
-                alerts.resolve(BACKEND_ALERT)
-            log.info("Triton restarted with its gateway, deployments reloaded")
+            if self.embedded is not None:
+                await triton_back(metrics, alerts, on_restart)
+                log.info("Triton restarted with its gateway, deployments reloaded")
 
     async def stop(self) -> None:
         """Stops watching, then SIGTERM (the gateway finishes its calls), SIGKILL after

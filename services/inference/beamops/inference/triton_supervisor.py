@@ -30,6 +30,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def triton_down(alerts: AlertBook, summary: str) -> None:
+    """The process running Triton exited: BACKEND_UNAVAILABLE fires until triton_back."""
+    alerts.fire(BACKEND_ALERT, AlertKind.BACKEND_UNAVAILABLE, Severity.CRITICAL, summary)
+
+
+async def triton_back(metrics: InferenceMetrics, alerts: AlertBook,
+                      on_restart: Callable[[], Awaitable[None]]) -> None:
+    """Triton runs again after a restart (it forgot every model): counted, ``on_restart``
+    (loading the deployments again), the alert resolved."""
+    metrics.triton_restarts.inc()
+    try:
+        await on_restart()
+    except Exception:  # noqa: BLE001 - the caller keeps watching
+        log.exception("reloading deployments after the Triton restart failed")
+    alerts.resolve(BACKEND_ALERT)
+
+
 class TritonSupervisor:
     def __init__(self, paths: TritonPaths, run_dir: Path, *, grpc_port: int = 0, http_port: int = 0,
                  metrics_port: int = 0, start_timeout_s: float = 120.0,
@@ -78,20 +95,14 @@ class TritonSupervisor:
                 continue
             code = self.triton.returncode
             log.error("bundled Triton exited (code %s); restarting", code)
-            alerts.fire(BACKEND_ALERT, AlertKind.BACKEND_UNAVAILABLE, Severity.CRITICAL,
-                        f"Triton exited (code {code}); restarting it")
+            triton_down(alerts, f"Triton exited (code {code}); restarting it")
             try:
                 await self.start()
             except (TritonStartError, OSError) as exc:
                 log.error("restarting Triton failed: %s", exc)
                 continue
             self.restarts += 1
-            metrics.triton_restarts.inc()
-            try:
-                await on_restart()
-            except Exception:  # noqa: BLE001 - keep watching
-                log.exception("reloading deployments after the Triton restart failed")
-            alerts.resolve(BACKEND_ALERT)
+            await triton_back(metrics, alerts, on_restart)
             log.info("bundled Triton restarted, deployments reloaded")
 
     async def stop(self) -> None:
