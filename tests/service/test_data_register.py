@@ -133,7 +133,7 @@ async def test_validate_only_stores_nothing(data_client):
     ([HZZ], {"cut": "NTau > 1"}, grpc.StatusCode.INVALID_ARGUMENT, "unknown branch 'NTau'"),
     ([HZZ], {"cut": "__import__('os').getcwd() == 1"}, grpc.StatusCode.INVALID_ARGUMENT, "not an allowed"),
     ([HZZ], {"cut": "Muon_Px > 1"}, grpc.StatusCode.INVALID_ARGUMENT, "several values per entry"),
-    ([HZZ], {"tree": "nope"}, grpc.StatusCode.INVALID_ARGUMENT, "no tree named 'nope'"),
+    ([HZZ], {"tree": "nope"}, grpc.StatusCode.INVALID_ARGUMENT, "has no TTree or RNTuple named 'nope'"),
     ([HZZ], {"branches": ["Tau_Px"]}, grpc.StatusCode.INVALID_ARGUMENT, "no branch matches 'Tau_Px'"),
     ([HZZ, ZMUMU], {}, grpc.StatusCode.INVALID_ARGUMENT, "select the branches all files share"),
     ([HZZ], {"entry_range": dataset_pb2.EntryRange(start=10, stop=5)}, grpc.StatusCode.INVALID_ARGUMENT, "entry range"),

@@ -8,8 +8,11 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 from beamops.runtime.errors import (
     DataLoss, FailedPrecondition, InvalidArgument, NotFound,
@@ -20,10 +23,10 @@ from .rootio import OpenFiles
 from .arrow_codec import arrow_schema, to_record_batch
 from .artifacts import ArtifactArea, artifact_url
 from .cuts import Cut, combine, parse_cut
-from .hashing import FileHasher, content_hash, version_id_for
+from .hashing import FileDigest, FileHasher, content_hash, version_id_for
 from .model import (
-    Dataset, DatasetStatistics, DatasetVersion, Derivation, EntryRange, FileRecord,
-    LineageNode, SourceSpec, VersionRef,
+    BranchInfo, Dataset, DatasetStatistics, DatasetVersion, Derivation, EntryRange, FileRecord,
+    LineageNode, SourceSpec, TreeInfo, VersionRef,
 )
 from .reading import ReadPlan, chain_range, check_numeric, count_entries, read_batches
 from .sources import SourceFileRef, SourceKind, SourceResolver
@@ -86,12 +89,21 @@ def _check_metadata(description: str, tags: Sequence[str]) -> list[str]:
 
 
 def select_branches(available: Sequence[str], patterns: Sequence[str], field: str) -> list[str]:
-    """Branch names matching ``patterns`` (globs allowed), in ``available`` order; all if empty."""
+    """Branch names matching ``patterns``, in ``available`` order; all if empty. As uproot's
+    ``filter_name``: an exact name, a glob ("Jet_*") or a regular expression between slashes
+    ("/^Muon_(pt|eta)$/"), matched against the full path."""
     if not patterns:
         return list(available)
     chosen: set[str] = set()
     for pattern in patterns:
-        if any(ch in pattern for ch in "*?["):
+        if len(pattern) > 2 and pattern.startswith("/") and pattern.endswith("/"):
+            try:
+                regex = re.compile(pattern[1:-1])
+            except re.error as exc:
+                raise InvalidArgument(f"branch pattern {pattern!r} is not a valid regular "
+                                      f"expression: {exc}", field=field) from None
+            hits = [name for name in available if regex.search(name)]
+        elif any(ch in pattern for ch in "*?["):
             hits = fnmatch.filter(available, pattern)
         else:
             hits = [pattern] if pattern in available else []
@@ -101,11 +113,70 @@ def select_branches(available: Sequence[str], patterns: Sequence[str], field: st
     return [name for name in available if name in chosen]
 
 
+Progress = Callable[[int, int, int], None]  # (files described, files in all, bytes hashed)
+
+
+class SchemaCache:
+    """Descriptions of (file sha256, tree path): a file's bytes decide them, so they never go
+    stale; the least recently used are dropped past ``size``."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], TreeInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> TreeInfo | None:
+        with self._lock:
+            info = self._items.get(key)
+            if info is not None:
+                self._items.move_to_end(key)
+            return info
+
+    def put(self, key: tuple[str, str], info: TreeInfo) -> None:
+        with self._lock:
+            self._items[key] = info
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def _shared_columns(refs: Sequence[SourceFileRef], infos: Sequence[TreeInfo],
+                    common: bool) -> list[BranchInfo]:
+    """The columns every file has (same path, same type), in the first file's order. Unless
+    ``common``, a file whose columns differ from the first file's is an error naming both."""
+    first = infos[0]
+    shared = list(first.branches)
+    for ref, info in zip(refs[1:], infos[1:]):
+        if info.kind != first.kind:
+            raise InvalidArgument(f"file {ref.url!r} holds an {info.kind} and file {refs[0].url!r} "
+                                  f"a {first.kind} under the same name", field="source.tree_name")
+        theirs = {b.name: b.type_name for b in info.branches}
+        if not common:
+            ours = {b.name for b in first.branches}
+            differ = next((b for b in first.branches if theirs.get(b.name) != b.type_name), None)
+            extra = next((b.name for b in info.branches if b.name not in ours), None)
+            if differ is not None or extra is not None:
+                if differ is None:
+                    what = f"has a branch {extra!r} that file {refs[0].url!r} has not"
+                elif differ.name in theirs:
+                    what = (f"has branch {differ.name!r} of type {theirs[differ.name]}, not "
+                            f"{differ.type_name} as in file {refs[0].url!r}")
+                else:
+                    what = f"has no branch {differ.name!r} ({differ.type_name}) like file {refs[0].url!r}"
+                raise InvalidArgument(f"file {ref.url!r} {what}; select the branches all files "
+                                      "share, or register their common branches "
+                                      "(common_branches)", field="source.branches")
+        shared = [b for b in shared if theirs.get(b.name) == b.type_name]
+    return shared
+
+
 class DataCatalog:
     def __init__(self, store: DataStore, resolver: SourceResolver, hasher: FileHasher,
                  artifacts: ArtifactArea, timeout_s: float = 30.0, step_size: int = 100_000,
-                 open_files: OpenFiles | None = None) -> None:
+                 open_files: OpenFiles | None = None, workers: int = 4) -> None:
         self._store = store
+        self._workers = workers
+        self._schemas = SchemaCache()
         self._open_files = open_files
         self._artifacts = artifacts
         self._resolver = resolver
@@ -116,30 +187,25 @@ class DataCatalog:
     # -- registration -------------------------------------------------------------------------
 
     def register(self, dataset: str, source: SourceSpec, description: str, tags: Sequence[str],
-                 created_by: str, validate_only: bool = False) -> tuple[DatasetVersion, bool]:
+                 created_by: str, validate_only: bool = False,
+                 progress: Progress | None = None) -> tuple[DatasetVersion, bool]:
         check_dataset_name(dataset)
         tags = _check_metadata(description, tags)
         tree = source.tree_name.strip()
         if not tree:
-            raise InvalidArgument("give the name of the tree to read (e.g. 'events')",
+            raise InvalidArgument("give the path of the TTree or RNTuple to read (e.g. 'Events')",
                                   field="source.tree_name")
         r = source.entry_range
         if r.start < 0 or r.stop < 0 or (r.stop and r.stop <= r.start):
             raise InvalidArgument(f"entry range [{r.start}, {r.stop}) is not valid: need "
                                   "0 <= start < stop (stop = 0: to the end)", field="source.entry_range")
         refs = self._resolver.resolve_all(source.urls)
-        infos = [rootio.inspect_tree(ref, tree, self._timeout) for ref in refs]
+        described = self._describe_files(refs, tree, progress)
+        digests = [d for d, _ in described]
+        infos = [i for _, i in described]
         first = infos[0]
-        all_names = [b.name for b in first.branches]
-        for ref, info in zip(refs[1:], infos[1:]):
-            names = {b.name: b for b in info.branches}
-            for b in first.branches:
-                other = names.get(b.name)
-                if other is None or other.type_name != b.type_name:
-                    raise InvalidArgument(
-                        f"file {ref.url!r} has no branch {b.name!r} of type {b.type_name} like "
-                        f"file {refs[0].url!r}; select the branches all files share",
-                        field="source.branches")
+        columns = _shared_columns(refs, infos, source.common_branches)
+        all_names = [b.name for b in columns]
         selected = select_branches(all_names, source.branches, "source.branches")
         cut = parse_cut(source.cut, all_names, field="source.cut")
         total = sum(i.num_entries for i in infos)
@@ -148,7 +214,6 @@ class DataCatalog:
         if r.start > total:
             raise InvalidArgument(f"entry range starts at {r.start} but the files hold {total} entries",
                                   field="source.entry_range")
-        digests = [self._hasher.digest(ref) for ref in refs]
         files = [
             FileRecord(url=ref.url, sha256=d.sha256, size_bytes=d.size_bytes,
                        entry_count=info.num_entries)
@@ -171,7 +236,7 @@ class DataCatalog:
                                cut=cut.text if cut else "", entry_range=EntryRange(start=start, stop=stop))
         version = DatasetVersion(
             dataset=dataset, version_id=vid, content_hash=chash, source=effective, files=files,
-            branches=[b for b in first.branches if b.name in set(selected)],
+            branches=[b for b in columns if b.name in set(selected)], tree_kind=first.kind,
             all_branch_names=all_names, entry_count=stop - start, description=description,
             tags=tags, created_by=created_by, create_time=datetime.now(timezone.utc),
         )
@@ -183,6 +248,32 @@ class DataCatalog:
         if validate_only:
             return version, False
         return self._store.add_version(version)
+
+    def _describe_files(self, refs: Sequence[SourceFileRef], tree: str,
+                        progress: Progress | None) -> list[tuple[FileDigest, TreeInfo]]:
+        """Hash and inspect every file, ``self._workers`` at a time, in the order of ``refs``.
+        A file's description is a function of its bytes: an unchanged file (its hash cached by
+        size and mtime) is not opened again."""
+        done = [0, 0]  # files, bytes
+        lock = threading.Lock()
+
+        def describe(ref: SourceFileRef) -> tuple[FileDigest, TreeInfo]:
+            digest = self._hasher.digest(ref)
+            info = self._schemas.get((digest.sha256, tree))
+            if info is None:
+                info = rootio.inspect_tree(ref, tree, self._timeout)
+                self._schemas.put((digest.sha256, tree), info)
+            if progress is not None:
+                with lock:
+                    done[0] += 1
+                    done[1] += digest.size_bytes
+                    progress(done[0], len(refs), done[1])
+            return digest, info
+
+        if len(refs) == 1 or self._workers <= 1:
+            return [describe(ref) for ref in refs]
+        with ThreadPoolExecutor(min(self._workers, len(refs)), "register") as pool:
+            return list(pool.map(describe, refs))
 
     # -- derivation ---------------------------------------------------------------------------
 

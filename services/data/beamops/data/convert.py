@@ -53,7 +53,8 @@ def entry_range_from(msg: dataset_pb2.EntryRange) -> EntryRange:
 
 def source_from(msg: dataset_pb2.DatasetSource) -> SourceSpec:
     return SourceSpec(urls=list(msg.urls), tree_name=msg.tree_name, branches=list(msg.branches),
-                      cut=msg.cut, entry_range=entry_range_from(msg.entry_range))
+                      cut=msg.cut, entry_range=entry_range_from(msg.entry_range),
+                      common_branches=msg.common_branches)
 
 
 def ref_from(msg: lineage_pb2.DatasetVersionRef) -> VersionRef:
@@ -88,7 +89,8 @@ def ref_to(ref: VersionRef) -> lineage_pb2.DatasetVersionRef:
 def source_to(spec: SourceSpec) -> dataset_pb2.DatasetSource:
     return dataset_pb2.DatasetSource(
         urls=spec.urls, tree_name=spec.tree_name, branches=spec.branches, cut=spec.cut,
-        entry_range=dataset_pb2.EntryRange(start=spec.entry_range.start, stop=spec.entry_range.stop))
+        entry_range=dataset_pb2.EntryRange(start=spec.entry_range.start, stop=spec.entry_range.stop),
+        common_branches=spec.common_branches)
 
 
 def file_to(f: FileRecord) -> dataset_pb2.SourceFile:
@@ -101,11 +103,12 @@ def branch_to(b: BranchInfo) -> dataset_pb2.Branch:
     return dataset_pb2.Branch(
         name=b.name, type_name=b.type_name,
         dtype=_DTYPES.get(b.dtype or "", tensor_pb2.DATA_TYPE_UNSPECIFIED),
-        layout=_LAYOUTS[b.layout], fixed_shape=list(b.fixed_shape), unit=b.unit, title=b.title)
+        layout=_LAYOUTS[b.layout], fixed_shape=list(b.fixed_shape), unit=b.unit, title=b.title,
+        reason=b.reason)
 
 
 def schema_to(version: DatasetVersion) -> dataset_pb2.Schema:
-    return dataset_pb2.Schema(tree_name=version.source.tree_name,
+    return dataset_pb2.Schema(tree_name=version.source.tree_name, tree_kind=version.tree_kind,
                               branches=[branch_to(b) for b in version.branches])
 
 

@@ -1,9 +1,10 @@
 """Cut expressions ("NMuon >= 2 and MET_px > 10"): parsed and checked with ``ast``, then evaluated
 by walking the tree over the arrays of one batch. Nothing is ever passed to ``eval``.
 
-Allowed: branch names, numbers, True/False, comparisons (also chained: ``0 < x < 1``),
-``and``/``or``/``not`` and ``&``/``|``/``~``, arithmetic ``+ - * / // % **``, unary minus, and the
-functions in :data:`FUNCTIONS` (element-wise maths, and reductions over the values of a jagged
+Allowed: branch names (one that is not a Python identifier, such as a nested branch's full
+path, between backticks: "`Muon/Muon.pt` > 20"), numbers, True/False, comparisons (also
+chained: ``0 < x < 1``), ``and``/``or``/``not`` and ``&``/``|``/``~``, arithmetic
+``+ - * / // % **``, unary minus, and the functions in :data:`FUNCTIONS` (element-wise maths, and reductions over the values of a jagged
 branch per entry: ``any``, ``all``, ``sum``, ``count``, ``min``, ``max``). A cut must give one
 true/false per entry.
 """
@@ -11,7 +12,9 @@ true/false per entry.
 from __future__ import annotations
 
 import ast
+import keyword
 import operator
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -21,6 +24,29 @@ import numpy as np
 from beamops.runtime.errors import InvalidArgument
 
 MAX_CUT_LENGTH = 2000
+_QUOTED = re.compile(r"`([^`]+)`")
+_PLACEHOLDER = "__branch{}__"
+
+
+def _parse(text: str) -> tuple[ast.Expression, str]:
+    """The syntax tree of a cut whose backticked names are Name nodes, and its canonical text
+    (backticks kept only around names that are not identifiers). Raises SyntaxError."""
+    quoted: dict[str, str] = {}
+
+    def swap(match: re.Match) -> str:
+        key = _PLACEHOLDER.format(len(quoted))
+        quoted[key] = match.group(1)
+        return key
+
+    tree = ast.parse(_QUOTED.sub(swap, text), mode="eval")
+    canonical = ast.unparse(tree)
+    for key, name in quoted.items():
+        plain = name.isidentifier() and not keyword.iskeyword(name)
+        canonical = canonical.replace(key, name if plain else f"`{name}`")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in quoted:
+            node.id = quoted[node.id]
+    return tree, canonical
 
 
 def _reducer(fn: Callable[..., Any]) -> Callable[[Any], Any]:
@@ -121,7 +147,7 @@ def parse_cut(text: str, known_branches: Iterable[str], field: str = "cut") -> C
     if len(text) > MAX_CUT_LENGTH:
         raise InvalidArgument(f"the cut is longer than {MAX_CUT_LENGTH} characters", field=field)
     try:
-        tree = ast.parse(text, mode="eval")
+        tree, canonical = _parse(text)
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         raise InvalidArgument(f"cut {text!r} does not parse{where}: {exc.msg}", field=field) from None
@@ -132,7 +158,7 @@ def parse_cut(text: str, known_branches: Iterable[str], field: str = "cut") -> C
         if id(node) in func_names and isinstance(node, ast.Name):
             continue  # a function name; checked with its call
         _check_node(node, text, known, used, field)
-    return Cut(ast.unparse(tree), tuple(dict.fromkeys(used)), tree)
+    return Cut(canonical, tuple(dict.fromkeys(used)), tree)
 
 
 def combine(*cuts: str) -> str:
@@ -141,8 +167,8 @@ def combine(*cuts: str) -> str:
     if not parts:
         return ""
     if len(parts) == 1:
-        return ast.unparse(ast.parse(parts[0], mode="eval"))
-    return " and ".join(f"({ast.unparse(ast.parse(p, mode='eval'))})" for p in parts)
+        return _parse(parts[0])[1]
+    return " and ".join(f"({_parse(p)[1]})" for p in parts)
 
 
 _ALLOWED = (

@@ -26,6 +26,7 @@ class BranchInfo(Frozen):
     fixed_shape: tuple[int, ...] = ()
     title: str = ""
     unit: str = ""
+    reason: str = ""  # why a branch that is not numeric cannot be streamed
 
     @property
     def numeric(self) -> bool:
@@ -34,6 +35,7 @@ class BranchInfo(Frozen):
 
 class TreeInfo(Frozen):
     num_entries: int
+    kind: str = "TTree"  # or "RNTuple"
     branches: list[BranchInfo] = Field(default_factory=list)
 
 
@@ -50,6 +52,7 @@ class SourceSpec(Frozen):
     branches: list[str] = Field(default_factory=list)
     cut: str = ""
     entry_range: EntryRange = EntryRange()
+    common_branches: bool = False  # files that differ: keep the branches all of them share
 
 
 class FileRecord(Frozen):
@@ -100,6 +103,7 @@ class DatasetVersion(Frozen):
     source: SourceSpec  # effective: cut ANDed along the lineage, branches resolved
     files: list[FileRecord]
     branches: list[BranchInfo]  # the schema
+    tree_kind: str = "TTree"  # or "RNTuple"
     all_branch_names: list[str] = Field(default_factory=list)  # every branch of the tree (for cuts)
     entry_count: int
     split: SplitSpec | None = None

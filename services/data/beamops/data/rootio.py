@@ -1,5 +1,9 @@
-"""The one module that talks to uproot: open ROOT files (local, root://, https://), discover a
-tree's schema, check that its baskets are all in the file, and iterate over entries in batches.
+"""The one module that talks to uproot: open ROOT files (local, root://, https://), find a TTree
+or an RNTuple by its path, list its columns at any depth, and iterate over entries in batches.
+
+uproot decides what is readable. The only checks added to it are the ones uproot does not make
+before a read: a local TTree's baskets must lie inside the file (a truncated copy is caught at
+registration) and decompress to a bounded size.
 
 Everything uproot raises is turned into a domain error that names the file by its source string
 (never the server-side path): a missing tree or branch is INVALID_ARGUMENT, a truncated or corrupt
@@ -12,7 +16,6 @@ import contextlib
 import os
 import re
 import threading
-import struct
 from typing import Any, Iterator, Sequence
 
 import awkward as ak
@@ -21,7 +24,8 @@ import uproot
 
 from beamops.runtime.errors import BeamopsError, DataLoss, InvalidArgument, NotFound, Unavailable
 
-from .model import LAYOUT_FIXED, LAYOUT_FLAT, LAYOUT_JAGGED, BranchInfo, TreeInfo
+from .forms import Shape, classify, project
+from .model import BranchInfo, TreeInfo
 from .sources import SourceFileRef
 
 _LEAF_SPEC = re.compile(r"^[A-Za-z_]\w*(\[[\w]+\])*(/[A-Za-z])?$")
@@ -171,190 +175,228 @@ class OpenFiles:
             file.close()
 
 
-def get_tree(file: Any, ref: SourceFileRef, tree_name: str) -> Any:
-    with errors_for(ref, tree_name):
+TTREE, RNTUPLE = "TTree", "RNTuple"
+_KINDS = {"TTree": TTREE, "ROOT::RNTuple": RNTUPLE}
+
+
+def tables_in(file: Any) -> list[tuple[str, str]]:
+    """(path, kind) of every TTree and RNTuple in an open file, at any depth, each path once."""
+    found: dict[str, str] = {}
+    for key, classname in file.classnames(recursive=True).items():
+        kind = _KINDS.get(classname)
+        if kind is not None:
+            found.setdefault(key.rsplit(";", 1)[0], kind)
+    return sorted(found.items())
+
+
+def _missing_table(file: Any, ref: SourceFileRef, what: str) -> InvalidArgument:
+    tables = tables_in(file)
+    listed = ", ".join(f"{path!r} ({kind})" for path, kind in tables[:20])
+    more = f" and {len(tables) - 20} more" if len(tables) > 20 else ""
+    has = f"it has {listed}{more}" if tables else "it has no TTree or RNTuple"
+    return InvalidArgument(f"{what}; {has}", field="source.tree_name", file=ref.url)
+
+
+class Table:
+    """A TTree or an RNTuple, read the same way: its entry count, its columns (every branch or
+    field at any depth, by the full path uproot names it with) and batches of their arrays."""
+
+    def __init__(self, obj: Any, kind: str, ref: SourceFileRef) -> None:
+        self._obj, self.kind, self._ref = obj, kind, ref
+        if kind == RNTUPLE:
+            index_fields(obj)
+        self.num_entries = int(obj.num_entries)
+        self._names = list(obj.keys(recursive=True))
+        self._known = set(self._names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._known
+
+    def columns(self) -> list[BranchInfo]:
+        if self.kind == TTREE:
+            return [_describe_branch(name, self._obj[name]) for name in self._names]
+        form = self._obj.to_akform()[0]
+        return [_describe_field(name, self._obj[name], form) for name in self._names]
+
+    def check_baskets(self, names: Sequence[str]) -> None:
+        """A local TTree's baskets must lie inside the file and decompress to a bounded size
+        (uproot reads each basket's key); RNTuple pages are uproot's to check."""
+        size = getattr(self._obj.file.source, "num_bytes", None)
+        if self.kind != TTREE or size is None or not self._ref.is_local:
+            return
+        for name in names:
+            _check_baskets(self._obj[name], name, int(size), self._ref)
+
+    def iterate(self, names: Sequence[str], entry_start: int, entry_stop: int,
+                step_size: int) -> Iterator[dict[str, ak.Array]]:
+        if self.kind == TTREE:
+            yield from self._obj.iterate(list(names), step_size=step_size, entry_start=entry_start,
+                                         entry_stop=entry_stop, library="ak", how=dict)
+            return
+        for start in range(entry_start, entry_stop, step_size):
+            stop = min(start + step_size, entry_stop)
+            read = self._obj.arrays(list(names), entry_start=start, entry_stop=stop, library="ak",
+                                    how=dict)
+            yield {name: _member(read, name) for name in names}
+
+
+def index_fields(ntuple: Any) -> None:
+    """uproot lists an RNTuple field's children by scanning every field record for each field
+    (quadratic: ~20 s for the 2,400 fields of an ATLAS PHYSLITE file). Fill the same lists, by
+    uproot's rule (anonymous fields give way to their children), in one pass; uproot uses them
+    from then on. Left to uproot when its objects do not have the lists this expects."""
+    fields = ntuple.all_fields
+    if getattr(ntuple, "_fields", 0) is not None or any(getattr(f, "_fields", 0) is not None
+                                                         for f in fields):
+        return
+    records = ntuple.field_records
+    children: dict[int, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.parent_field_id != i:
+            children.setdefault(record.parent_field_id, []).append(i)
+
+    def listed(fid: int) -> list[Any]:
+        out: list[Any] = []
+        for i in children.get(fid, ()):
+            if fields[i].is_anonymous:
+                out.extend(listed(i))
+            else:
+                out.append(fields[i])
+        return out
+
+    for fid, field in enumerate(fields):
+        field._fields = listed(fid)
+    ntuple._fields = [fields[i] for i, record in enumerate(records) if record.parent_field_id == i]
+
+
+def _member(arrays: dict[str, ak.Array], name: str) -> ak.Array:
+    """An RNTuple column read by its path ("jets.pt"): the top field, then its members."""
+    top, *rest = name.split(".")
+    out = arrays[top]
+    for part in rest:
+        out = out[part]
+    return out
+
+
+def get_table(file: Any, ref: SourceFileRef, name: str) -> Table:
+    """The TTree or RNTuple at path ``name`` ("Events", "dir/sub/tree")."""
+    with errors_for(ref, name):
         try:
-            tree = file[tree_name]
-        except uproot.KeyInFileError:
-            raise InvalidArgument(f"file {ref.url!r} has no tree named {tree_name!r}",
-                                  field="source.tree_name", file=ref.url) from None
-        if not isinstance(tree, uproot.behaviors.TTree.TTree):
-            raise InvalidArgument(f"{tree_name!r} in file {ref.url!r} is a {type(tree).__name__}, "
-                                  "not a TTree", field="source.tree_name", file=ref.url)
-        return tree
+            obj = file[name]
+        except (uproot.KeyInFileError, KeyError):
+            raise _missing_table(file, ref, f"file {ref.url!r} has no TTree or RNTuple named "
+                                 f"{name!r}") from None
+        kind = TTREE if isinstance(obj, uproot.behaviors.TTree.TTree) else (
+            RNTUPLE if isinstance(obj, uproot.behaviors.RNTuple.RNTuple) else None)
+        if kind is None:
+            kind_name = type(obj).__name__.removeprefix("Model_")
+            raise _missing_table(file, ref, f"{name!r} in file {ref.url!r} is a {kind_name}, not "
+                                 "a TTree or RNTuple")
+        return Table(obj, kind, ref)
 
 
 def inspect_tree(ref: SourceFileRef, tree_name: str, timeout_s: float = 30.0,
                  check_branches: Sequence[str] | None = None) -> TreeInfo:
-    """Entries and branches of ``tree_name``; checks that the baskets of ``check_branches``
-    (default: all) lie inside the file, so a truncated copy is caught before registering."""
-    with open_file(ref, timeout_s) as file, errors_for(ref, tree_name):
-        size = getattr(file.file.source, "num_bytes", None)
-        if size is not None:
-            _check_header(file.file, size, ref)
-        tree = get_tree(file, ref, tree_name)
-        if size is not None:
-            _check_key(file, file.key(tree_name), size, ref, tree_name)
-        branches = [describe_branch(b) for b in tree.branches]
-        wanted = set(check_branches) if check_branches is not None else None
-        if size is not None:
-            with _key_reader(ref) as read_key:
-                for branch in tree.branches:
-                    if wanted is None or branch.name in wanted:
-                        _check_baskets(branch, size, ref, read_key)
-        return TreeInfo(num_entries=int(tree.num_entries), branches=branches)
-
-
-# Structural checks at registration: cheap (a few header reads, no decompression), so a
-# truncated file or one with impossible sizes or offsets is refused before it is registered.
-# A flipped bit inside compressed data is caught when the data is read (the decompressor's
-# checksum): DATA_LOSS then.
-
-def _corrupt(ref: SourceFileRef, what: str) -> DataLoss:
-    return DataLoss(f"file {ref.url!r} is truncated or corrupt: {what}", file=ref.url)
-
-
-def _check_header(f: Any, size: int, ref: SourceFileRef) -> None:
-    begin, end = int(f.fBEGIN), int(f.fEND)
-    if not 0 < begin <= end:
-        raise _corrupt(ref, "its header has impossible offsets")
-    if end > size:
-        raise DataLoss(f"file {ref.url!r} is truncated: it ends at byte {size} but its header says {end}",
-                       file=ref.url)
-    for seek, nbytes, what in ((f.fSeekInfo, f.fNbytesInfo, "streamer information"),
-                               (f.fSeekFree, f.fNbytesFree, "free-segment list")):
-        seek, nbytes = int(seek), int(nbytes)
-        if nbytes < 0 or seek < 0 or (nbytes and not begin <= seek <= end - nbytes):
-            raise _corrupt(ref, f"its {what} lies outside the file")
-    if not 0 <= int(f.nfree) <= max(1, int(f.fNbytesFree)) or not 0 <= int(f.fNbytesName) <= begin \
-            or not 0 <= int(f.fCompress) < 1000:
-        raise _corrupt(ref, "its header has impossible values")
-
-
-_KEY_HEAD = 26  # fNbytes i4, fVersion i2, fObjlen i4, fDatime u4, fKeylen i2, fCycle i2, fSeekKey i4|i8
-
-
-def _parse_key(raw: bytes) -> tuple[int, int, int, int] | None:
-    """(fNbytes, fObjlen, fKeylen, fSeekKey) of a TKey header, or None when too short."""
-    if len(raw) < 22:
-        return None
-    nbytes, version, objlen, _datime, keylen, _cycle = struct.unpack(">ihiIhh", raw[:18])
-    if version > 1000:
-        seek = struct.unpack(">q", raw[18:26])[0] if len(raw) >= 26 else -1
-    else:
-        seek = struct.unpack(">i", raw[18:22])[0]
-    return nbytes, objlen, keylen, seek
-
-
-@contextlib.contextmanager
-def _key_reader(ref: SourceFileRef) -> Iterator[Any]:
-    """Reads TKey headers: from the local file directly (cheap); None for remote files (one
-    round trip per basket would cost too much; their baskets are bounds-checked only)."""
-    if not ref.is_local:
-        yield None
-        return
-    with open(ref.open_path, "rb") as handle:
-        def read(seek: int) -> bytes:
-            handle.seek(seek)
-            return handle.read(_KEY_HEAD)
-
-        yield read
-
-
-def _check_key(file: Any, key: Any, size: int, ref: SourceFileRef, name: str) -> None:
-    """The directory's key of ``name`` must match the key written in front of the object."""
-    seek = int(key.fSeekKey)
-    if not 0 < seek < size or not 0 < int(key.fNbytes) <= size - seek or int(key.fObjlen) < 0:
-        raise _corrupt(ref, f"the key of {name!r} points outside the file")
-    raw = file.file.source.chunk(seek, seek + min(_KEY_HEAD, size - seek)).raw_data.tobytes()
-    written = _parse_key(raw)
-    if written != (int(key.fNbytes), int(key.fObjlen), int(key.fKeylen), seek):
-        raise _corrupt(ref, f"the key of {name!r} does not match its copy in the directory")
+    """Entries and columns of the TTree or RNTuple ``tree_name``; the baskets of
+    ``check_branches`` (default: every numeric branch) are checked, so a truncated copy is
+    caught before it is registered."""
+    with open_file(ref, timeout_s) as file:
+        table = get_table(file, ref, tree_name)
+        with errors_for(ref, tree_name):
+            columns = table.columns()
+            checked = check_branches if check_branches is not None else [
+                c.name for c in columns if c.numeric]
+            table.check_baskets(checked)
+        return TreeInfo(num_entries=table.num_entries, kind=table.kind, branches=columns)
 
 
 MAX_OBJLEN = 1 << 30  # one basket decompresses to at most 1 GiB (ROOT's own limit is lower)
 
 
-def _check_baskets(branch: Any, size: int, ref: SourceFileRef, read_key=None) -> None:
-    seeks = branch.member("fBasketSeek")
-    for i in range(branch.num_baskets):
-        seek = int(seeks[i])
-        nbytes = int(branch.basket_compressed_bytes(i))
-        if seek + nbytes > size:
-            raise DataLoss(
-                f"file {ref.url!r} is truncated: branch {branch.name!r} has data beyond the end "
-                "of the file", file=ref.url,
-            )
-        if seek <= 0 or nbytes <= 0:
-            raise _corrupt(ref, f"branch {branch.name!r} has a basket at an impossible place")
-        if read_key is not None:
-            key = _parse_key(read_key(seek))
-            if key is None or key[0] != nbytes or key[3] != seek or not 0 < key[2] < nbytes \
-                    or not 0 <= key[1] <= MAX_OBJLEN:
-                raise _corrupt(ref, f"branch {branch.name!r} has a damaged basket header")
+def _check_baskets(branch: Any, name: str, size: int, ref: SourceFileRef) -> None:
+    # Baskets with a key of their own come first; embedded ones live in the tree's record.
+    for i in range(branch.num_baskets - len(branch.embedded_baskets)):
+        key = branch.basket_key(i)
+        if int(key.fSeekKey) + int(key.fNbytes) > size:
+            raise DataLoss(f"file {ref.url!r} is truncated: branch {name!r} has data beyond the "
+                           "end of the file", file=ref.url)
+        if not 0 <= int(key.data_uncompressed_bytes) <= MAX_OBJLEN:
+            raise DataLoss(f"file {ref.url!r} is corrupt: a basket of branch {name!r} claims "
+                           f"{int(key.data_uncompressed_bytes)} bytes", file=ref.url)
 
 
-def describe_branch(branch: Any) -> BranchInfo:
-    interp = branch.interpretation
-    title = str(branch.title or "")
-    unit = ""
+def _unit(title: str) -> str:
     if title and not _LEAF_SPEC.match(title):
         m = _UNIT.search(title)
         if m:
-            unit = (m.group(1) or m.group(2) or "").strip()
+            return (m.group(1) or m.group(2) or "").strip()
+    return ""
+
+
+def _column(name: str, type_name: str, shape: Shape, title: str) -> BranchInfo:
+    return BranchInfo(name=name, type_name=type_name, dtype=shape.dtype, layout=shape.layout,
+                      fixed_shape=shape.fixed_shape, title=title, unit=_unit(title),
+                      reason=shape.reason)
+
+
+def _describe_branch(name: str, branch: Any) -> BranchInfo:
+    title = str(branch.title or "")
     type_name = str(branch.typename)
-    if isinstance(interp, uproot.interpretation.numerical.AsDtype):
-        inner = interp.inner_shape
-        dtype = np.dtype(interp.to_dtype).base.name if inner else interp.to_dtype.name
-        layout = LAYOUT_FIXED if inner else LAYOUT_FLAT
-        return BranchInfo(name=branch.name, type_name=type_name, dtype=dtype, layout=layout,
-                          fixed_shape=tuple(int(n) for n in inner), title=title, unit=unit)
-    if isinstance(interp, uproot.interpretation.jagged.AsJagged) and isinstance(
-        interp.content, uproot.interpretation.numerical.AsDtype
-    ) and not interp.content.inner_shape:
-        return BranchInfo(name=branch.name, type_name=type_name, dtype=interp.content.to_dtype.name,
-                          layout=LAYOUT_JAGGED, title=title, unit=unit)
-    return BranchInfo(name=branch.name, type_name=type_name, dtype=None, layout=LAYOUT_FLAT,
-                      title=title, unit=unit)
+    interp = branch.interpretation
+    if isinstance(interp, uproot.interpretation.grouped.AsGrouped):
+        shape = Shape(dtype=None, reason="it holds sub-branches: select those")
+    elif isinstance(interp, uproot.interpretation.identify.UnknownInterpretation):
+        shape = Shape(dtype=None, reason="uproot cannot interpret its contents")
+    else:
+        try:
+            shape = classify(interp.awkward_form(branch.file))
+        except Exception:  # noqa: BLE001 - uproot's word: it has no array form for this branch
+            shape = Shape(dtype=None, reason="uproot cannot give it as arrays")
+    return _column(name, type_name, shape, title)
+
+
+def _describe_field(name: str, field: Any, form: ak.forms.Form) -> BranchInfo:
+    try:
+        shape = classify(project(form, name.split(".")))
+    except Exception:  # noqa: BLE001 - uproot's form has no such member
+        shape = Shape(dtype=None, reason="uproot cannot give it as arrays")
+    return _column(name, str(field.typename), shape, str(getattr(field, "description", "") or ""))
 
 
 def iterate(ref: SourceFileRef, tree_name: str, branches: Sequence[str], entry_start: int,
             entry_stop: int, step_size: int, timeout_s: float = 30.0,
             open_files: OpenFiles | None = None) -> Iterator[tuple[int, dict[str, ak.Array]]]:
-    """Yield (first entry number in the file, {branch: array}) for entries [start, stop);
-    the file comes from ``open_files`` when given (and goes back to it), else is opened."""
+    """Yield (first entry number in the file, {branch: array}) for entries [start, stop) of the
+    TTree or RNTuple ``tree_name``; the file comes from ``open_files`` when given (and goes back
+    to it), else is opened."""
     if entry_stop <= entry_start:
         return
     names = list(dict.fromkeys(branches))
-    wanted = set(names)
     opened = open_files.borrow(ref, timeout_s) if open_files is not None else open_file(ref, timeout_s)
     with opened as file:
-        tree = get_tree(file, ref, tree_name)
+        table = get_table(file, ref, tree_name)
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise InvalidArgument(f"file {ref.url!r} has no branch {missing[0]!r}",
+                                  field="branches", file=ref.url)
+        if not names:
+            # Only entry counting is needed: yield empty dicts per step.
+            for start in range(entry_start, entry_stop, step_size):
+                yield start, {}
+            return
         with errors_for(ref, tree_name):
-            missing = [n for n in names if n not in tree]
-            if missing:
-                raise InvalidArgument(f"file {ref.url!r} has no branch {missing[0]!r}",
-                                      field="branches", file=ref.url)
-            if not names:
-                # Only entry counting is needed: yield empty dicts per step.
-                for start in range(entry_start, entry_stop, step_size):
-                    yield start, {}
-                return
-            chunks = tree.iterate(
-                filter_name=lambda n: n in wanted, step_size=step_size, entry_start=entry_start,
-                entry_stop=entry_stop, library="ak", how=dict,
-            )
-            start = entry_start
-            while True:
-                with errors_for(ref, tree_name):
-                    try:
-                        arrays = next(chunks)
-                    except StopIteration:
-                        return
-                yield start, arrays
-                start += len(next(iter(arrays.values())))
+            chunks = table.iterate(names, entry_start, entry_stop, step_size)
+        start = entry_start
+        while True:
+            with errors_for(ref, tree_name):
+                try:
+                    arrays = next(chunks)
+                except StopIteration:
+                    return
+            yield start, arrays
+            start += len(next(iter(arrays.values())))
 
 
 def num_entries(ref: SourceFileRef, tree_name: str, timeout_s: float = 30.0) -> int:
     with open_file(ref, timeout_s) as file:
-        return int(get_tree(file, ref, tree_name).num_entries)
+        return get_table(file, ref, tree_name).num_entries
