@@ -118,3 +118,68 @@ async def test_a_server_that_goes_away_mid_stream_ends_it_with_unavailable(data_
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (err.value.code(), err.value.details())
     assert 0 < rows < 200_000
     assert "many_baskets.root" in err.value.details() and "Traceback" not in err.value.details()
+
+
+RNTUPLE = "Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+
+
+@pytest.fixture
+def xrootd_many(data_root):
+    """An XRootD server exporting 12 copies of Zmumu and a CMS RNTuple file; the same files
+    under the local data root (folder "many")."""
+    from tests.fixtures.xrootd import xrootd_serving
+    from tests.real_data import CORPUS, ZMUMU as ZMUMU_PATH
+
+    files = {f"z{i:02d}.root": ZMUMU_PATH for i in range(12)} | {RNTUPLE: CORPUS / RNTUPLE}
+    (data_root / "many").mkdir()
+    for name, source in files.items():
+        (data_root / "many" / name).write_bytes(source.read_bytes())
+    with xrootd_serving(files) as server:
+        yield server
+
+
+async def test_xrootd_globs_and_directories_list_files_on_the_server(data_client, xrootd_many):
+    local = (await data_client.register("zs", ["many/z*.root"], tree="events")).version
+    assert len(local.files) == 12 and local.entry_count == 12 * 2304
+    base = f"root://{xrootd_many.host}:{xrootd_many.port}/{xrootd_many.export}"
+    by_glob = (await data_client.register("zs-xrd", [base + "/z*.root"])).version
+    assert by_glob.version_id == local.version_id
+    assert [f.url for f in by_glob.files] == sorted(f.url for f in by_glob.files)
+    assert [f.url.rsplit("/", 1)[1] for f in by_glob.files] == [f"z{i:02d}.root" for i in range(12)]
+    remote_table = await data_client.read_table("zs-xrd", by_glob.version_id, branches=["M"])
+    local_table = await data_client.read_table("zs", local.version_id, branches=["M"])
+    assert remote_table.equals(local_table)
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # the folder also holds an RNTuple file
+        await data_client.register("zs-dir", [base + "/"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert RNTUPLE in err.value.details() and "events" in err.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await data_client.register("zs-none", [base + "/nothing*.root"])
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_an_rntuple_over_xrootd_equals_the_local_one(data_client, xrootd_many):
+    import awkward as ak
+    import uproot
+
+    local = (await data_client.register("muons", [f"many/{RNTUPLE}"], tree="Events")).version
+    url = f"root://{xrootd_many.host}:{xrootd_many.port}/{xrootd_many.export / RNTUPLE}"
+    remote = (await data_client.register("muons-xrd", [url], tree="Events")).version
+    assert remote.version_id == local.version_id and local.schema.tree_kind == "RNTuple"
+    with uproot.open(xrootd_many.export / RNTUPLE) as f:
+        rntuple = f["Events"]
+        assert local.entry_count == rntuple.num_entries
+        names = [b.name for b in local.schema.branches if b.dtype]
+        assert names and set(names) <= set(rntuple.keys(recursive=True))
+        read = rntuple.arrays(names, how=dict)  # top-level fields; members by their path
+    expected = {}
+    for name in names:
+        top, *members = name.split(".")
+        value = read[top]
+        for member in members:
+            value = value[member]
+        expected[name] = ak.to_list(value)
+    remote_table = await data_client.read_table("muons-xrd", remote.version_id, batch_size=300)
+    assert remote_table.equals(await data_client.read_table("muons", local.version_id))
+    for name in names:
+        assert remote_table.column(name).to_pylist() == expected[name], name

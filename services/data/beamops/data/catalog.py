@@ -32,18 +32,16 @@ from .reading import ReadPlan, chain_range, check_numeric, count_entries, read_b
 from .sources import SourceFileRef, SourceKind, SourceResolver
 from .store import DataStore
 
-DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+from beamops.runtime.names import check_name  # the one name rule of every resource kind
+
 VERSION_ID = re.compile(r"^dsv-[0-9a-f]{16}$")
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 MAX_TAGS, MAX_TAG_LENGTH, MAX_DESCRIPTION = 64, 128, 10_000
 
 
 def check_dataset_name(name: str, field: str = "dataset") -> None:
-    # fullmatch, not match: "$" would accept a trailing newline
-    if not DATASET_NAME.fullmatch(name or "") or ".." in name:
-        raise InvalidArgument(
-            f"dataset name {_shown(name)} is not valid: use lower case letters, digits, '.', '_' and '-' "
-            "(at most 128 characters, starting with a letter or digit, no '..')", field=field)
+    """Dataset names follow beamops.runtime.names: case-sensitive, kept as typed (PHYSLITE)."""
+    check_name(name, "dataset name", field=field)
 
 
 def check_version_id(version_id: str, field: str = "version_id") -> None:
@@ -252,17 +250,23 @@ class DataCatalog:
     def _describe_files(self, refs: Sequence[SourceFileRef], tree: str,
                         progress: Progress | None) -> list[tuple[FileDigest, TreeInfo]]:
         """Hash and inspect every file, ``self._workers`` at a time, in the order of ``refs``.
-        A file's description is a function of its bytes: an unchanged file (its hash cached by
-        size and mtime) is not opened again."""
+        A file's description is a function of its bytes: an unchanged local file (its hash
+        cached by size and mtime) is not opened again."""
         done = [0, 0]  # files, bytes
         lock = threading.Lock()
 
         def describe(ref: SourceFileRef) -> tuple[FileDigest, TreeInfo]:
+            if not ref.is_local:  # uproot opens it first: its timeout and errors come first
+                info = rootio.inspect_tree(ref, tree, self._timeout)
+                return counted(self._hasher.digest(ref), info)
             digest = self._hasher.digest(ref)
             info = self._schemas.get((digest.sha256, tree))
             if info is None:
                 info = rootio.inspect_tree(ref, tree, self._timeout)
                 self._schemas.put((digest.sha256, tree), info)
+            return counted(digest, info)
+
+        def counted(digest: FileDigest, info: TreeInfo) -> tuple[FileDigest, TreeInfo]:
             if progress is not None:
                 with lock:
                     done[0] += 1

@@ -2,7 +2,8 @@
 
 A source string is one of
   - a path RELATIVE to one of the configured data roots ("mc/signal.root", "mc/*.root", "mc/"),
-  - an XRootD URL "root://host[:port]//path/file.root",
+  - an XRootD URL "root://host[:port]//path/file.root", also a glob ("root://host//mc/*.root")
+    or a directory ("root://host//mc/": every "*.root" in it), listed on the server,
   - an HTTPS URL "https://host/path/file.root" (plain http:// only when settings allow it).
 
 Everything is checked here, before any file is opened or any connection made: absolute paths,
@@ -23,12 +24,13 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 from urllib.parse import unquote, urlsplit
 
-from beamops.runtime.errors import InvalidArgument, NotFound, PermissionDenied
+from beamops.runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 from .netguard import AddressGuard
 
 GLOB_CHARS = set("*?[")
 MAX_SOURCE_LENGTH = 4096
+MAX_LISTED_FILES = 100_000  # files one glob or directory may name
 
 
 class SourceKind(str, Enum):
@@ -123,7 +125,7 @@ class SourceResolver:
         scheme = urlsplit(source).scheme.lower() if "://" in source else ""
         if scheme == "":
             return self._resolve_local(source)
-        return [self._resolve_remote(source)]
+        return self._resolve_remote(source)
 
     def check_syntax(self, source: str) -> None:
         """Refuse what is never allowed, without touching the file system or the network."""
@@ -233,23 +235,56 @@ class SourceResolver:
 
     # -- remote -------------------------------------------------------------------------------
 
-    def _resolve_remote(self, source: str) -> SourceFileRef:
+    def _resolve_remote(self, source: str) -> list[SourceFileRef]:
         parts = urlsplit(source)
         scheme = parts.scheme.lower()
-        if any(ch in parts.path for ch in GLOB_CHARS):
+        listing = any(ch in parts.path for ch in GLOB_CHARS) or parts.path.endswith("/")
+        if scheme != "root" and listing:
             raise InvalidArgument(
-                f"source {source!r}: remote sources must name single files (no glob)",
-                field="source.urls",
-            )
-        if not parts.path or parts.path.endswith("/"):
+                f"source {source!r}: https:// sources must name single files (no glob or "
+                "directory); root:// sources may be globs or directories", field="source.urls")
+        if not parts.path.strip("/"):
             raise InvalidArgument(f"source {source!r} must name a file", field="source.urls")
         if scheme == "root":
             # XRootD URLs are root://host[:port]//absolute/path; keep the double slash.
             path = parts.path if parts.path.startswith("//") else "/" + parts.path
             url = f"root://{parts.netloc.lower()}{path}"
-            return SourceFileRef(url, SourceKind.XROOTD, url, self._guard)
+            ref = SourceFileRef(url, SourceKind.XROOTD, url, self._guard)
+            return self._list_xrootd(source, ref) if listing else [ref]
         url = f"{scheme}://{parts.netloc.lower()}{parts.path}"
-        return SourceFileRef(url, SourceKind.HTTP, url, self._guard)
+        return [SourceFileRef(url, SourceKind.HTTP, url, self._guard)]
+
+    def _list_xrootd(self, source: str, pattern: SourceFileRef) -> list[SourceFileRef]:
+        """The files an XRootD glob or directory names, listed on its server (after the address
+        guard has passed its host), sorted."""
+        from fsspec_xrootd import XRootDFileSystem  # imported here: only root:// listings need it
+
+        pattern.check_connection()
+        netloc = urlsplit(pattern.url).netloc
+        path = "/" + urlsplit(pattern.url).path.lstrip("/")
+        try:
+            fs = XRootDFileSystem(hostid=netloc, timeout=30)
+            if path.endswith("/"):
+                folder = path.rstrip("/")
+                found = [f"{folder}/{name}" for name in fs.ls(folder, detail=False)
+                         if name.endswith(".root")]
+            else:
+                found = list(fs.glob(path))
+        except OSError as exc:
+            text = str(exc).lower()
+            if "no such file" in text or "not found" in text or "[3011]" in text or "_ls_from_cache" in text:
+                raise NotFound(f"no file matches {source!r} on its server") from None
+            raise Unavailable(f"the server of {source!r} could not list it") from None
+        if not found:
+            raise NotFound(f"no file matches {source!r} on its server")
+        if len(found) > MAX_LISTED_FILES:
+            raise InvalidArgument(f"source {source!r} names {len(found)} files, more than "
+                                  f"{MAX_LISTED_FILES}; split the dataset", field="source.urls")
+        refs = []
+        for name in sorted(found):
+            url = f"root://{netloc}//{name.lstrip('/')}"
+            refs.append(SourceFileRef(url, SourceKind.XROOTD, url, self._guard))
+        return refs
 
 
 def _hidden_traversal(source: str) -> bool:
