@@ -154,6 +154,37 @@ async def test_bad_sources_get_their_status_and_register_nothing(data_client, ur
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_names_keep_their_case_and_differ_by_case(data_client):
+    """Dataset names are case-sensitive and kept as typed (beamops.runtime.names)."""
+    upper = await data_client.register("PHYSLITE", [ZMUMU])
+    ttbar = await data_client.register("ttbar_2018", [HZZ])
+    lower = await data_client.register("physlite", [ZMUMU])
+    assert upper.created and ttbar.created and lower.created  # physlite is not PHYSLITE again
+    assert (upper.version.dataset, ttbar.version.dataset, lower.version.dataset) == \
+        ("PHYSLITE", "ttbar_2018", "physlite")
+    md = data_client.md("reader")
+    listed = await data_client.stub.ListDatasets(pb.ListDatasetsRequest(), metadata=md)
+    assert sorted(d.name for d in listed.datasets) == ["PHYSLITE", "physlite", "ttbar_2018"]
+    for prefix, expected in (("PHYS", ["PHYSLITE"]), ("phys", ["physlite"]), ("ttbar_", ["ttbar_2018"]),
+                             ("TTBAR", [])):
+        got = await data_client.stub.ListDatasets(pb.ListDatasetsRequest(name_prefix=prefix), metadata=md)
+        assert [d.name for d in got.datasets] == expected, prefix
+    for name, version in (("PHYSLITE", upper.version), ("physlite", lower.version)):
+        got = await data_client.stub.GetDataset(pb.GetDatasetRequest(dataset=name), metadata=md)
+        assert got.dataset.name == name and got.dataset.version_count == 1
+        versions = await data_client.stub.ListDatasetVersions(pb.ListDatasetVersionsRequest(dataset=name),
+                                                              metadata=md)
+        assert [v.version_id for v in versions.versions] == [version.version_id]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await data_client.stub.GetDataset(pb.GetDatasetRequest(dataset="Physlite"), metadata=md)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await data_client.register("PHYS/LITE", [ZMUMU])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    message = err.value.details()
+    assert "invalid dataset name 'PHYS/LITE'" in message and "case-sensitive" in message, message
+
+
 async def test_readers_may_not_register(data_client):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await data_client.register("hzz", [HZZ], role="reader")

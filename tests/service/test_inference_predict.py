@@ -165,3 +165,37 @@ async def test_tampered_artifact_is_data_loss_and_nothing_is_served(inference_st
                                         metadata=stack.md("reader"))).deployment
         assert dep.state == dpb.DEPLOYMENT_STATE_FAILED and not dep.parameters.version
         assert not any((stack.var_dir / "triton-models").iterdir())
+
+
+async def test_a_model_with_capitals_deploys_under_its_own_name(inference_stack, via):
+    """Names are case-sensitive and kept as typed: model "JetTagger" deploys as "JetTagger", and
+    "jettagger" is another deployment with its own Triton folder."""
+    stack = inference_stack
+    upper, lower = mlp_onnx(seed=5), mlp_onnx(seed=6)
+    await stack.publish("JetTagger", upper, alias="production")
+    params = await stack.publish("JetTagger", lower)
+    async with stack.inference(via) as (_server, stub):
+        dep = await _deploy_alias(stub, stack, model="JetTagger")
+        assert (dep.name, dep.model, dep.state) == ("JetTagger", "JetTagger", dpb.DEPLOYMENT_STATE_READY)
+        other = (await stub.Deploy(pb.DeployRequest(
+            model="JetTagger", name="jettagger", target=dpb.DeploymentTarget(parameters_version=params.version)),
+            metadata=stack.md("deployer"))).deployment
+        assert other.name == "jettagger" and other.state == dpb.DEPLOYMENT_STATE_READY
+        listed = (await stub.ListDeployments(pb.ListDeploymentsRequest(model="JetTagger"),
+                                             metadata=stack.md("reader"))).deployments
+        assert [d.name for d in listed] == ["JetTagger", "jettagger"]
+        folders = [p.name for p in (stack.var_dir / "triton-models").iterdir()]
+        assert len(folders) == 2 and len({f.lower() for f in folders}) == 2, folders
+
+        x = _x(4)
+        for name, data in (("JetTagger", upper), ("jettagger", lower)):
+            reply = await stub.Predict(pb.PredictRequest(deployment=name, inputs=[to_tensor("x", x)]),
+                                       metadata=stack.md("reader"))
+            assert reply.deployment == name
+            expected = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+            got = {t.name: from_tensor(t) for t in reply.outputs}["probabilities"]
+            assert np.allclose(got, expected, rtol=1e-5, atol=1e-6)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Predict(pb.PredictRequest(deployment="JETTAGGER", inputs=[to_tensor("x", x)]),
+                               metadata=stack.md("reader"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -40,6 +40,21 @@ async def test_good_names_and_listing(registry):
     assert_clear(err.value, grpc.StatusCode.ALREADY_EXISTS, "jet-tagger")
 
 
+async def test_names_are_case_sensitive_and_kept_as_typed(registry):
+    for name in ("JetTagger", "jettagger", "PHYSLITE_tagger"):
+        await registry.create_model(name)
+    md = registry.md("reader")
+    got = await registry.stub.GetModel(rs.GetModelRequest(name="JetTagger"), metadata=md)
+    assert got.model.name == "JetTagger"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await registry.stub.GetModel(rs.GetModelRequest(name="JETTAGGER"), metadata=md)
+    assert_clear(err.value, grpc.StatusCode.NOT_FOUND, "JETTAGGER")
+    for prefix, expected in (("jet", ["jettagger"]), ("Jet", ["JetTagger"]), ("PHYS", ["PHYSLITE_tagger"]),
+                             ("phys", [])):
+        listed = await registry.stub.ListModels(rs.ListModelsRequest(name_prefix=prefix), metadata=md)
+        assert [m.name for m in listed.models] == expected, prefix
+
+
 async def test_readers_cannot_create(registry):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await registry.create_model("m", role="reader")

@@ -1,4 +1,5 @@
-"""Allowlisted names of the registry (models, aliases, tags)."""
+"""Allowlisted names of the registry (models, aliases, tags): the one rule of every resource kind
+(beamops.runtime.names; tests/unit/test_names.py checks it for every kind)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from beamops.registry.names import check_action, check_name
 from beamops.runtime.errors import InvalidArgument
 
 
-@pytest.mark.parametrize("name", ["a", "jet-tagger", "ECAL_calib.v2", "0", "x" * 100, "a.b-c_d"])
+@pytest.mark.parametrize("name", ["a", "jet-tagger", "ECAL_calib.v2", "0", "x" * 100, "a.b-c_d", "JetTagger",
+                                  "PHYSLITE", "ttbar_2018"])
 def test_allowed(name):
     assert check_name(name) == name
 
@@ -23,6 +25,7 @@ def test_refused_with_a_clear_message(name, problem):
         check_name(name, "model name")
     assert problem in err.value.message
     assert "model name" in err.value.message and "letters, digits" in err.value.message
+    assert "case-sensitive" in err.value.message
     assert err.value.field == "model name"
 
 

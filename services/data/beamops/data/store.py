@@ -105,6 +105,7 @@ class SqlDataStore:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA case_sensitive_like=ON")  # names are case-sensitive (prefix filters)
             cur.close()
 
         SQLModel.metadata.create_all(self._engine)

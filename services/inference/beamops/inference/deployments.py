@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from beamops.runtime.errors import (
     AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, NotFound,
     Unavailable,
 )
+from beamops.runtime.names import check_name
 
 from .alerts import AlertBook
 from .domain import (
@@ -34,13 +34,14 @@ from .coalescer import Coalescer
 from .drift_monitor import DriftMonitor
 from .gateway_control import RouteTable, route_for
 from .metrics import InferenceMetrics
-from .model_repository import ModelRepository, config_for, effective_max_batch_size, triton_name
+from .model_repository import (
+    ModelRepository, config_for, effective_max_batch_size, is_triton_name_of, triton_name,
+)
 from .triton_backend import ModelProcessDied
 from .validation import InputChecker, check_outputs, output_ranks, shape_output
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DRAIN_TIMEOUT_S = 60.0
 GATEWAY_SYNC_TIMEOUT_S = 5.0
 
@@ -806,7 +807,7 @@ class DeploymentManager:
                                                  state_message="")))
             self._alerts.resolve(f"{dep.name}/failed")
             for name in self._repository.names():  # leftovers of a switch cut short
-                if name.startswith(f"{dep.name}__") and name != dep.current.triton_name:
+                if is_triton_name_of(name, dep.name) and name != dep.current.triton_name:
                     self._repository.remove(name)
 
 
@@ -822,10 +823,10 @@ def _pick(deployments: list[Deployment]) -> Deployment:
 def _validate(cmd: DeployCommand, name: str) -> None:
     if not cmd.model:
         raise InvalidArgument("model is required", field="model")
-    if not NAME.fullmatch(name):
-        raise InvalidArgument(
-            f"deployment name {name!r} is invalid: lower-case letters, digits, '.', '_', '-', at "
-            "most 63 characters, starting with a letter or digit", field="name")
+    check_name(cmd.model, "model name", field="model")
+    # The name rule of every resource kind (beamops.runtime.names); a name defaulted from the
+    # model's is the model's name, case and all ("JetTagger").
+    check_name(name, "deployment name", field="name")
     if cmd.target is None or not cmd.target.value:
         raise InvalidArgument("target is required: a parameters version, an alias, or a global "
                               "tag and run", field="target")

@@ -5,12 +5,20 @@ for the bundled Triton (Python backend) ``1/model.py`` (``triton_model/model.py`
 the ONNX file. The config comes from the version's signature (:func:`config_for`). Triton model
 names are ``<deployment>__<version with . as _>`` (``__g<generation>`` appended when that name is
 already in use, e.g. a replace with other serving settings).
+
+Deployment names are case-sensitive (``beamops.runtime.names``) and Triton names keep their case,
+but the repository may sit on a case-insensitive filesystem (macOS, Windows), where the folders
+of ``JetTagger`` and ``jettagger`` would be one. So the Triton name of a deployment name with
+upper-case letters also carries ``__c<mask>``: which of its characters are upper case, as hex
+(bit i for character i). Two names that differ only in case then never share a folder, and the
+Triton names of all-lower-case deployment names are what they always were.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -41,8 +49,22 @@ DEFAULT_QUEUE_DELAY_US = 100
 
 
 def triton_name(deployment: str, version: str, generation: int = 0) -> str:
-    base = f"{deployment}__{version.replace('.', '_')}"
+    """The Triton model (and repository folder) name of a deployment's version: case kept, and
+    different, even ignoring case, for deployment names that differ only in case."""
+    base = f"{deployment}__{version.replace('.', '_')}{_case_mask(deployment)}"
     return f"{base}__g{generation}" if generation else base
+
+
+def _case_mask(deployment: str) -> str:
+    mask = sum(1 << i for i, c in enumerate(deployment) if c.isupper())
+    return f"__c{mask:x}" if mask else ""
+
+
+def is_triton_name_of(name: str, deployment: str) -> bool:
+    """Whether ``name`` is a Triton name :func:`triton_name` gives ``deployment`` (any version or
+    generation); the names of deployment ``jets__v2`` are not names of ``jets``."""
+    pattern = rf"{re.escape(deployment)}__[0-9]+(?:_[0-9]+)*{re.escape(_case_mask(deployment))}(?:__g[0-9]+)?"
+    return re.fullmatch(pattern, name) is not None
 
 
 def effective_max_batch_size(signature: Signature, serving: ServingConfig, default: int) -> int:

@@ -1,9 +1,9 @@
-"""Names of models, aliases, IOV tags and global tags: an allowlist, checked before anything else.
+"""Names of models, aliases, IOV tags and global tags, and the registry's other allowlists.
 
-A name is 1 to 100 characters: ASCII letters, digits, '.', '_' and '-', starting with a letter or
-a digit, and without "..". Names are never used as file paths, but they appear in URLs, logs and
-shell commands, so anything outside the allowlist (slashes, NUL, spaces, look-alike Unicode) is
-refused with a message that says what is allowed.
+Names follow the one rule of every resource kind, :mod:`beamops.runtime.names` (1 to 100 ASCII
+letters, digits, '.', '_' and '-', starting with a letter or digit, no "..", case-sensitive and
+kept as typed); this module re-exports its ``check_name``. Audit actions, free text and artifact
+display names have their own rules below.
 """
 
 from __future__ import annotations
@@ -11,33 +11,13 @@ from __future__ import annotations
 import re
 
 from beamops.runtime.errors import InvalidArgument
+from beamops.runtime.names import check_name
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-ALLOWED = "1 to 100 characters: ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
+__all__ = ["check_action", "check_filename", "check_name", "check_tags", "check_text"]
 
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){1,3}$")
 MAX_TEXT = 10_000
 MAX_FILENAME = 255
-
-
-def check_name(value: str, what: str = "name", field: str | None = None) -> str:
-    """Return ``value`` if it is an allowed name, else raise InvalidArgument naming ``what``."""
-    field = field or what
-    if not value:
-        raise InvalidArgument(f"the {what} is empty; it must be {ALLOWED}", field=field)
-    if not NAME_PATTERN.fullmatch(value) or ".." in value:
-        shown = _shown(value)
-        if ".." in value:
-            problem = 'it contains ".."'
-        elif len(value) > 100:
-            problem = f"it is {len(value)} characters long"
-        else:
-            bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "._-"))), None)
-            problem = (f"it contains the character {bad!r} (U+{ord(bad):04X})" if bad is not None
-                       else "it must start with a letter or a digit")
-        raise InvalidArgument(f"invalid {what} {shown}: {problem}; a {what} must be {ALLOWED}",
-                              field=field)
-    return value
 
 
 def check_action(value: str) -> str:

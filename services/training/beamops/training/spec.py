@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from beamops.runtime.errors import InvalidArgument, PermissionDenied
+from beamops.runtime.names import check_name
 
 from . import hyperparameters as hp
 from .search import SearchSpec, validate_search
@@ -38,7 +39,7 @@ MAX_PAD_LENGTH = 1024
 
 # "package.module:Class": dotted Python identifiers, a colon, one identifier. Nothing else.
 ENTRY_POINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # the data service checks it exactly
 SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 BRANCH = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\[\]/-]{0,199}$")
 
@@ -238,9 +239,9 @@ def _check_ref(ref: DatasetRef, where: str) -> None:
     if not ref.version_id:
         raise InvalidArgument(f"the version_id of dataset {ref.dataset!r} is empty: name the exact "
                               "dataset version to train on", field=f"{where}.version_id")
-    for value, name in ((ref.dataset, "dataset"), (ref.version_id, "version_id")):
-        if not NAME.fullmatch(value):
-            raise InvalidArgument(f"invalid {name} {value[:60]!r}", field=f"{where}.{name}")
+    check_name(ref.dataset, "dataset name", field=f"{where}.dataset")
+    if not VERSION_ID.fullmatch(ref.version_id):
+        raise InvalidArgument(f"invalid version_id {ref.version_id[:60]!r}", field=f"{where}.version_id")
 
 
 def _check_branch_name(name: str, where: str) -> None:
@@ -312,9 +313,7 @@ def _check_metrics(metrics: tuple[str, ...], task: str) -> tuple[str, ...]:
 
 
 def _check_publish(publish: PublishTarget) -> None:
-    if not NAME.fullmatch(publish.model or "") or ".." in publish.model:
-        raise InvalidArgument(f"invalid registry model name {publish.model[:60]!r}: use 1 to 100 letters, "
-                              "digits, '.', '_' or '-'", field="spec.publish.model_type.model")
+    check_name(publish.model, "registry model name", field="spec.publish.model_type.model")
     if not SEMVER.fullmatch(publish.model_type_version or ""):
         raise InvalidArgument(f"the model type version must be MAJOR.MINOR.PATCH; got "
                               f"{publish.model_type_version[:40]!r}", field="spec.publish.model_type.version")

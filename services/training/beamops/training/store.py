@@ -155,6 +155,7 @@ class SqlJobStore:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute("PRAGMA case_sensitive_like=ON")  # dataset names are case-sensitive
             cur.close()
 
         SQLModel.metadata.create_all(self.engine, tables=[JobRow.__table__, EventRow.__table__])
@@ -266,9 +267,10 @@ class SqlJobStore:
         if filter.submitted_by:
             query = query.where(JobRow.submitted_by == filter.submitted_by)
         if filter.dataset:
-            pattern = (f"%|{filter.dataset}:{filter.dataset_version_id}|%" if filter.dataset_version_id
-                       else f"%|{filter.dataset}:%")
-            query = query.where(JobRow.datasets.like(pattern))
+            # autoescape: a "_" in a dataset name ("ttbar_2018") is a character, not a wildcard
+            needle = (f"|{filter.dataset}:{filter.dataset_version_id}|" if filter.dataset_version_id
+                      else f"|{filter.dataset}:")
+            query = query.where(JobRow.datasets.contains(needle, autoescape=True))
         if page_token:
             submit_us, job_id = _decode_token(page_token)
             query = query.where((JobRow.submit_us < submit_us)
