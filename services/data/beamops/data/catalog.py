@@ -165,6 +165,9 @@ def _shared_columns(refs: Sequence[SourceFileRef], infos: Sequence[TreeInfo],
                                       "share, or register their common branches "
                                       "(common_branches)", field="source.branches")
         shared = [b for b in shared if theirs.get(b.name) == b.type_name]
+        if not shared and first.branches:
+            raise InvalidArgument(f"the files share no branch: file {ref.url!r} has none of the "
+                                  f"branches the files before it share", field="source.branches")
     return shared
 
 

@@ -100,10 +100,12 @@ def _looks_missing(exc: BaseException) -> bool:
 
 
 def _clean(exc: BaseException, ref: SourceFileRef) -> str:
-    """A short reason without server paths."""
+    """uproot's reason, short, without server paths: its first line (uproot names the file on
+    later lines), the file's path replaced by its source string; a reason that still holds
+    the path of the file's folder is given by its kind only."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    text = text.replace(ref.open_path, ref.url)
-    if "/" in text and ref.is_local:
+    text = text.split(" in file ")[0].replace(ref.open_path, ref.url)
+    if ref.is_local and os.path.dirname(ref.open_path) in text:
         return type(exc).__name__
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
@@ -206,7 +208,13 @@ class Table:
         if kind == RNTUPLE:
             index_fields(obj)
         self.num_entries = int(obj.num_entries)
-        self._names = list(obj.keys(recursive=True))
+        if kind == TTREE:  # by full path; a path listed twice (as in some Delphes files) once
+            self._branches: dict[str, Any] = {}
+            for path, branch in obj.iteritems(recursive=True):
+                self._branches.setdefault(path, branch)
+            self._names = list(self._branches)
+        else:
+            self._names = list(dict.fromkeys(obj.keys(recursive=True)))
         self._known = set(self._names)
 
     def __contains__(self, name: str) -> bool:
@@ -214,7 +222,7 @@ class Table:
 
     def columns(self) -> list[BranchInfo]:
         if self.kind == TTREE:
-            return [_describe_branch(name, self._obj[name]) for name in self._names]
+            return [_describe_branch(name, branch) for name, branch in self._branches.items()]
         form = self._obj.to_akform()[0]
         return [_describe_field(name, self._obj[name], form) for name in self._names]
 
@@ -225,19 +233,37 @@ class Table:
         if self.kind != TTREE or size is None or not self._ref.is_local:
             return
         for name in names:
-            _check_baskets(self._obj[name], name, int(size), self._ref)
+            _check_baskets(self._branches[name], name, int(size), self._ref)
 
     def iterate(self, names: Sequence[str], entry_start: int, entry_stop: int,
                 step_size: int) -> Iterator[dict[str, ak.Array]]:
         if self.kind == TTREE:
-            yield from self._obj.iterate(list(names), step_size=step_size, entry_start=entry_start,
-                                         entry_stop=entry_stop, library="ak", how=dict)
+            yield from self._iterate_branches([self._branches[n] for n in names], names,
+                                              entry_start, entry_stop, step_size)
             return
         for start in range(entry_start, entry_stop, step_size):
             stop = min(start + step_size, entry_stop)
             read = self._obj.arrays(list(names), entry_start=start, entry_stop=stop, library="ak",
                                     how=dict)
             yield {name: _member(read, name) for name in names}
+
+
+    def _iterate_branches(self, branches: list[Any], names: Sequence[str], entry_start: int,
+                          entry_stop: int, step_size: int) -> Iterator[dict[str, ak.Array]]:
+        """The branch objects themselves are selected (uproot's expressions would parse paths
+        such as "Particle/Particle.DeltaEta"); uproot names its arrays by branch name."""
+        path_of = {branch.name: name for branch, name in zip(branches, names)}
+        if len(path_of) == len(names):
+            wanted = {id(branch) for branch in branches}
+            for chunk in self._obj.iterate(filter_branch=lambda b: id(b) in wanted,
+                                           step_size=step_size, entry_start=entry_start,
+                                           entry_stop=entry_stop, library="ak", how=dict):
+                yield {path_of[key]: array for key, array in chunk.items()}
+            return
+        for start in range(entry_start, entry_stop, step_size):  # two paths, one branch name
+            stop = min(start + step_size, entry_stop)
+            yield {name: branch.array(entry_start=start, entry_stop=stop, library="ak")
+                   for branch, name in zip(branches, names)}
 
 
 def index_fields(ntuple: Any) -> None:
