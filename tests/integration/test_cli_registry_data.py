@@ -92,3 +92,50 @@ def test_datasets_from_the_real_root_files(stack_env):
     assert [d["dataset"] for d in cli(stack_env, "datasets", "list")] == ["zmumu"]
     refused = cli(stack_env, "datasets", "add", "x", "../../etc/passwd", "--tree", "events", code=4)
     assert "/etc" not in refused.stderr.replace("../../etc/passwd", "")
+
+
+def test_datasets_add_a_folder_with_progress_and_common_branches(stack, tmp_path):
+    """`datasets add NAME SRC...` with a directory or a quoted glob: the service hashes the files
+    (a progress bar on stderr), `--common-branches` keeps what files that differ share."""
+    import shutil
+
+    import numpy as np
+    import uproot
+
+    from tests.real_data import ZMUMU
+
+    env = stack[4]
+    folder = tmp_path / "data" / "mc"  # the stack's first data root is tmp_path / "data"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        shutil.copyfile(ZMUMU, folder / f"zmumu_{i}.root")
+    subset = ["Run", "Event", "M"]
+    with uproot.open(ZMUMU) as f:
+        arrays = f["events"].arrays(subset, library="np")
+    with uproot.recreate(folder / "zmumu_3_slim.root") as out:
+        out.mktree("events", {b: arrays[b].dtype for b in subset}).extend(
+            {b: np.asarray(arrays[b]) for b in subset})
+
+    differ = cli(env, "datasets", "add", "mc", "mc/", "--tree", "events", code=5)
+    assert "'mc/zmumu_3_slim.root'" in differ.stderr and "'Type'" in differ.stderr, differ.stderr
+    assert "common_branches" in differ.stderr  # the message says what to do
+
+    added = cli(env, "datasets", "add", "mc", "mc/", "--tree", "events", "--common-branches")
+    assert len(added) == 1 and added[0]["entries"] == 4 * 2304
+    assert set(added[0]) == {"dataset", "version_id", "content_hash", "entries", "description",
+                             "created_by", "created"}  # the --json shape of `datasets add`
+    shown = cli(env, "datasets", "show", "mc", added[0]["version_id"])
+    assert shown["schema"]["tree_name"] == "events"
+    assert [b["name"] for b in shown["schema"]["branches"]] == subset
+    assert len(shown["files"]) == 4
+
+    by_glob = cli(env, "datasets", "add", "mc", "mc/*.root", "mc/zmumu_0.root", "--tree", "events",
+                  "--common-branches")
+    assert by_glob[0]["version_id"] == added[0]["version_id"]
+
+    people = subprocess.run([str(BIN), "datasets", "add", "mc", "mc", "--tree", "events",
+                             "--common-branches"], env=dict(env, COLUMNS="200"), capture_output=True,
+                            text=True, timeout=120)
+    assert people.returncode == 0, people.stderr
+    assert "hashing mc" in people.stderr and "4/4 files" in people.stderr, people.stderr
+    assert added[0]["version_id"] in people.stdout

@@ -9,15 +9,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pyarrow as pa
 
 from beamops.common.v1 import lineage_pb2
 from beamops.data.v1 import data_service_pb2 as pb, dataset_pb2
 from beamops.data_stream import DatasetReader
+from beamops.errors import UnavailableError
 
-from .calls import call, pages, rpc_errors
+from .calls import call, pages, rpc_errors, stream
 from .types import DatasetVersion
 
 
@@ -28,16 +29,38 @@ class DataAPI:
 
     def register(self, dataset: str, urls: Sequence[str], tree: str, branches: Sequence[str] = (),
                  cut: str = "", entry_start: int = 0, entry_stop: int = 0, description: str = "",
-                 tags: Sequence[str] = ()) -> DatasetVersion:
-        """Register files (paths relative to the service's data roots, root:// or https:// URLs).
-        Registering the same content again returns the same version."""
+                 tags: Sequence[str] = (), common_branches: bool = False,
+                 progress: Callable[[int, int, int], None] | None = None) -> DatasetVersion:
+        """Register files (paths relative to the service's data roots, globs such as
+        ``"mc/*.root"``, directories such as ``"mc/"``, root:// or https:// URLs). Registering
+        the same content again returns the same version.
+
+        ``common_branches``: files whose branches differ keep only the branches all of them
+        share (otherwise that is an error naming the first differing file and branch).
+        ``progress(files_done, files_total, bytes_hashed)`` is called as the service hashes the
+        files (about 10 times a second at most, and once at the end); with it the call streams
+        (RegisterDatasetVersionStream) and has no deadline, so hundreds of files do not time out.
+        """
         source = dataset_pb2.DatasetSource(
             urls=list(urls), tree_name=tree, branches=list(branches), cut=cut,
             entry_range=dataset_pb2.EntryRange(start=entry_start, stop=entry_stop),
+            common_branches=common_branches,
         )
-        reply = call(self._stub.RegisterDatasetVersion, pb.RegisterDatasetVersionRequest(
-            dataset=dataset, source=source, description=description, tags=list(tags)))
-        return DatasetVersion.from_proto(reply.version)
+        request = pb.RegisterDatasetVersionRequest(
+            dataset=dataset, source=source, description=description, tags=list(tags))
+        if progress is None:
+            reply = call(self._stub.RegisterDatasetVersion, request)
+            return DatasetVersion.from_proto(reply.version)
+        result = None
+        for message in stream(self._stub.RegisterDatasetVersionStream,
+                              pb.RegisterDatasetVersionStreamRequest(request=request)):
+            progress(message.files_done, message.files_total, message.bytes_hashed)
+            if message.HasField("result"):
+                result = message.result
+        if result is None:
+            raise UnavailableError("the registration stream ended without a result; register again "
+                                   "(the same files give the same version)")
+        return DatasetVersion.from_proto(result.version)
 
     def get(self, dataset: str, version_id: str) -> DatasetVersion:
         reply = call(self._stub.GetDatasetVersion, pb.GetDatasetVersionRequest(dataset=dataset, version_id=version_id))

@@ -1,13 +1,17 @@
 """gRPC glue of the data service: convert, delegate to the catalog (in a thread, since it reads
 files), convert back. ReadDatasetVersion reads and encodes one batch at a time in a worker
 thread, one batch ahead of the one being sent, so the event loop never blocks and memory stays
-bounded."""
+bounded. RegisterDatasetVersionStream runs the same registration in a thread and forwards its
+progress (reported from the hashing threads) through an asyncio queue, at most one message per
+PROGRESS_INTERVAL_S plus the final one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator, Iterator
+import functools
+import threading
+from typing import AsyncIterator, Callable, Iterator
 
 from beamops.data.v1 import data_service_pb2 as pb
 from beamops.data.v1 import data_service_pb2_grpc
@@ -21,6 +25,12 @@ from .reading import ReadPlan, read_batches
 from .stream_wire import batch_response
 
 MAX_PAD = 100_000
+PROGRESS_INTERVAL_S = 0.1  # RegisterDatasetVersionStream: at most ~10 progress messages a second
+
+
+class _StreamGone(Exception):
+    """Raised in a hashing thread when the client has cancelled its registration stream, so
+    that the registration stops before anything is stored."""
 
 
 class DataServicer(data_service_pb2_grpc.DataServiceServicer):
@@ -29,11 +39,63 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         self._max_bytes = max(int(max_message_bytes * 0.8), 1024 * 1024)
         self._max_batch = max_batch_size
 
-    async def RegisterDatasetVersion(self, request, context):
-        version, created = await asyncio.to_thread(
+    def _register(self, request, progress=None) -> Callable[[], tuple]:
+        """The catalog call of RegisterDatasetVersion(Stream), ready to run in a thread."""
+        return functools.partial(
             self._catalog.register, request.dataset, convert.source_from(request.source),
-            request.description, list(request.tags), current_principal().name, request.validate_only)
+            request.description, list(request.tags), current_principal().name,
+            request.validate_only, progress=progress)
+
+    async def RegisterDatasetVersion(self, request, context):
+        version, created = await asyncio.to_thread(self._register(request))
         return pb.RegisterDatasetVersionResponse(version=convert.version_to(version), created=created)
+
+    async def RegisterDatasetVersionStream(
+            self, request, context) -> AsyncIterator[pb.RegisterDatasetVersionStreamResponse]:
+        """RegisterDatasetVersion, streaming (files done, files in all, bytes hashed) as the
+        files are described. Errors propagate as in the unary RPC (the error interceptor maps
+        them). When the client goes away, the next progress report raises in the worker, so the
+        registration fails before storing: a version is stored whole (one transaction) or not."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
+        gone = threading.Event()
+
+        def progress(done: int, total: int, hashed: int) -> None:  # in hashing threads
+            if gone.is_set():
+                raise _StreamGone()
+            loop.call_soon_threadsafe(queue.put_nowait, (done, total, hashed))
+
+        work = asyncio.ensure_future(asyncio.to_thread(self._register(request.request, progress)))
+        latest = sent = (0, 0, 0)
+        sent_at = float("-inf")
+        getter: asyncio.Future | None = None
+        try:
+            while not work.done():
+                getter = getter or asyncio.ensure_future(queue.get())
+                wait = None if latest == sent else max(0.0, sent_at + PROGRESS_INTERVAL_S - loop.time())
+                done, _ = await asyncio.wait({work, getter}, timeout=wait,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    latest, getter = max(latest, getter.result()), None
+                    while not queue.empty():  # several files finished since: keep the newest
+                        latest = max(latest, queue.get_nowait())
+                if (not work.done() and latest != sent
+                        and loop.time() >= sent_at + PROGRESS_INTERVAL_S):
+                    yield _progress_message(latest)
+                    sent, sent_at = latest, loop.time()
+            version, created = work.result()  # a failure raises here, mapped like the unary RPC
+            while not queue.empty():
+                latest = max(latest, queue.get_nowait())
+            files = len(version.files)
+            final = max(latest, (files, files, sum(f.size_bytes for f in version.files)))
+            yield _progress_message(final, pb.RegisterDatasetVersionResponse(
+                version=convert.version_to(version), created=created))
+        finally:
+            gone.set()
+            if getter is not None:
+                getter.cancel()
+            if not work.done():  # the client went away: the worker stops at its next report
+                work.add_done_callback(_retrieve)
 
     async def GetDataset(self, request, context):
         dataset = await asyncio.to_thread(self._catalog.get_dataset, request.dataset)
@@ -139,6 +201,18 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
                 with contextlib.suppress(BaseException):
                     pending.exception()
                 _close(batches)
+
+
+def _progress_message(counts: tuple[int, int, int], result=None) -> pb.RegisterDatasetVersionStreamResponse:
+    done, total, hashed = counts
+    return pb.RegisterDatasetVersionStreamResponse(files_done=done, files_total=total,
+                                                   bytes_hashed=hashed, result=result)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Fetch an abandoned worker's outcome, so that asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _close(iterator: Iterator) -> None:

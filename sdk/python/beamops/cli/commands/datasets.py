@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+import contextlib
+import functools
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
@@ -23,14 +25,45 @@ def _record(v) -> dict:
 
 
 @datasets.command("add")
-def add(ctx: typer.Context, name: str, files: List[str] = typer.Argument(..., help="Paths under the data roots, root:// or https:// URLs."),
+def add(ctx: typer.Context, name: str,
+        sources: List[str] = typer.Argument(..., metavar="SRC", help=(
+            "Files, globs (quoted, so the service expands them: 'mc/*.root') or directories "
+            "('mc/') under the data roots, root:// or https:// URLs.")),
         tree: str = typer.Option(..., help="TTree name, e.g. events."),
         branch: List[str] = typer.Option([], help="Branch to keep (repeatable; default all)."),
         cut: str = typer.Option("", help='Selection, e.g. "NMuon >= 2".'),
+        common_branches: bool = typer.Option(False, "--common-branches", help=(
+            "Files whose branches differ: keep the branches all of them share.")),
         description: str = typer.Option("")) -> None:
-    """Register a dataset version (the same content gives the same version id)."""
-    version = ctx.obj.client.data.register(name, files, tree, branch, cut, description=description)
+    """Register a dataset version (the same content gives the same version id), with a
+    progress bar while the service hashes the files."""
+    data = ctx.obj.client.data
+    register = functools.partial(data.register, name, sources, tree, branch, cut,
+                                 description=description, common_branches=common_branches)
+    if ctx.obj.out.json_mode:
+        version = register(progress=lambda *_: None)  # streams too: no deadline for many files
+    else:
+        with _hashing_bar(ctx.obj.out.errors, name) as update:
+            version = register(progress=update)
     ctx.obj.out.table("registered", COLUMNS, [_row(version)], records=[_record(version)])
+
+
+@contextlib.contextmanager
+def _hashing_bar(console, name: str) -> Iterator[Callable[[int, int, int], None]]:
+    """A progress bar (the style of ``train submit --watch``) on stderr; yields its updater."""
+    from rich.filesize import decimal
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[files]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as bar:
+        task = bar.add_task(f"hashing {name}", total=None, files="")
+
+        def update(done: int, total: int, hashed: int) -> None:
+            bar.update(task, completed=done, total=total,
+                       files=f"{done}/{total} files, {decimal(hashed)}")
+
+        yield update
 
 
 @datasets.command("list")
