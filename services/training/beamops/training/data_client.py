@@ -97,6 +97,16 @@ class DataReadError(Exception):
     """Reading a split failed; the message is for the job's failure message."""
 
 
+def exact_pattern(name: str) -> str:
+    """The data service reads ``branches`` as patterns (a glob when it holds ``*?[``, a regular
+    expression between slashes): ``name`` written so that it matches that one branch only
+    ("Jet[0]" as "Jet[[]0]", "/x/" as "[/]x/")."""
+    if not any(c in name for c in "*?[") and not (len(name) > 2 and name[0] == name[-1] == "/"):
+        return name
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in name)
+    return "[/]" + escaped[1:] if escaped.startswith("/") else escaped
+
+
 def read_split(address: str, token: str | None, ref: DatasetRef, split: str, branches: list[str],
                pad_length: int = 0, max_message_bytes: int = 256 * 1024 * 1024,
                timeout_s: float = 3600.0) -> tuple[dict[str, np.ndarray], str]:
@@ -106,7 +116,7 @@ def read_split(address: str, token: str | None, ref: DatasetRef, split: str, bra
 
     request = data_service_pb2.ReadDatasetVersionRequest(
         version=lineage_pb2.DatasetVersionRef(dataset=ref.dataset, version_id=ref.version_id, split=split),
-        branches=list(dict.fromkeys(branches)),
+        branches=[exact_pattern(b) for b in dict.fromkeys(branches)],
     )
     if pad_length:
         request.jagged_mode = data_service_pb2.JAGGED_MODE_PAD

@@ -41,7 +41,11 @@ MAX_PAD_LENGTH = 1024
 ENTRY_POINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # the data service checks it exactly
 SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
-BRANCH = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\[\]/-]{0,199}$")
+# A branch or field by the full path the data service lists it with: whatever a ROOT file holds
+# ("Jet_pt", "Muon/Muon.pt", "_collection0.Muon_pt", "AnalysisJetsAuxDyn:pt", "2x3Mat",
+# "vector<Frame>.id"). Only the absurd is refused here: empty, too long, control characters or
+# whitespace (no branch of a real file has them; pasted text does). Existence is checked later.
+MAX_BRANCH_NAME = 512
 
 
 @dataclass(frozen=True)
@@ -245,8 +249,10 @@ def _check_ref(ref: DatasetRef, where: str) -> None:
 
 
 def _check_branch_name(name: str, where: str) -> None:
-    if not BRANCH.fullmatch(name):
-        raise InvalidArgument(f"invalid branch name {name[:60]!r}", field=where)
+    if not name or len(name) > MAX_BRANCH_NAME or not name.isprintable() or any(c.isspace() for c in name):
+        raise InvalidArgument(f"invalid branch name {name[:60]!r}: a branch is named by its full path "
+                              f"in the file, 1 to {MAX_BRANCH_NAME} printable characters without "
+                              "spaces", field=where)
 
 
 def _check_features(spec: TrainingSpec) -> tuple[str, ...]:
