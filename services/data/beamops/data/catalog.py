@@ -9,7 +9,6 @@ import base64
 import fnmatch
 import re
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Callable, Sequence
@@ -23,6 +22,7 @@ from .rootio import OpenFiles
 from .arrow_codec import arrow_schema, to_record_batch
 from .artifacts import ArtifactArea, artifact_url
 from .cuts import Cut, combine, parse_cut
+from .lru import Lru
 from .hashing import FileDigest, FileHasher, content_hash, version_id_for
 from .model import (
     BranchInfo, Dataset, DatasetStatistics, DatasetVersion, Derivation, EntryRange, FileRecord,
@@ -114,30 +114,6 @@ def select_branches(available: Sequence[str], patterns: Sequence[str], field: st
 Progress = Callable[[int, int, int], None]  # (files described, files in all, bytes hashed)
 
 
-class SchemaCache:
-    """Descriptions of (file sha256, tree path): a file's bytes decide them, so they never go
-    stale; the least recently used are dropped past ``size``."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[str, str], TreeInfo] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> TreeInfo | None:
-        with self._lock:
-            info = self._items.get(key)
-            if info is not None:
-                self._items.move_to_end(key)
-            return info
-
-    def put(self, key: tuple[str, str], info: TreeInfo) -> None:
-        with self._lock:
-            self._items[key] = info
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
 def _shared_columns(refs: Sequence[SourceFileRef], infos: Sequence[TreeInfo],
                     common: bool) -> list[BranchInfo]:
     """The columns every file has (same path, same type), in the first file's order. Unless
@@ -177,7 +153,9 @@ class DataCatalog:
                  open_files: OpenFiles | None = None, workers: int = 4) -> None:
         self._store = store
         self._workers = workers
-        self._schemas = SchemaCache()
+        # (file sha256, tree path) -> its description: a file's bytes decide it, so it never
+        # goes stale.
+        self._schemas: Lru[tuple[str, str], TreeInfo] = Lru(4096)
         self._open_files = open_files
         self._artifacts = artifacts
         self._resolver = resolver

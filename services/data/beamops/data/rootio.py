@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import awkward as ak
@@ -137,9 +138,9 @@ class OpenFiles:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def borrow(self, ref: SourceFileRef, timeout_s: float = 30.0) -> Iterator[Any]:
+    def borrow(self, ref: SourceFileRef, timeout_s: float = 30.0) -> Iterator[Opened]:
         if not ref.is_local or self._max_idle <= 0:
-            with open_file(ref, timeout_s) as file:
+            with opened(ref, timeout_s) as file:
                 yield file
             return
         with errors_for(ref):
@@ -147,37 +148,59 @@ class OpenFiles:
         key = (ref.open_path, st.st_size, st.st_mtime_ns)
         file = self._take(key)
         if file is None:
-            file = open_file(ref, timeout_s)
+            file = Opened(open_file(ref, timeout_s))
         try:
             yield file
         except BaseException:
-            file.close()
+            file.file.close()
             raise
         self._give_back(key, file)
 
-    def _take(self, key: tuple) -> Any | None:
+    def _take(self, key: tuple) -> Opened | None:
         with self._lock:
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i][0] == key:
                     return self._idle.pop(i)[1]
         return None
 
-    def _give_back(self, key: tuple, file: Any) -> None:
+    def _give_back(self, key: tuple, file: Opened) -> None:
         with self._lock:
             self._idle.append((key, file))
             closing = self._idle[:-self._max_idle] if len(self._idle) > self._max_idle else []
             del self._idle[:len(closing)]
         for _, old in closing:
-            old.close()
+            old.file.close()
 
     def close(self) -> None:
         with self._lock:
             closing, self._idle = self._idle, []
         for _, file in closing:
-            file.close()
+            file.file.close()
+
+
+@dataclass
+class Opened:
+    """An open uproot file and the tables found in it so far (listing a NanoAOD tree's 1,000
+    branches costs more than a small read)."""
+
+    file: Any
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def table(self, ref: SourceFileRef, name: str) -> Table:
+        if name not in self.tables:
+            self.tables[name] = get_table(self.file, ref, name)
+        return self.tables[name]
+
+
+@contextlib.contextmanager
+def opened(ref: SourceFileRef, timeout_s: float = 30.0) -> Iterator[Opened]:
+    """A file opened for one read (closed at the end)."""
+    with open_file(ref, timeout_s) as file:
+        yield Opened(file)
 
 
 TTREE, RNTUPLE = "TTree", "RNTuple"
+BATCH_BYTES = 64 << 20  # a batch's arrays in memory, as uproot estimates them from the baskets
 _KINDS = {"TTree": TTREE, "ROOT::RNTuple": RNTUPLE}
 
 
@@ -237,10 +260,18 @@ class Table:
 
     def iterate(self, names: Sequence[str], entry_start: int, entry_stop: int,
                 step_size: int) -> Iterator[dict[str, ak.Array]]:
+        """Batches of at most ``step_size`` entries, fewer when uproot estimates that the
+        arrays of that many would take more than :data:`BATCH_BYTES`."""
         if self.kind == TTREE:
-            yield from self._iterate_branches([self._branches[n] for n in names], names,
-                                              entry_start, entry_stop, step_size)
+            branches = [self._branches[n] for n in names]
+            wanted = {id(branch) for branch in branches}
+            fits = self._obj.num_entries_for(BATCH_BYTES, filter_branch=lambda b: id(b) in wanted,
+                                             entry_start=entry_start, entry_stop=entry_stop)
+            yield from self._iterate_branches(branches, names, entry_start, entry_stop,
+                                              max(1, min(step_size, int(fits))))
             return
+        step_size = max(1, min(step_size, int(self._obj.num_entries_for(
+            BATCH_BYTES, list(names), entry_start=entry_start, entry_stop=entry_stop))))
         for start in range(entry_start, entry_stop, step_size):
             stop = min(start + step_size, entry_stop)
             read = self._obj.arrays(list(names), entry_start=start, entry_stop=stop, library="ak",
@@ -381,12 +412,12 @@ def _describe_branch(name: str, branch: Any) -> BranchInfo:
     return _column(name, type_name, shape, title)
 
 
-def _describe_field(name: str, field: Any, form: ak.forms.Form) -> BranchInfo:
+def _describe_field(name: str, rfield: Any, form: ak.forms.Form) -> BranchInfo:
     try:
         shape = classify(project(form, name.split(".")))
     except Exception:  # noqa: BLE001 - uproot's form has no such member
         shape = Shape(dtype=None, reason="uproot cannot give it as arrays")
-    return _column(name, str(field.typename), shape, str(getattr(field, "description", "") or ""))
+    return _column(name, str(rfield.typename), shape, str(getattr(rfield, "description", "") or ""))
 
 
 def iterate(ref: SourceFileRef, tree_name: str, branches: Sequence[str], entry_start: int,
@@ -398,9 +429,9 @@ def iterate(ref: SourceFileRef, tree_name: str, branches: Sequence[str], entry_s
     if entry_stop <= entry_start:
         return
     names = list(dict.fromkeys(branches))
-    opened = open_files.borrow(ref, timeout_s) if open_files is not None else open_file(ref, timeout_s)
-    with opened as file:
-        table = get_table(file, ref, tree_name)
+    lent = open_files.borrow(ref, timeout_s) if open_files is not None else opened(ref, timeout_s)
+    with lent as file:
+        table = file.table(ref, tree_name)
         missing = [n for n in names if n not in table]
         if missing:
             raise InvalidArgument(f"file {ref.url!r} has no branch {missing[0]!r}",

@@ -18,6 +18,7 @@ from sqlalchemy import UniqueConstraint, event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
+from .lru import Lru
 from .model import Dataset, DatasetStatistics, DatasetVersion
 
 
@@ -110,6 +111,11 @@ class SqlDataStore:
 
         SQLModel.metadata.create_all(self._engine)
         self._write_lock = threading.Lock()
+        # Versions are immutable but for statistics_splits (mark_statistics drops them); this
+        # process is the only writer of its database.
+        self._versions: Lru[tuple[str, str], DatasetVersion] = Lru(4096)
+        self._changes = 0  # records rewritten so far: a read that saw an older one is not kept
+        self._hashes: Lru[tuple[str, int, int], str] = Lru(65536)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -117,9 +123,13 @@ class SqlDataStore:
     # -- hash cache ---------------------------------------------------------------------------
 
     def get_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
+        known = self._hashes.get((path, size, mtime_ns))
+        if known is not None:
+            return known
         with Session(self._engine) as s:
             row = s.get(HashCacheRow, path)
             if row and row.size == size and row.mtime_ns == mtime_ns:
+                self._hashes.put((path, size, mtime_ns), row.sha256)
                 return row.sha256
             return None
 
@@ -127,6 +137,7 @@ class SqlDataStore:
         with self._write_lock, Session(self._engine) as s:
             s.merge(HashCacheRow(path=path, size=size, mtime_ns=mtime_ns, sha256=sha256))
             s.commit()
+        self._hashes.put((path, size, mtime_ns), sha256)
 
     # -- versions -----------------------------------------------------------------------------
 
@@ -171,6 +182,8 @@ class SqlDataStore:
             row.record = version.model_copy(update={"statistics_splits": splits}).model_dump_json()
             s.add(row)
             s.commit()
+            self._changes += 1
+            self._versions.drop((dataset, version_id))
 
     @staticmethod
     def _version_row(s: Session, dataset: str, version_id: str) -> VersionRow | None:
@@ -178,9 +191,19 @@ class SqlDataStore:
                                                VersionRow.version_id == version_id)).first()
 
     def get_version(self, dataset: str, version_id: str) -> DatasetVersion | None:
+        known = self._versions.get((dataset, version_id))
+        if known is not None:
+            return known
+        changes = self._changes
         with Session(self._engine) as s:
             row = self._version_row(s, dataset, version_id)
-            return DatasetVersion.model_validate_json(row.record) if row else None
+            if row is None:
+                return None
+            version = DatasetVersion.model_validate_json(row.record)
+        with self._write_lock:  # mark_statistics counts its change under this lock
+            if changes == self._changes:
+                self._versions.put((dataset, version_id), version)
+        return version
 
     def list_versions(self, dataset: str, offset: int, limit: int, tags: list[str],
                       only_from_files: bool) -> list[DatasetVersion]:
