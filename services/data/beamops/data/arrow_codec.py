@@ -10,7 +10,7 @@ descriptions), so the stream can start with it even when no entry passes the cut
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import awkward as ak
 import numpy as np
@@ -101,16 +101,16 @@ def schema_message(schema: pa.Schema) -> bytes:
     return schema.serialize().to_pybytes()
 
 
-def batch_messages(batch: pa.RecordBatch, max_bytes: int) -> list[tuple[pa.Buffer, int, int]]:
+def batch_messages(batch: pa.RecordBatch, max_bytes: int) -> Iterator[tuple[pa.Buffer, int, int]]:
     """IPC messages for ``batch`` (pyarrow buffers, not copied into bytes here), sliced so each
-    stays under ``max_bytes``: a list of (buffer, first row in the batch, rows)."""
+    stays under ``max_bytes``: (buffer, first row in the batch, rows), one at a time, so only
+    the message being sent is in memory beside the batch."""
     total = batch.nbytes
     if total <= max_bytes or batch.num_rows <= 1:
-        return [(batch.serialize(), 0, batch.num_rows)]
+        yield batch.serialize(), 0, batch.num_rows
+        return
     parts = int(np.ceil(total / max_bytes)) + 1
     step = max(1, batch.num_rows // parts)
-    out = []
     for start in range(0, batch.num_rows, step):
         piece = batch.slice(start, step)
-        out.append((piece.serialize(), start, piece.num_rows))
-    return out
+        yield piece.serialize(), start, piece.num_rows

@@ -168,39 +168,39 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
             num_rows=0, row_offset=0, total_rows=expected_total(plan))
 
         batches = read_batches(plan)
-        with_entries = request.include_entry_index
-        row_offset = 0
-
-        def step() -> list[bytes] | None:
-            """Read, convert and encode the next batch (in a worker thread)."""
-            nonlocal row_offset
-            batch = next(batches, None)
-            if batch is None:
-                return None
-            record, truncated = to_record_batch(batch.arrays, infos, schema, pad,
-                                                batch.entries if with_entries else None)
-            out = []
-            for i, (ipc, _, rows) in enumerate(batch_messages(record, self._max_bytes)):
-                out.append(batch_response(ipc, rows, row_offset, truncated if i == 0 else 0))
-                row_offset += rows
-            return out
-
-        pending = asyncio.ensure_future(asyncio.to_thread(step))
+        messages = _batch_messages(batches, infos, schema, pad, request.include_entry_index,
+                                   self._max_bytes)
+        # Each message is made in a worker thread while the one before it is sent.
+        pending = asyncio.ensure_future(asyncio.to_thread(next, messages, None))
         try:
             while True:
-                messages = await pending
-                if messages is None:
+                message = await pending
+                if message is None:
                     break
-                pending = asyncio.ensure_future(asyncio.to_thread(step))
-                for message in messages:
-                    yield message  # wire bytes of a ReadDatasetVersionResponse (stream_wire)
+                pending = asyncio.ensure_future(asyncio.to_thread(next, messages, None))
+                yield message  # wire bytes of a ReadDatasetVersionResponse (stream_wire)
         finally:
             if not pending.done():
-                pending.add_done_callback(lambda _f: _close(batches))
+                pending.add_done_callback(lambda _f: (_close(messages), _close(batches)))
             else:
                 with contextlib.suppress(BaseException):
                     pending.exception()
+                _close(messages)
                 _close(batches)
+
+
+def _batch_messages(batches: Iterator, infos: list, schema, pad, with_entries: bool,
+                    max_bytes: int) -> Iterator[bytes]:
+    """Read, convert and encode batch after batch, one message at a time: memory holds one
+    batch and the message being made, not every message of a batch."""
+    row_offset = 0
+    for batch in batches:
+        record, truncated = to_record_batch(batch.arrays, infos, schema, pad,
+                                            batch.entries if with_entries else None)
+        del batch
+        for i, (ipc, _, rows) in enumerate(batch_messages(record, max_bytes)):
+            yield batch_response(ipc, rows, row_offset, truncated if i == 0 else 0)
+            row_offset += rows
 
 
 def _progress_message(counts: tuple[int, int, int], result=None) -> pb.RegisterDatasetVersionStreamResponse:
