@@ -4,9 +4,16 @@ by walking the tree over the arrays of one batch. Nothing is ever passed to ``ev
 Allowed: branch names (one that is not a Python identifier, such as a nested branch's full
 path, between backticks: "`Muon/Muon.pt` > 20"), numbers, True/False, comparisons (also
 chained: ``0 < x < 1``), ``and``/``or``/``not`` and ``&``/``|``/``~``, arithmetic
-``+ - * / // % **``, unary minus, and the functions in :data:`FUNCTIONS` (element-wise maths, and reductions over the values of a jagged
-branch per entry: ``any``, ``all``, ``sum``, ``count``, ``min``, ``max``). A cut must give one
-true/false per entry.
+``+ - * / // % **``, unary minus, and the functions in :data:`FUNCTIONS` (element-wise maths, and
+reductions over the values of a jagged branch per entry: ``any``, ``all``, ``sum``, ``count``,
+``min``, ``max``). A cut must give one true/false per entry.
+
+Cost and depth are bounded before a cut runs (here, and again whenever a stored cut is parsed):
+at most :data:`MAX_CUT_LENGTH` characters, :data:`MAX_CUT_NODES` parts and
+:data:`MAX_CUT_DEPTH` levels of nesting; whole numbers below 2**63 in size; a constant exponent of
+``**`` within +-:data:`MAX_EXPONENT`. Arithmetic on constants is done in 64-bit numpy types (never
+Python's unbounded integers, whose power runs in C and cannot be interrupted) and ``**`` computes in
+float64 (``np.float_power``): an overflow gives inf, not a wrapped or giant integer.
 """
 
 from __future__ import annotations
@@ -24,13 +31,52 @@ import numpy as np
 from beamops.runtime.errors import InvalidArgument
 
 MAX_CUT_LENGTH = 2000
+MAX_CUT_DEPTH = 64  # levels of nesting (each operator, comparison or call inside another is one)
+MAX_CUT_NODES = 500  # parts: names, numbers, operators, comparisons, calls
+MAX_EXPONENT = 64  # a constant exponent of '**' must lie in [-64, 64]
+MAX_WHOLE_NUMBER = 2**63  # whole-number constants: |n| < 2**63 (they fit an int64)
 _QUOTED = re.compile(r"`([^`]+)`")
 _PLACEHOLDER = "__branch{}__"
 
 
-def _parse(text: str) -> tuple[ast.Expression, str]:
+def _show(text: str) -> str:
+    """The cut quoted for a message (a long one cut short)."""
+    return repr(text) if len(text) <= 120 else repr(text[:100]) + f" (... {len(text)} characters)"
+
+
+# Leaves that carry no expression (operators, Load): not counted as parts or levels.
+_SINGLETONS = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
+def _check_size(tree: ast.Expression, text: str, field: str) -> None:
+    """Refuse a tree nested more than MAX_CUT_DEPTH levels or with more than MAX_CUT_NODES parts.
+    Iterative, so that it cannot itself run out of stack; run before anything recursive."""
+    nodes = 0
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > MAX_CUT_DEPTH:
+            raise InvalidArgument(
+                f"cut {_show(text)}: the cut is nested too deeply (more than {MAX_CUT_DEPTH} levels): "
+                "each operation, comparison or function call inside another is one level, and so is "
+                "each term of a long chain like 'a + b + c + ...'; write it more simply",
+                field=field,
+            )
+        nodes += 1
+        if nodes > MAX_CUT_NODES:
+            raise InvalidArgument(
+                f"cut {_show(text)}: the cut has more than {MAX_CUT_NODES} parts (branch names, "
+                "numbers, operators, comparisons and function calls); write it more simply",
+                field=field,
+            )
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, _SINGLETONS))
+
+
+def _parse(text: str, field: str = "cut") -> tuple[ast.Expression, str]:
     """The syntax tree of a cut whose backticked names are Name nodes, and its canonical text
-    (backticks kept only around names that are not identifiers). Raises SyntaxError."""
+    (backticks kept only around names that are not identifiers). Raises InvalidArgument for a
+    syntax error, or a cut too deep or too big (checked before anything recurses over the tree)."""
     quoted: dict[str, str] = {}
 
     def swap(match: re.Match) -> str:
@@ -38,7 +84,17 @@ def _parse(text: str) -> tuple[ast.Expression, str]:
         quoted[key] = match.group(1)
         return key
 
-    tree = ast.parse(_QUOTED.sub(swap, text), mode="eval")
+    try:
+        tree = ast.parse(_QUOTED.sub(swap, text), mode="eval")
+    except SyntaxError as exc:
+        where = f" at column {exc.offset}" if exc.offset else ""
+        raise InvalidArgument(f"cut {_show(text)} does not parse{where}: {exc.msg}",
+                              field=field) from None
+    except (RecursionError, MemoryError):
+        raise InvalidArgument(
+            f"cut {_show(text)} is too complex to read (nested too deeply); write it more simply",
+            field=field) from None
+    _check_size(tree, text, field)
     canonical = ast.unparse(tree)
     for key, name in quoted.items():
         plain = name.isidentifier() and not keyword.iskeyword(name)
@@ -115,13 +171,23 @@ class Cut:
 
     def mask(self, arrays: Mapping[str, Any], length: int) -> np.ndarray:
         """One bool per entry for a batch of ``length`` entries (``arrays``: branch -> array)."""
-        result = _Evaluator(arrays).visit(self.tree.body)
+        try:
+            result = _Evaluator(arrays).visit(self.tree.body)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise InvalidArgument(
+                f"cut {_show(self.text)} cannot be computed on these branches ({type(exc).__name__}): "
+                "check that jagged branches it combines have the same number of values per entry "
+                "and that '&', '|', '~' are used on true/false values",
+                field="cut",
+            ) from None
+        if isinstance(result, np.ndarray) and result.ndim == 0:  # e.g. where() of constants
+            result = result[()]
         if isinstance(result, (bool, np.bool_, int, float)):
             return np.full(length, bool(result))
         if isinstance(result, ak.Array):
             if result.ndim != 1:
                 raise InvalidArgument(
-                    f"cut {self.text!r} gives several values per entry (it compares a jagged branch); "
+                    f"cut {_show(self.text)} gives several values per entry (it compares a jagged branch); "
                     "reduce it with any(...), all(...), count(...), sum(...), min(...) or max(...)",
                     field="cut",
                 )
@@ -129,7 +195,7 @@ class Cut:
         result = np.asarray(result)
         if result.dtype != np.bool_:
             raise InvalidArgument(
-                f"cut {self.text!r} gives numbers, not true/false; compare it (e.g. '... > 0')",
+                f"cut {_show(self.text)} gives numbers, not true/false; compare it (e.g. '... > 0')",
                 field="cut",
             )
         return result
@@ -139,18 +205,16 @@ def parse_cut(text: str, known_branches: Iterable[str], field: str = "cut") -> C
     """Check ``text`` and return a :class:`Cut`, or None for an empty cut.
 
     Raises InvalidArgument naming the problem: a syntax error (with its column), an unknown
-    branch, a function or construct that is not allowed.
+    branch, a function or construct that is not allowed, a cut too long, too deep or with too many
+    parts, a whole number too large, a constant exponent of '**' out of range. Stored cuts are
+    parsed again with this on every read, so the same limits hold for them.
     """
     text = (text or "").strip()
     if not text:
         return None
     if len(text) > MAX_CUT_LENGTH:
         raise InvalidArgument(f"the cut is longer than {MAX_CUT_LENGTH} characters", field=field)
-    try:
-        tree, canonical = _parse(text)
-    except SyntaxError as exc:
-        where = f" at column {exc.offset}" if exc.offset else ""
-        raise InvalidArgument(f"cut {text!r} does not parse{where}: {exc.msg}", field=field) from None
+    tree, canonical = _parse(text, field)
     known = set(known_branches)
     used: list[str] = []
     func_names = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
@@ -158,17 +222,43 @@ def parse_cut(text: str, known_branches: Iterable[str], field: str = "cut") -> C
         if id(node) in func_names and isinstance(node, ast.Name):
             continue  # a function name; checked with its call
         _check_node(node, text, known, used, field)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            _check_exponent(node.right, text, func_names, field)
     return Cut(canonical, tuple(dict.fromkeys(used)), tree)
 
 
 def combine(*cuts: str) -> str:
-    """AND several cut texts (empty ones skipped) into one canonical text."""
+    """AND several cut texts (empty ones skipped) into one canonical text. Raises InvalidArgument
+    for a text that does not parse or is nested too deeply."""
     parts = [c.strip() for c in cuts if c and c.strip()]
     if not parts:
         return ""
     if len(parts) == 1:
         return _parse(parts[0])[1]
     return " and ".join(f"({_parse(p)[1]})" for p in parts)
+
+
+def _check_exponent(node: ast.expr, text: str, func_names: set[int], field: str) -> None:
+    """An exponent that reads no branch is computed now (bounded: 64-bit numpy arithmetic on a
+    checked tree) and must be a number in [-MAX_EXPONENT, MAX_EXPONENT]. One that reads a branch
+    is computed per entry in float64, which cannot take long whatever its values."""
+    if any(isinstance(n, ast.Name) and id(n) not in func_names for n in ast.walk(node)):
+        return
+    try:
+        with np.errstate(all="ignore"):
+            value = np.asarray(_Evaluator({}).visit(node))
+        ok = value.shape == () and value.dtype.kind in "biuf" and \
+            -MAX_EXPONENT <= float(value) <= MAX_EXPONENT
+    except (TypeError, ValueError, ArithmeticError):
+        ok = False
+    if not ok:
+        raise InvalidArgument(
+            f"cut {_show(text)}: the exponent of '**' must be a number between {-MAX_EXPONENT} and "
+            f"{MAX_EXPONENT} (here {_show(ast.unparse(node))}); write a very large or very small "
+            "number as a decimal, e.g. 1e30 or 1e-30",
+            field=field,
+        )
 
 
 _ALLOWED = (
@@ -181,32 +271,56 @@ _ALLOWED = (
 def _check_node(node: ast.AST, text: str, known: set[str], used: list[str], field: str) -> None:
     if not isinstance(node, _ALLOWED):
         raise InvalidArgument(
-            f"cut {text!r} uses {type(node).__name__}, which is not allowed; use branch names, "
+            f"cut {_show(text)} uses {type(node).__name__}, which is not allowed; use branch names, "
             "numbers, comparisons, and/or/not, arithmetic and the functions "
             f"{', '.join(sorted(FUNCTIONS))}",
             field=field,
         )
     if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, bool)):
-        raise InvalidArgument(f"cut {text!r}: only numbers and True/False are allowed as constants",
+        raise InvalidArgument(f"cut {_show(text)}: only numbers and True/False are allowed as constants",
                               field=field)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and \
+            abs(node.value) >= MAX_WHOLE_NUMBER:
+        digits = str(abs(node.value))
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise InvalidArgument(
+            f"cut {_show(text)}: the number {shown} is too large; whole numbers in a cut must be "
+            f"smaller than 2**63 (about 9.2e18) in size; write a larger one as a decimal, e.g. 1e30",
+            field=field,
+        )
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
             raise InvalidArgument(
-                f"cut {text!r} calls {name!r}, which is not an allowed function "
+                f"cut {_show(text)} calls {name!r}, which is not an allowed function "
                 f"({', '.join(sorted(FUNCTIONS))})",
                 field=field,
             )
         arity = FUNCTIONS[node.func.id][0]
         if node.keywords or len(node.args) != arity:
             raise InvalidArgument(
-                f"cut {text!r}: {node.func.id}() takes {arity} argument(s), without keywords",
+                f"cut {_show(text)}: {node.func.id}() takes {arity} argument(s), without keywords",
                 field=field,
             )
     if isinstance(node, ast.Name):
         if node.id not in known:
-            raise InvalidArgument(f"cut {text!r} names an unknown branch {node.id!r}", field=field)
+            raise InvalidArgument(f"cut {_show(text)} names an unknown branch {node.id!r}", field=field)
         used.append(node.id)
+
+
+def _is_python_number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float))
+
+
+_BITWISE = (ast.BitAnd, ast.BitOr, ast.BitXor)
+
+
+def _to_numpy(value: bool | int | float, op: ast.operator) -> np.generic:
+    if isinstance(value, bool):  # True is 1 in arithmetic, as in Python
+        return np.bool_(value) if isinstance(op, _BITWISE) else np.int64(value)
+    if isinstance(value, int):  # |value| < 2**63: checked at parse time, kept by 64-bit arithmetic
+        return np.int64(value) if -2**63 <= value < 2**63 else np.float64(value)
+    return np.float64(value)
 
 
 class _Evaluator(ast.NodeVisitor):
@@ -228,8 +342,22 @@ class _Evaluator(ast.NodeVisitor):
         return np.logical_not(value)
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
+        left, right = self.visit(node.left), self.visit(node.right)
+        fn = np.float_power if isinstance(node.op, ast.Pow) else _BINARY[type(node.op)]
+        if _is_python_number(left) and _is_python_number(right):
+            # two constants: 64-bit numpy arithmetic, never Python's unbounded integers (exact in
+            # int64 when it fits; float64 on overflow or division by zero: inf or nan, never a
+            # wrapped integer); the result goes back to a Python number so that it mixes with
+            # arrays as a literal does
+            try:
+                with np.errstate(all="raise"):
+                    result = fn(_to_numpy(left, node.op), _to_numpy(right, node.op))
+            except FloatingPointError:
+                with np.errstate(all="ignore"):
+                    result = fn(np.float64(left), np.float64(right))
+            return result.item() if isinstance(result, np.generic) else result
         with np.errstate(all="ignore"):
-            return _BINARY[type(node.op)](self.visit(node.left), self.visit(node.right))
+            return fn(left, right)
 
     def visit_BoolOp(self, node: ast.BoolOp) -> Any:
         fn = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
