@@ -4,9 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+GO ?= go
+GOFMT ?= gofmt
+GO_MODULES := services/inference/gateway clients/go
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos stubs triton gateway up down status demo test test-unit bench system-deps clean
+.PHONY: help install protos stubs triton gateway up down status demo lint test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +51,14 @@ status:  ## Show the health of each service.
 demo:  ## After `make up`: the README walkthrough end to end (dataset, split, train, deploy, predict).
 	@scripts/demo.sh
 
-test: protos triton gateway system-deps  ## Install what the tests need and run the whole suite.
+# Generated Go code (gen/, made by `make gateway`) is vetted with its module but not gofmt-checked.
+lint: gateway  ## Check the code: ruff (Python), gofmt and go vet (each Go module, after building the gateway).
+	$(BIN)/ruff check .
+	@unformatted="$$(find $(GO_MODULES) -name '*.go' -not -path '*/gen/*' -print0 | xargs -0 $(GOFMT) -l)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt: run gofmt -w on:"; echo "$$unformatted"; exit 1; fi
+	@for module in $(GO_MODULES); do echo "go vet ./... in $$module"; (cd $$module && $(GO) vet ./...) || exit 1; done
+
+test: lint protos triton gateway system-deps  ## Lint, install what the tests need and run the whole suite.
 	$(BIN)/python -m pytest
 
 test-unit: protos  ## Only the fast unit tests.

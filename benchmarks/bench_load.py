@@ -232,7 +232,10 @@ def _pct(values: list[float], q: float) -> float | None:
 
 def rows_for(name: str, mix: str, concurrency: int, load: dict, floor: dict) -> list[dict]:
     label = f"{name} {mix}, {concurrency} client{'s' if concurrency > 1 else ''}"
-    ratio = (lambda a, b: round(a / b, 3) if a and b else None)
+
+    def ratio(a, b):
+        return round(a / b, 3) if a and b else None
+
     return [
         {"measure": f"{label}: throughput", "beamops": round(load["throughput"], 1),
          "baseline": round(floor["throughput"], 1), "unit": "calls/s",

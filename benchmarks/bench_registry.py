@@ -127,7 +127,8 @@ def bench_engine(address: str, token: str, n: int, threads: int) -> dict:
     def health_check(i: int) -> None:  # the floor: one gRPC round trip, no database
         health.Check(health_pb2.HealthCheckRequest(service=""))
 
-    for name, call in (("grpc_health_check_baseline", health_check), ("get_version", get), ("resolve_alias", resolve_alias), ("resolve_iov", resolve_iov)):
+    for name, call in (("grpc_health_check_baseline", health_check), ("get_version", get),
+                       ("resolve_alias", resolve_alias), ("resolve_iov", resolve_iov)):
         call(0)  # warm up
         results[name] = measure(call, n)
         results[name + "_concurrent"] = measure(call, n, threads)
@@ -146,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     python = None if args.no_mlflow else mlflow_python()
 
-    report = {"benchmark": "registry", "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()}
+    report = {"benchmark": "registry", "machine": machine,
               "engines": {}, "mlflow": {}, "mlflow_server": {}}
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         tmp = Path(tmp)

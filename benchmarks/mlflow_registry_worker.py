@@ -103,7 +103,8 @@ def run(uri: str, args: argparse.Namespace) -> dict:
 
     create("bench-seq")(-1)  # warm up (first use runs lazy imports)
     results["create_version"] = measure(create("bench-seq"), args.creates, tolerate_errors=True)
-    results["create_version_concurrent"] = measure(create("bench-par"), args.creates, args.threads, tolerate_errors=True)
+    results["create_version_concurrent"] = measure(create("bench-par"), args.creates, args.threads,
+                                                   tolerate_errors=True)
     client.set_registered_model_alias("bench-seq", "production", "7")
 
     def resolve_alias(i: int) -> None:

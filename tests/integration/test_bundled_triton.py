@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from beamops.inference.bundled_triton import BundledTriton, TritonPaths
 
@@ -100,7 +101,7 @@ def test_bundled_triton_serves_onnx_like_onnxruntime(triton_venv: Path, tmp_path
         # A wrong input name is refused by Triton with an error, and the server stays up.
         bad = grpcclient.InferInput("nope", list(x.shape), "FP32")
         bad.set_data_from_numpy(x)
-        with pytest.raises(Exception):
+        with pytest.raises(InferenceServerException):
             client.infer("mlp", [bad])
         assert client.is_server_live()
         client.close()

@@ -36,8 +36,8 @@ from tests.real_data import REAL_DATA
 
 from .fuzzing import BackgroundLoop, call_method, check_status, messages, strings_in
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("BEAMOPS_FUZZ_EXAMPLES", "100")), deadline=None, database=None, derandomize=True,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=int(__import__("os").environ.get("BEAMOPS_FUZZ_EXAMPLES", "100")), deadline=None,
+                database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
 def service(name: str):
@@ -81,8 +81,8 @@ def test_registry_fuzz(tmp_path, tokens):
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         md = tokens.metadata("admin")
         bg.run(lambda: stub.CreateModel(rs.CreateModelRequest(name="m"), metadata=md))
-        bg.run(lambda: stub.CreateModelType(rs.CreateModelTypeRequest(model="m", version="1.0.0", signature=signature()),
-                                    metadata=md))
+        bg.run(lambda: stub.CreateModelType(
+            rs.CreateModelTypeRequest(model="m", version="1.0.0", signature=signature()), metadata=md))
         data = make_onnx()
         import hashlib
 
@@ -121,8 +121,9 @@ def _data_root(tmp_path: Path) -> Path:
 def test_data_fuzz(tmp_path, tokens):
     bg = BackgroundLoop()
     try:
-        cfg = DataSettings(port=0, var_dir=tmp_path / "data", tokens_file=tokens.path, data_roots=[_data_root(tmp_path)],
-                           log_json=False, default_batch_size=1000, remote_timeout_s=2)
+        cfg = DataSettings(port=0, var_dir=tmp_path / "data", tokens_file=tokens.path,
+                           data_roots=[_data_root(tmp_path)], log_json=False, default_batch_size=1000,
+                           remote_timeout_s=2)
         _server, channel = bg.enter(running(create_data, cfg))
         stub = data_service_pb2_grpc.DataServiceStub(channel)
         md = tokens.metadata("admin")

@@ -19,7 +19,7 @@ from beamops.tensors import to_tensor
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 from tests.fixtures.registry import make_onnx
 from tests.fixtures.services import running
-from tests.protos import public_services, services
+from tests.protos import public_services
 from tests.service import test_runtime_auth
 
 from .assertions import assert_clean_error, expect_error
@@ -191,7 +191,8 @@ async def test_timestamps_out_of_range_are_invalid_not_internal(registry, infere
         await expect_error(registry.stub.ListParametersVersions(
             rs.ListParametersVersionsRequest(model="times", created_after=bad), metadata=md), IA)
         await expect_error(registry.stub.ResolveAlias(
-            rs.ResolveAliasRequest(model="times", alias="production", at=bad), metadata=md), (IA, grpc.StatusCode.NOT_FOUND))
+            rs.ResolveAliasRequest(model="times", alias="production", at=bad), metadata=md),
+            (IA, grpc.StatusCode.NOT_FOUND))
     async with inference_stack.inference() as (_server, stub):
         for bad in (Timestamp(seconds=2**40), Timestamp(nanos=-1)):
             await expect_error(stub.ListAlerts(ipb.ListAlertsRequest(start_time=bad),

@@ -141,7 +141,8 @@ async def test_artifact_ids_that_look_like_paths_find_nothing(registry, canary):
     await registry.create_type("ids", "1.0.0")
     real = await registry.upload("ids", make_onnx())
     md = registry.md("reader")
-    for bad in ("../../blobs", "art-../../../etc/passwd", f"../blobs/{real.sha256[:2]}/{real.sha256[2:4]}/{real.sha256}",
+    for bad in ("../../blobs", "art-../../../etc/passwd",
+                f"../blobs/{real.sha256[:2]}/{real.sha256[2:4]}/{real.sha256}",
                 real.sha256, "/etc/passwd", "file:///etc/passwd", "%2e%2e%2f%2e%2e%2fregistry.db",
                 real.artifact_id + "/../x", real.artifact_id + "\n"):
         await expect_error(registry.stub.GetArtifact(rs.GetArtifactRequest(artifact_id=bad), metadata=md),

@@ -62,7 +62,8 @@ async def test_jwt_principals_own_models_and_appear_in_the_audit_log(stub, jwt_i
                                                                role=auth_pb2.ROLE_PUBLISHER), metadata=alice)
     assert (await stub.CreateModelType(type_req, metadata=bob)).model_type.created_by == "bob"
     # the tokens file still works next to JWTs
-    events = await stub.ListAuditEvents(rs.ListAuditEventsRequest(model="jet-tagger"), metadata=tokens.metadata("reader"))
+    events = await stub.ListAuditEvents(rs.ListAuditEventsRequest(model="jet-tagger"),
+                                        metadata=tokens.metadata("reader"))
     assert [(e.action, e.actor) for e in events.events] == [
         ("model_type.create", "bob"), ("permission.set", "alice"), ("model.create", "alice")]
 

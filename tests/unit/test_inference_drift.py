@@ -122,7 +122,7 @@ def test_monitor_copies_raw_samples_in_batches_keeping_rows_times_and_order():
     start, end = monitor.window.time_span()
     assert start <= end
 
-    for i in range(drift_monitor.FLUSH_EVERY):  # enough pending requests copy themselves
+    for _ in range(drift_monitor.FLUSH_EVERY):  # enough pending requests copy themselves
         monitor.observe([raw("x", x[:1])], [raw("y", y[:1])])
     assert monitor.window.size == 100  # the window is full of the newest rows: all x[0]
     assert monitor.window.values()[:, :3].tolist() == [x[0].tolist()] * 100

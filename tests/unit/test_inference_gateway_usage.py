@@ -24,7 +24,9 @@ SERVED = ServedVersion(version="1.0", signature=BATCHED, triton_name="jets__1_0"
                        references=REFERENCES)
 
 
-def ready(name: str, thresholds: Thresholds = Thresholds(window_size=100, min_samples=1)):
+def ready(name: str, thresholds: Thresholds | None = None):
+    if thresholds is None:  # a fresh one per call: the model is mutable
+        thresholds = Thresholds(window_size=100, min_samples=1)
     return Deployment(name=name, model="jets", target=Target(kind=TargetKind.VERSION, value="1.0"),
                       current=SERVED, state=State.READY, thresholds=thresholds)
 

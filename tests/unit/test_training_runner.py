@@ -9,7 +9,8 @@ from beamops.training.runner import JobCancelled, run_training
 from beamops.training.spec import DatasetRef, ModelChoice, SourceClass, TrainingSpec, validate_spec
 
 
-def loader(n_by_split={"train": 1200, "validation": 300, "test": 300}):
+def loader():
+    n_by_split = {"train": 1200, "validation": 300, "test": 300}
     calls = []
 
     def load(ref: DatasetRef, split: str, branches: list[str], pad: int):

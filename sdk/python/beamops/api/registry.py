@@ -160,8 +160,9 @@ class RegistryAPI:
         """Publish an in-memory model, exported to ONNX here (one float32 input ``input``).
 
         scikit-learn estimators and pipelines (``n_features`` inputs) go through skl2onnx,
-        XGBoost's scikit-learn models through onnxmltools; a PyTorch module (when torch is installed) through ``torch.onnx.export`` with
-        ``example_input``. Nothing is pickled: the registry only ever receives ONNX.
+        XGBoost's scikit-learn models through onnxmltools; a PyTorch module (when torch is installed)
+        through ``torch.onnx.export`` with ``example_input``. Nothing is pickled: the registry only
+        ever receives ONNX.
 
         >>> client.registry.publish_model("jet-tagger", fitted_classifier, n_features=8,
         ...                               metrics={"auc": 0.93})

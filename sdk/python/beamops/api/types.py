@@ -169,8 +169,8 @@ class JobEvent:
 
         kind = e.WhichOneof("event") or ""
         if kind == "state_change":
-            return cls(e.sequence, "state", state=job_pb2.JobState.Name(e.state_change.state).removeprefix("JOB_STATE_"),
-                       text=e.state_change.message)
+            state = job_pb2.JobState.Name(e.state_change.state).removeprefix("JOB_STATE_")
+            return cls(e.sequence, "state", state=state, text=e.state_change.message)
         if kind == "progress":
             return cls(e.sequence, "progress", fraction=e.progress.fraction)
         if kind == "metric":

@@ -54,7 +54,8 @@ class State:
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    token: Optional[str] = typer.Option(None, envvar="BEAMOPS_TOKEN", help="Bearer token (default: from `make up`'s config)."),
+    token: Optional[str] = typer.Option(None, envvar="BEAMOPS_TOKEN",
+                                        help="Bearer token (default: from `make up`'s config)."),
     json_mode: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     ctx.obj = State(token, json_mode)

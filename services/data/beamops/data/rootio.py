@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import awkward as ak
-import numpy as np
 import uproot
 
 from beamops.runtime.errors import BeamopsError, DataLoss, InvalidArgument, NotFound, Unavailable
@@ -321,8 +320,8 @@ def index_fields(ntuple: Any) -> None:
                 out.append(fields[i])
         return out
 
-    for fid, field in enumerate(fields):
-        field._fields = listed(fid)
+    for fid, rfield in enumerate(fields):
+        rfield._fields = listed(fid)
     ntuple._fields = [fields[i] for i, record in enumerate(records) if record.parent_field_id == i]
 
 

@@ -162,8 +162,9 @@ def check_content(path: Path, fmt: str) -> Signature | None:
         head = f.read(HEAD)
     if is_pickle(head, whole=len(head) < HEAD) or compressed_pickle(head) or numpy_object_array(head):
         raise InvalidArgument(
-            "the artifact is a Python pickle (or a compressed one, as joblib writes); the registry refuses pickle-based files because "
-            "loading them can run arbitrary code. Export the model to ONNX (or safetensors for raw "
+            "the artifact is a Python pickle (or a compressed one, as joblib writes); the registry refuses "
+            "pickle-based files because loading them can run arbitrary code. Export the model to ONNX "
+            "(or safetensors for raw "
             "weights) and upload that",
             field="chunk",
         )

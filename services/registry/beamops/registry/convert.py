@@ -165,14 +165,14 @@ def artifact_msg(a: e.Artifact) -> model_pb2.Artifact:
         created_by=a.created_by, create_time=ts(a.create_time))
 
 
-def lineage_msg(l: e.Lineage) -> model_pb2.Lineage:
+def lineage_msg(lin: e.Lineage) -> model_pb2.Lineage:
     return model_pb2.Lineage(
         datasets=[lineage_pb2.DatasetVersionRef(dataset=d.dataset, version_id=d.version_id,
-                                                content_hash=d.content_hash, split=d.split) for d in l.datasets],
-        training_job=lineage_pb2.JobRef(job_id=l.training_job_id), hyperparameters=l.hyperparameters,
-        seed=l.seed, code=json_format.ParseDict(l.code, lineage_pb2.CodeRef()),
-        environment=json_format.ParseDict(l.environment, lineage_pb2.SoftwareEnvironment()),
-        parents=[lineage_pb2.ParametersRef(model=p.model, version=p.version) for p in l.parents])
+                                                content_hash=d.content_hash, split=d.split) for d in lin.datasets],
+        training_job=lineage_pb2.JobRef(job_id=lin.training_job_id), hyperparameters=lin.hyperparameters,
+        seed=lin.seed, code=json_format.ParseDict(lin.code, lineage_pb2.CodeRef()),
+        environment=json_format.ParseDict(lin.environment, lineage_pb2.SoftwareEnvironment()),
+        parents=[lineage_pb2.ParametersRef(model=p.model, version=p.version) for p in lin.parents])
 
 
 def parameters_msg(p: e.ParametersVersion) -> model_pb2.ParametersVersion:

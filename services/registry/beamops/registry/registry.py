@@ -737,7 +737,8 @@ class Registry:
     def list_iov_tags(self, model: str = "", size: int = 0, token: str = "") -> Page:
         size, key = page_size(size), decode_token(token, "after")
         with self.store.read() as s:
-            stmt = select(IovTagRow, ModelRow.name).join(ModelRow, ModelRow.id == IovTagRow.model_id).order_by(IovTagRow.name)
+            stmt = (select(IovTagRow, ModelRow.name).join(ModelRow, ModelRow.id == IovTagRow.model_id)
+                    .order_by(IovTagRow.name))
             if model:
                 check_name(model, "model name", field="model")
                 stmt = stmt.where(IovTagRow.model_id == self._model_row(s, model).id)

@@ -98,7 +98,8 @@ def show(ctx: typer.Context, name: str, version: str) -> None:
 @datasets.command("split")
 def split(ctx: typer.Context, name: str, version: str,
           train: float = typer.Option(0.7), validation: float = typer.Option(0.15),
-          test: float = typer.Option(0.15), seed: int = typer.Option(..., help="The same seed gives the same split.")) -> None:
+          test: float = typer.Option(0.15),
+          seed: int = typer.Option(..., help="The same seed gives the same split.")) -> None:
     """Derive a train/validation/test split of a version."""
     data = ctx.obj.client.data
     derived = data.split(data.get(name, version), train, validation, test, seed)

@@ -73,7 +73,7 @@ def predict(ctx: typer.Context, deployment: str,
     try:
         arrays = {name: np.asarray(values, dtype=dtype) for name, values in json.loads(text).items()}
     except (ValueError, TypeError) as error:
-        raise typer.BadParameter(f"inputs must be JSON {{name: nested list of numbers}}: {error}")
+        raise typer.BadParameter(f"inputs must be JSON {{name: nested list of numbers}}: {error}") from error
     p = ctx.obj.client.inference.predict(deployment, arrays)
     result = {"deployment": p.deployment, "model": p.model, "version": p.version,
               "outputs": {name: array.tolist() for name, array in p.outputs.items()}}

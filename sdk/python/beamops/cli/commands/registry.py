@@ -61,13 +61,14 @@ def publish(ctx: typer.Context, name: str, onnx_file: Path = typer.Argument(...,
         try:
             metrics[key] = float(value)
         except ValueError:
-            raise typer.BadParameter(f"metric {item!r} is not name=number", param_hint="--metric")
+            raise typer.BadParameter(f"metric {item!r} is not name=number", param_hint="--metric") from None
     version = ctx.obj.client.registry.publish_onnx(name, onnx_file, type_version, metrics, reason=reason)
     ctx.obj.out.table("published", VERSION_COLUMNS, [_version_row(version)], records=[version.__dict__])
 
 
 @models.command("history")
-def history(ctx: typer.Context, name: str, alias_name: str = typer.Option("", "--alias", help="Only this alias.")) -> None:
+def history(ctx: typer.Context, name: str,
+            alias_name: str = typer.Option("", "--alias", help="Only this alias.")) -> None:
     """Every alias move of a model: who, when, from, to, why."""
     moves = ctx.obj.client.registry.alias_history(name, alias_name)
     ctx.obj.out.table(f"alias history of {name}", ["alias", "from", "to", "by", "when", "reason"],
@@ -125,7 +126,8 @@ def permissions(ctx: typer.Context, name: str) -> None:
 @alias.command("set")
 def set_alias(ctx: typer.Context, model: str, name: str, version: str,
               reason: str = typer.Option("", help="Why (kept in the history and the audit log)."),
-              expect: Optional[str] = typer.Option(None, help="Fail unless the alias points at this version now.")) -> None:
+              expect: Optional[str] = typer.Option(None,
+                                                   help="Fail unless the alias points at this version now.")) -> None:
     """Point an alias at a version (creates or moves it)."""
     ctx.obj.client.registry.set_alias(model, name, version, reason, expect)
     ctx.obj.out.record("alias set", {"model": model, "alias": name, "version": version})
@@ -133,7 +135,8 @@ def set_alias(ctx: typer.Context, model: str, name: str, version: str,
 
 @alias.command("resolve")
 def resolve_alias(ctx: typer.Context, model: str, name: str,
-                  at: Optional[datetime] = typer.Option(None, help="The version at this time (ISO 8601, UTC).")) -> None:
+                  at: Optional[datetime] = typer.Option(None,
+                                                        help="The version at this time (ISO 8601, UTC).")) -> None:
     """Which version an alias points at (now, or at a past time)."""
     version = ctx.obj.client.registry.resolve_alias(model, name, at)
     ctx.obj.out.table(f"{model}@{name}", VERSION_COLUMNS, [_version_row(version)], records=[version.__dict__])

@@ -6,7 +6,6 @@ shapes and batch sizes. Regenerate after validation.py or tensors.py change:
     .venv/bin/python services/inference/gateway/internal/validate/testdata/make_cases.py
 """
 
-import base64
 import json
 from pathlib import Path
 
@@ -95,7 +94,8 @@ def run(name, s, max_batch, tensors, outputs):
 def shape_cases():
     ranks = output_ranks(signature(sig(X, (("label", I64, [-1]), ("p", F32, [-1, 1]), ("q", F32, [-1, 1, 1])))))
     out = []
-    for name, shape in (("label", (3, 1)), ("label", (3, 2)), ("p", (3, 1)), ("q", (3, 1)), ("other", (3, 1)), ("label", (3,))):
+    for name, shape in (("label", (3, 1)), ("label", (3, 2)), ("p", (3, 1)), ("q", (3, 1)), ("other", (3, 1)),
+                        ("label", (3,))):
         got = shape_output(RawTensor(name, F32, shape, b""), ranks)
         out.append({"name": name, "shape": list(shape), "want": list(got.shape)})
     return out

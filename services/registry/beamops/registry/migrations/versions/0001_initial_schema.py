@@ -206,7 +206,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('parameters_datasets', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_parameters_datasets_dataset_version_id'), ['dataset_version_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_parameters_datasets_dataset_version_id'), ['dataset_version_id'],
+                              unique=False)
         batch_op.create_index(batch_op.f('ix_parameters_datasets_parameters_id'), ['parameters_id'], unique=False)
 
 
