@@ -93,8 +93,11 @@ def select_branches(available: Sequence[str], patterns: Sequence[str], field: st
     if not patterns:
         return list(available)
     chosen: set[str] = set()
+    names = set(available)
     for pattern in patterns:
-        if len(pattern) > 2 and pattern.startswith("/") and pattern.endswith("/"):
+        if pattern in names:  # a branch's own name, even one with glob characters ("ig[6]")
+            hits = [pattern]
+        elif len(pattern) > 2 and pattern.startswith("/") and pattern.endswith("/"):
             try:
                 regex = re.compile(pattern[1:-1])
             except re.error as exc:
@@ -104,7 +107,7 @@ def select_branches(available: Sequence[str], patterns: Sequence[str], field: st
         elif any(ch in pattern for ch in "*?["):
             hits = fnmatch.filter(available, pattern)
         else:
-            hits = [pattern] if pattern in available else []
+            hits = []
         if not hits:
             raise InvalidArgument(f"no branch matches {pattern!r}", field=field)
         chosen.update(hits)
