@@ -9,7 +9,7 @@ GOFMT ?= gofmt
 GO_MODULES := services/inference/gateway clients/go
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos stubs triton gateway up down status demo lint test test-unit bench system-deps clean
+.PHONY: test-corpus help install protos stubs triton gateway up down status demo lint test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ lint: gateway  ## Check the code: ruff (Python), gofmt and go vet (each Go modul
 
 test: lint protos triton gateway system-deps  ## Lint, install what the tests need and run the whole suite.
 	$(BIN)/python -m pytest
+
+test-corpus: protos  ## Every TTree and RNTuple of the ROOT corpus through the data service (over 20 min; docs/root-corpus.md).
+	$(BIN)/python -m pytest -m corpus tests/integration/test_root_corpus_conformance.py
 
 test-unit: protos  ## Only the fast unit tests.
 	$(BIN)/python -m pytest tests/unit -q
