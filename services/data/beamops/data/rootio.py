@@ -261,16 +261,20 @@ class Table:
                 step_size: int) -> Iterator[dict[str, ak.Array]]:
         """Batches of at most ``step_size`` entries, fewer when uproot estimates that the
         arrays of that many would take more than :data:`BATCH_BYTES`."""
+        # The estimate reads every basket's key: cheap locally; over XRootD a round trip per
+        # basket (and uproot's key reads fail there), so remote reads keep ``step_size``.
         if self.kind == TTREE:
             branches = [self._branches[n] for n in names]
             wanted = {id(branch) for branch in branches}
-            fits = self._obj.num_entries_for(BATCH_BYTES, filter_branch=lambda b: id(b) in wanted,
-                                             entry_start=entry_start, entry_stop=entry_stop)
-            yield from self._iterate_branches(branches, names, entry_start, entry_stop,
-                                              max(1, min(step_size, int(fits))))
+            if self._ref.is_local:
+                fits = self._obj.num_entries_for(BATCH_BYTES, filter_branch=lambda b: id(b) in wanted,
+                                                 entry_start=entry_start, entry_stop=entry_stop)
+                step_size = max(1, min(step_size, int(fits)))
+            yield from self._iterate_branches(branches, names, entry_start, entry_stop, step_size)
             return
-        step_size = max(1, min(step_size, int(self._obj.num_entries_for(
-            BATCH_BYTES, list(names), entry_start=entry_start, entry_stop=entry_stop))))
+        if self._ref.is_local:
+            step_size = max(1, min(step_size, int(self._obj.num_entries_for(
+                BATCH_BYTES, list(names), entry_start=entry_start, entry_stop=entry_stop))))
         for start in range(entry_start, entry_stop, step_size):
             stop = min(start + step_size, entry_stop)
             read = self._obj.arrays(list(names), entry_start=start, entry_stop=stop, library="ak",
