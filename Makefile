@@ -35,9 +35,10 @@ triton:  ## Install the bundled Triton Inference Server (CPU, Python backend) in
 gateway: $(INSTALLED)  ## Build the inference service's compiled data plane (Go) into services/inference/gateway/bin/.
 	@services/inference/gateway/build.sh
 
-system-deps:  ## Install what the tests need outside Python: XRootD (Debian), SeaweedFS S3 server (built with Go).
+system-deps: $(INSTALLED)  ## Install what the tests need outside Python: XRootD (Debian), SeaweedFS S3 server (built with Go), perf_analyzer.
 	@scripts/install_system_deps.sh
 	@scripts/install_s3_server.sh
+	@scripts/install_perf_analyzer.sh
 
 up: protos triton gateway  ## Start the four services on localhost (state in ./var); prints the admin token.
 	$(BIN)/beamops-stack up

@@ -12,6 +12,8 @@ command -v grpc_cpp_plugin >/dev/null 2>&1 || missing+=(protobuf-compiler-grpc)
 [ -f /usr/include/grpcpp/grpcpp.h ] || missing+=(libgrpc++-dev)
 # The Java client (clients/java): the grpc-java code generator (Maven Central's binary was not served).
 command -v grpc_java_plugin >/dev/null 2>&1 || missing+=(protobuf-compiler-grpc-java-plugin)
+# perf_analyzer (scripts/install_perf_analyzer.sh) links libb64.
+[ -e /usr/lib/x86_64-linux-gnu/libb64.so.0d ] || missing+=(libb64-0d)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

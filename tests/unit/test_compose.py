@@ -58,13 +58,15 @@ def test_ports_agree_with_defaults(name):
     assert f"{prefix}PORT={default}" in dockerfile
     published = [p.split("#")[0].strip().split(":")[1] for p in entry["ports"]]
     if name == "inference":  # and its gateway, which the health check goes through
-        from beamops.runtime.stack import GATEWAY_PORT
+        from beamops.runtime.stack import GATEWAY_HTTP_PORT, GATEWAY_PORT
 
         assert entry["environment"][f"{prefix}GATEWAY"] == "true"
         assert int(entry["environment"][f"{prefix}GATEWAY_PORT"]) == GATEWAY_PORT
+        assert int(entry["environment"][f"{prefix}GATEWAY_HTTP_PORT"]) == GATEWAY_HTTP_PORT
         assert f"{prefix}GATEWAY_PORT={GATEWAY_PORT}" in dockerfile
+        assert f"{prefix}GATEWAY_HTTP_PORT={GATEWAY_HTTP_PORT}" in dockerfile
         assert "COPY --from=gateway" in dockerfile
-        assert published == [str(default), str(GATEWAY_PORT)]
+        assert published == [str(default), str(GATEWAY_PORT), str(GATEWAY_HTTP_PORT)]
         assert str(GATEWAY_PORT) in entry["healthcheck"]["test"]
         return
     assert published == [str(default)]

@@ -405,6 +405,11 @@ class DeploymentManager:
         self._plans[dep.name] = plan
         return plan
 
+    async def resolve(self, route: Route, caller: Caller | None) -> str:
+        """The name of the deployment a model selector picks, as Predict picks it (for the
+        gateway, which serves it on its route)."""
+        return (await self._select(route, caller)).name
+
     async def _select(self, route: Route, caller: Caller | None) -> Deployment:
         if route.deployment:
             return self.get(route.deployment)

@@ -225,6 +225,7 @@ class GatewayRoute:
     max_batch_size: int  # Triton's; 0 when it does not batch
     drift: bool  # the deployment watches drift: the gateway sends samples
     following_alias: str = ""  # the alias the deployment moves with, if any
+    artifact_sha256: str = ""  # of the served version's artifact
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ def route_for(dep: Deployment, default_max_batch_size: int, drift: bool) -> Gate
         triton_model=served.triton_name, signature=served.signature,
         max_batch_size=effective_max_batch_size(served.signature, dep.serving,
                                                 default_max_batch_size),
-        drift=drift, following_alias=dep.target.value if dep.following_alias else "")
+        drift=drift, following_alias=dep.target.value if dep.following_alias else "",
+        artifact_sha256=served.sha256)
 
 
 class RouteTable:

@@ -25,11 +25,13 @@ def route(r: GatewayRoute) -> pb.GatewayRoute:
     return pb.GatewayRoute(
         deployment=r.deployment, model=r.model, parameters_version=r.parameters_version,
         triton_model=r.triton_model, inputs=sig.inputs, outputs=sig.outputs,
-        max_batch_size=r.max_batch_size, drift=r.drift, following_alias=r.following_alias)
+        max_batch_size=r.max_batch_size, drift=r.drift, following_alias=r.following_alias,
+        artifact_sha256=r.artifact_sha256)
 
 
-def route_table(generation: int, routes: Iterable[GatewayRoute]) -> pb.WatchRoutesResponse:
-    return pb.WatchRoutesResponse(generation=generation, routes=[route(r) for r in routes])
+def route_table(generation: int, routes: Iterable[GatewayRoute], auth_revision: int = 0) -> pb.WatchRoutesResponse:
+    return pb.WatchRoutesResponse(generation=generation, routes=[route(r) for r in routes],
+                                  auth_revision=auth_revision)
 
 
 def authorization(auth: Authentication, valid_for_ms: int) -> pb.AuthorizeResponse:

@@ -9,12 +9,15 @@ from beamops.inference.v1 import gateway_service_pb2 as pb, gateway_service_pb2_
 from beamops.runtime.auth import Authenticator
 
 from . import gateway_convert as convert
-from .deployments import DeploymentManager
+from .deployments import Caller, DeploymentManager, Route
 from .gateway_control import answer_lifetime_ms
 
 #: WatchRoutes recomputes the table this often even without a change notice (a safety net: a
 #: change is normally sent at once).
 RECHECK_S = 1.0
+#: How often WatchRoutes looks whether the tokens (or certificate mapping) changed: a revoked
+#: token is refused by the gateway within this time (one stat of each file).
+AUTH_CHECK_S = 0.02
 
 
 class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
@@ -27,19 +30,35 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
     async def WatchRoutes(self, req: pb.WatchRoutesRequest, context):
         sent = None
         with self._deployments.gateway_watching():
+            loop = asyncio.get_running_loop()
+            generation, routes = self._deployments.routes()
+            recheck_at = loop.time() + RECHECK_S
             while True:
-                generation, routes = self._deployments.routes()
-                if generation != sent:
-                    yield convert.route_table(generation, routes)
-                    sent = generation
+                auth = self._authenticator.revision()
+                if (generation, auth) != sent:
+                    yield convert.route_table(generation, routes, auth)
+                    sent = (generation, auth)
                 try:
-                    await asyncio.wait_for(self._deployments.routes_changed(generation), RECHECK_S)
+                    await asyncio.wait_for(self._deployments.routes_changed(generation), AUTH_CHECK_S)
                 except TimeoutError:
-                    pass
+                    if loop.time() < recheck_at:
+                        continue
+                recheck_at = loop.time() + RECHECK_S
+                generation, routes = self._deployments.routes()
 
     async def Authorize(self, req: pb.AuthorizeRequest, context) -> pb.AuthorizeResponse:
-        auth = self._authenticator.check(req.authorization)
+        if not req.authorization.strip() and req.client_certificate_subject:
+            auth = self._authenticator.check_certificate(req.client_certificate_subject)
+        else:
+            auth = self._authenticator.check(req.authorization)
         return convert.authorization(auth, answer_lifetime_ms(self._auth_cache_s, auth.expires_at))
+
+    async def Resolve(self, req: pb.ResolveRequest, context) -> pb.ResolveResponse:
+        auth = self._authenticator.check(req.authorization)
+        route = Route(model=req.model, version=req.version, alias=req.alias,
+                      global_tag=req.global_tag, run=req.run if req.HasField("run") else None)
+        name = await self._deployments.resolve(route, Caller(auth.principal.name, req.authorization or None))
+        return pb.ResolveResponse(deployment=name)
 
     async def ReportUsage(self, req: pb.ReportUsageRequest, context) -> pb.ReportUsageResponse:
         self._deployments.gateway_applied(req.routes_generation)

@@ -101,7 +101,8 @@ class EmbeddedTriton:
 
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
             infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int,
-            tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None) -> list[str]:
+            tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None,
+            http_listen: str = "", open_metadata: bool = False) -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
     args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
             "--max-message-bytes", str(max_message_bytes),
@@ -112,6 +113,10 @@ def command(binary: Path, *, listen: str, service: str, triton: str, max_message
         args += ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         if tls.client_ca_file is not None:
             args += ["--tls-client-ca", str(tls.client_ca_file)]
+    if http_listen:
+        args += ["--http-listen", http_listen]
+    if open_metadata:
+        args.append("--open-metadata")
     if embedded is not None:
         args += embedded.args()
     return args + ["--exit-with-parent"]  # a gateway whose service was killed stops too
@@ -132,10 +137,13 @@ class GatewaySupervisor:
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
                  drift_samples_per_s: int, coalesce_in_flight: int,
                  tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None,
+                 http_port: int = 0, open_metadata: bool = False,
                  start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir
-        self.host, self.port = host, port
+        self.host, self.port, self.http_port = host, port, http_port
         self._auto_port = port == 0
+        self._auto_http_port = http_port == 0
+        self._open_metadata = open_metadata
         self._token = token
         self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
                            infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s,
@@ -150,6 +158,11 @@ class GatewaySupervisor:
     def address(self) -> str:
         """Where clients reach the gateway from this machine (host:port)."""
         return local_address(self.host, self.port)
+
+    @property
+    def http_address(self) -> str:
+        """Where clients reach the gateway's REST front from this machine (host:port)."""
+        return local_address(self.host, self.http_port)
 
     @property
     def log_path(self) -> Path:
@@ -171,10 +184,12 @@ class GatewaySupervisor:
         if not self.binary.is_file():
             raise GatewayStartError(missing_binary_message(self.binary))
         await asyncio.to_thread(self.stop_leftover)
-        attempts = FREE_PORT_ATTEMPTS if self._auto_port else 1
+        attempts = FREE_PORT_ATTEMPTS if self._auto_port or self._auto_http_port else 1
         for attempt in range(attempts):
             if self._auto_port and (attempt > 0 or self.port == 0):
                 self.port = free_port()
+            if self._auto_http_port and (attempt > 0 or self.http_port == 0):
+                self.http_port = free_port()
             try:
                 await self._start_once()
                 return
@@ -189,7 +204,11 @@ class GatewaySupervisor:
         listen = f"{self.host or '0.0.0.0'}:{self.port}"
         if ":" in self.host and not self.host.startswith("["):
             listen = f"[{self.host}]:{self.port}"
-        args = command(self.binary, listen=listen, **self._flags)
+        http_listen = f"{self.host or '0.0.0.0'}:{self.http_port}"
+        if ":" in self.host and not self.host.startswith("["):
+            http_listen = f"[{self.host}]:{self.http_port}"
+        args = command(self.binary, listen=listen, http_listen=http_listen,
+                       open_metadata=self._open_metadata, **self._flags)
         self._end_stubs()  # of an embedded Triton that exited with its gateway
         with open(self.log_path, "ab") as out:
             self._process = subprocess.Popen(

@@ -85,6 +85,13 @@ class InferenceSettings(ServiceSettings):
                           "Predict and PredictStream itself and forwards every other call here.")
     gateway_port: int = Field(0, description="Port the gateway listens on; 0 picks a free one "
                               "(`make up` uses 50055).")
+    gateway_http_port: int = Field(0, ge=0, description="Port of the gateway's Open Inference "
+                                   "Protocol REST front (Triton's HTTP API; `make up` uses 8000, as "
+                                   "Triton); 0 picks a free one.")
+    gateway_open_metadata: bool = Field(False, description="The gateway answers the Open Inference "
+                                        "Protocol's setup calls (server and model metadata, model "
+                                        "config, repository index, statistics) without credentials, "
+                                        "as stock CMSSW SONIC makes them; inference always needs them.")
     gateway_host: str = Field("", description="Address the gateway listens on (default: host).")
     gateway_binary: str = Field("", description="Path of the beamops-gateway binary (default: "
                                 "services/inference/gateway/bin/beamops-gateway, built by "

@@ -129,6 +129,14 @@ class TokenStore:
             for h in hashes:
                 del data["tokens"][h]
 
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever the file does (a token created or revoked): its mtime and size."""
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
     def names(self) -> dict[str, str]:
         """Token name -> role name, for listing."""
         self._reload_if_changed()
@@ -368,16 +376,75 @@ MISSING_TOKEN = ("this call needs a token: send the metadata 'authorization: Bea
                  "(`make up` prints an admin token and saves it in ~/.config/beamops/config.json)")
 
 
+class CertificatePrincipals:
+    """Which principal a verified client certificate stands for, by its subject (RFC 2253
+    string, as Go's and OpenSSL's ``-nameopt RFC2253`` write it): a JSON file
+    ``{"CN=cms-hlt,O=CERN": {"name": "cms-hlt", "role": "reader"}}``, read again when it
+    changes. A subject it does not list is refused."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mtime: float | None = None
+        self._map: dict[str, Principal] = {}
+
+    def principal(self, subject: str) -> Principal | None:
+        self._reload_if_changed()
+        return self._map.get(subject)
+
+    def revision(self) -> int:
+        try:
+            return self._path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def _reload_if_changed(self) -> None:
+        try:
+            mtime = self._path.stat().st_mtime
+        except FileNotFoundError:
+            self._map, self._mtime = {}, None
+            return
+        if mtime == self._mtime:
+            return
+        data = json.loads(self._path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"{self._path.name}: a JSON object of subject -> {{name, role}} is expected")
+        self._map = {subject: Principal(str(entry["name"]), role_from_name(str(entry["role"])))
+                     for subject, entry in data.items()}
+        self._mtime = mtime
+
+
 class Authenticator:
     """The bearer-token checks of a service, in one place: the tokens file, JWTs (optional), and
     ``extra`` tokens valid in this process only (never written anywhere; e.g. the token a
-    service gives a helper process it starts). ``tokens=None`` disables authentication: every
-    caller is an anonymous admin (development only)."""
+    service gives a helper process it starts), and the principals client certificates stand for
+    (optional). ``tokens=None`` disables authentication: every caller is an anonymous admin
+    (development only)."""
 
     def __init__(self, tokens: TokenStore | None, jwt: JwtVerifier | None = None,
-                 extra: Mapping[str, Principal] | None = None) -> None:
+                 extra: Mapping[str, Principal] | None = None,
+                 certificates: CertificatePrincipals | None = None) -> None:
         self._tokens, self._jwt = tokens, jwt
         self._extra = {hash_token(token): principal for token, principal in (extra or {}).items()}
+        self._certificates = certificates
+
+    def revision(self) -> int:
+        """A number that changes whenever an answer of :meth:`check` or
+        :meth:`check_certificate` may have (a token revoked, a certificate unmapped): for callers
+        that cache answers (the inference gateway) to drop them at once."""
+        tokens = self._tokens.revision() if self._tokens is not None else (0, 0)
+        certificates = self._certificates.revision() if self._certificates is not None else 0
+        return hash((tokens, certificates)) & ((1 << 63) - 1)
+
+    def check_certificate(self, subject: str) -> Authentication:
+        """The principal a verified client certificate's subject stands for (the caller sent no
+        token). Only a front that verified the certificate may ask."""
+        if self._tokens is None:
+            return Authentication(ANONYMOUS_ADMIN)
+        principal = self._certificates.principal(subject) if self._certificates is not None else None
+        if principal is None:
+            raise Unauthenticated(f"the client certificate {subject!r} stands for no principal here: send a "
+                                  "token ('authorization: Bearer <token>'), or ask an administrator to map it")
+        return Authentication(principal)
 
     @property
     def enabled(self) -> bool:
@@ -391,7 +458,7 @@ class Authenticator:
         """Like :meth:`authenticate`, with the time the answer stops holding (a JWT's exp)."""
         if self._tokens is None:
             return Authentication(ANONYMOUS_ADMIN)
-        scheme, _, token = (authorization or "").partition(" ")
+        scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated(MISSING_TOKEN)
         token = token.strip()
@@ -409,7 +476,9 @@ class Authenticator:
 def authenticator_for(settings, extra: Mapping[str, Principal] | None = None) -> Authenticator:
     """The authenticator a service's settings describe (tokens file, JWT), plus ``extra``."""
     tokens = TokenStore(settings.tokens_path) if settings.auth_enabled else None
-    return Authenticator(tokens, jwt_verifier_for(settings), extra)
+    path = getattr(settings, "client_certificates_file", None)
+    return Authenticator(tokens, jwt_verifier_for(settings), extra,
+                         CertificatePrincipals(path) if path is not None else None)
 
 
 def jwt_verifier_for(settings: Any) -> JwtVerifier | None:

@@ -47,6 +47,11 @@ class ServiceSettings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
     tls_client_ca_file: Path | None = Field(
         None, description="PEM CA bundle: require client certificates signed by it (mutual TLS).")
+    client_certificates_file: Path | None = Field(
+        None, description="JSON object: verified client certificate subject (RFC 2253, e.g. "
+        "\"CN=cms-hlt,O=CERN\") -> {\"name\": principal, \"role\": \"reader\"}: such a certificate "
+        "stands for that principal when a caller sends no token (as grid sites map X.509 DNs); the "
+        "inference gateway's Open Inference Protocol fronts use it (CMSSW SONIC sends no headers).")
     jwt_jwks_file: Path | None = Field(
         None, description="JWKS (JSON) of the identity provider: also accept its JWT bearer tokens.")
     jwt_jwks_url: str = Field(

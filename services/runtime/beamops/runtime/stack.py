@@ -44,6 +44,7 @@ SERVICES = (
 )
 ADMIN_TOKEN_NAME = "admin"
 GATEWAY_PORT = 50055  # the inference service's gateway: Predict served by compiled code
+GATEWAY_HTTP_PORT = 8000  # the gateway's Open Inference Protocol REST front (Triton's HTTP port)
 
 
 class Stack:
@@ -53,6 +54,7 @@ class Stack:
         self.var = var_dir.resolve()
         self.data_roots = [p.resolve() for p in (data_roots or [Path("data")])]
         self.gateway_port = GATEWAY_PORT + port_offset
+        self.gateway_http_port = GATEWAY_HTTP_PORT + port_offset
         self.services = tuple(
             ServiceProcess(s.name, s.port + port_offset, s.metrics_port + port_offset)
             for s in SERVICES
@@ -103,7 +105,9 @@ class Stack:
         state = health_status(f"127.0.0.1:{self.gateway_port}")  # forwarded to the inference service
         ok &= state == "SERVING"
         print(f"{'gateway':<10} {'127.0.0.1:' + str(self.gateway_port):<18} {state:<12} "
-              "(inference: fast Predict from any language; its metrics are the inference service's)")
+              "(inference: beamops Predict and Triton's gRPC protocol; metrics: the inference service's)")
+        print(f"{'rest':<10} {'127.0.0.1:' + str(self.gateway_http_port):<18} {'':<12} "
+              "(inference: Triton's HTTP/REST protocol, /v2/...)")
         return ok
 
     def _start(self, service: ServiceProcess) -> None:
@@ -123,6 +127,7 @@ class Stack:
             env[f"{p}REGISTRY_TOKEN"] = self._service_token("inference-service", auth_pb2.ROLE_PUBLISHER)
             env.setdefault(f"{p}GATEWAY", "true")
             env.setdefault(f"{p}GATEWAY_PORT", str(self.gateway_port))
+            env.setdefault(f"{p}GATEWAY_HTTP_PORT", str(self.gateway_http_port))
         if service.name == "data":
             for root in self.data_roots:
                 root.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,9 @@ import (
 	"github.com/beamops/beamops/services/inference/gateway/internal/server"
 )
 
+// version is the beamops version (pyproject.toml), in the Open Inference Protocol's ServerMetadata.
+const version = "0.1.0"
+
 const (
 	tokenEnv     = "BEAMOPS_GATEWAY_TOKEN"
 	gracefulStop = 5 * time.Second
@@ -66,6 +69,9 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 		"requests arriving meanwhile are joined into one call (0: no coalescing, Triton's dynamic batcher alone)")
 	fs.IntVar(procs, "procs", 0, "CPUs the gateway runs Go code on at once (GOMAXPROCS); 0: half of those available, "+
 		"at least 1 (the gateway shares the host with Triton); the GOMAXPROCS variable, when set, wins")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "", "HOST:PORT of the Open Inference Protocol's REST front (empty: none)")
+	fs.BoolVar(&cfg.OpenMetadata, "open-metadata", false, "answer the Open Inference Protocol's setup calls (metadata, "+
+		"config, repository index, statistics) without credentials, as stock CMSSW makes them")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate chain: serve callers TLS (with --tls-key)")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.TLS.ClientCAFile, "tls-client-ca", "", "PEM CA: callers must present a certificate it signed (mutual TLS)")
@@ -126,6 +132,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Token = os.Getenv(tokenEnv)
+	cfg.Version = version
 	if cfg.Token == "" {
 		fmt.Fprintf(os.Stderr, "beamops-gateway: %s is not set (the token for GatewayService calls)\n", tokenEnv)
 		os.Exit(2)
@@ -160,7 +167,11 @@ func main() {
 	if cfg.Embedded != nil {
 		where = "Triton in this process, its API for the service on " + cfg.Triton
 	}
-	log.Printf("listening on %s, %s (service %s, %s, %d CPUs)", srv.Addr(), transport, cfg.Service, where, runtime.GOMAXPROCS(0))
+	rest := ""
+	if a := srv.HTTPAddr(); a != nil {
+		rest = ", REST on " + a.String()
+	}
+	log.Printf("listening on %s, %s%s (service %s, %s, %d CPUs)", srv.Addr(), transport, rest, cfg.Service, where, runtime.GOMAXPROCS(0))
 	select {
 	case sig := <-signals:
 		log.Printf("%v: stopping (graceful, at most %v)", sig, gracefulStop)

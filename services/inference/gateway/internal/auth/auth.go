@@ -58,6 +58,13 @@ func New(authorize AuthorizeFunc) *Cache {
 // SetClock replaces time.Now (tests).
 func (c *Cache) SetClock(now func() time.Time) { c.now = now }
 
+// Clear drops every cached answer (a token was revoked somewhere).
+func (c *Cache) Clear() {
+	c.mu.Lock()
+	c.entries = map[string]entry{}
+	c.mu.Unlock()
+}
+
 // Len is the number of cached answers.
 func (c *Cache) Len() int {
 	c.mu.RLock()
@@ -69,15 +76,25 @@ func (c *Cache) Len() int {
 // the error the caller gets: the service's refusal as it came, PERMISSION_DENIED below the
 // reader role, or UNAVAILABLE when the service cannot be asked.
 func (c *Cache) Check(ctx context.Context, authorization, method string) *rpcstatus.Error {
+	return c.check(ctx, authorization, &inferencev1.AuthorizeRequest{Authorization: authorization}, method)
+}
+
+// CheckCertificate admits a caller that sent no authorization by the subject of the client
+// certificate the gateway verified: the principal the service maps it to.
+func (c *Cache) CheckCertificate(ctx context.Context, subject, method string) *rpcstatus.Error {
+	return c.check(ctx, "\x00certificate:"+subject, &inferencev1.AuthorizeRequest{ClientCertificateSubject: subject}, method)
+}
+
+func (c *Cache) check(ctx context.Context, key string, req *inferencev1.AuthorizeRequest, method string) *rpcstatus.Error {
 	now := c.now()
 	c.mu.RLock()
-	e, ok := c.entries[authorization]
+	e, ok := c.entries[key]
 	c.mu.RUnlock()
 	if ok && now.Before(e.expires) {
 		return e.err
 	}
 	call, cancel := context.WithTimeout(ctx, CallTimeout)
-	resp, err := c.authorize(call, &inferencev1.AuthorizeRequest{Authorization: authorization})
+	resp, err := c.authorize(call, req)
 	cancel()
 	var ttl time.Duration
 	if err != nil {
@@ -105,9 +122,9 @@ func (c *Cache) Check(ctx context.Context, authorization, method string) *rpcsta
 		if len(c.entries) >= MaxEntries {
 			c.entries = make(map[string]entry, 64)
 		}
-		c.entries[authorization] = e
+		c.entries[key] = e
 	} else if ok {
-		delete(c.entries, authorization)
+		delete(c.entries, key)
 	}
 	c.mu.Unlock()
 	return e.err

@@ -28,6 +28,10 @@ const (
 type Client struct {
 	stub  inferencev1.GatewayServiceClient
 	token string
+	// AuthChanged is called when a table's auth_revision differs from the previous one (set it
+	// before WatchRoutes): cached Authorize answers may be wrong now.
+	AuthChanged func()
+	revision    uint64
 }
 
 // New is a GatewayService client on conn that sends "authorization: Bearer <token>".
@@ -42,6 +46,11 @@ func (c *Client) ctx(ctx context.Context) context.Context {
 // Authorize asks who the caller with this authorization value is.
 func (c *Client) Authorize(ctx context.Context, req *inferencev1.AuthorizeRequest) (*inferencev1.AuthorizeResponse, error) {
 	return c.stub.Authorize(c.ctx(ctx), req)
+}
+
+// Resolve asks which deployment serves a model selector the route table cannot decide.
+func (c *Client) Resolve(ctx context.Context, req *inferencev1.ResolveRequest) (*inferencev1.ResolveResponse, error) {
+	return c.stub.Resolve(c.ctx(ctx), req)
 }
 
 // ReportUsage sends one usage report.
@@ -96,10 +105,17 @@ func (c *Client) watchOnce(ctx context.Context, store *routes.Store, installed f
 	if err != nil {
 		return false, err
 	}
+	lastGeneration := uint64(0)
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			return got, err
+		}
+		if r := resp.GetAuthRevision(); r != c.revision {
+			c.revision = r
+			if c.AuthChanged != nil {
+				c.AuthChanged()
+			}
 		}
 		t := store.Install(resp.GetGeneration(), resp.GetRoutes())
 		if installed != nil {
@@ -109,6 +125,9 @@ func (c *Client) watchOnce(ctx context.Context, store *routes.Store, installed f
 			log.Printf("route table: connected to WatchRoutes")
 		}
 		*connected, got = true, true
-		log.Printf("route table: generation %d, %d routes", t.Generation, t.Len())
+		if t.Generation != lastGeneration {
+			log.Printf("route table: generation %d, %d routes", t.Generation, t.Len())
+			lastGeneration = t.Generation
+		}
 	}
 }

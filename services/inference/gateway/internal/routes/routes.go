@@ -29,6 +29,9 @@ type Route struct {
 	Drift       bool
 	// FollowingAlias is the alias the deployment moves with ("" if none).
 	FollowingAlias string
+	ArtifactSHA256 string
+	// The signature as the service sent it (shape -1: a variable dimension).
+	InputSpecs, OutputSpecs []validate.Spec
 
 	Inputs  *validate.Checker
 	Outputs *validate.Outputs
@@ -64,6 +67,19 @@ func (t *Table) Select(model, version, alias string) *Route {
 		}
 	}
 	return nil
+}
+
+// OfModel is the routes of a model's deployments, by deployment name.
+func (t *Table) OfModel(model string) []*Route { return t.byModel[model] }
+
+// All is every route, by deployment name.
+func (t *Table) All() []*Route {
+	all := make([]*Route, 0, len(t.routes))
+	for _, r := range t.routes {
+		all = append(all, r)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Deployment < all[j].Deployment })
+	return all
 }
 
 // Len is the number of routes.
@@ -114,6 +130,7 @@ func (s *Store) Install(generation uint64, routes []*inferencev1.GatewayRoute) *
 }
 
 func (s *Store) build(r *inferencev1.GatewayRoute) *Route {
+	inputs, outputs := specs(r.GetInputs()), specs(r.GetOutputs())
 	route := &Route{
 		Deployment:     r.GetDeployment(),
 		Model:          r.GetModel(),
@@ -122,8 +139,11 @@ func (s *Store) build(r *inferencev1.GatewayRoute) *Route {
 		MaxBatch:       int64(r.GetMaxBatchSize()),
 		Drift:          r.GetDrift(),
 		FollowingAlias: r.GetFollowingAlias(),
-		Inputs:         validate.NewChecker(specs(r.GetInputs()), int64(r.GetMaxBatchSize())),
-		Outputs:        validate.NewOutputs(specs(r.GetOutputs())),
+		ArtifactSHA256: r.GetArtifactSha256(),
+		InputSpecs:     inputs,
+		OutputSpecs:    outputs,
+		Inputs:         validate.NewChecker(inputs, int64(r.GetMaxBatchSize())),
+		Outputs:        validate.NewOutputs(outputs),
 		Tail:           wire.NewTail(r.GetDeployment(), r.GetModel(), r.GetParametersVersion()),
 	}
 	if s.coalescers != nil && route.MaxBatch > 0 {

@@ -5,17 +5,22 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"log"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip" // callers that compress are understood, as by the service
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
@@ -23,8 +28,11 @@ import (
 	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
 	"github.com/beamops/beamops/services/inference/gateway/internal/coalesce"
 	"github.com/beamops/beamops/services/inference/gateway/internal/control"
+	"github.com/beamops/beamops/services/inference/gateway/internal/dataplane"
 	"github.com/beamops/beamops/services/inference/gateway/internal/embedded"
 	"github.com/beamops/beamops/services/inference/gateway/internal/forward"
+	"github.com/beamops/beamops/services/inference/gateway/internal/oip"
+	"github.com/beamops/beamops/services/inference/gateway/internal/oiphttp"
 	"github.com/beamops/beamops/services/inference/gateway/internal/predict"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rawcodec"
 	"github.com/beamops/beamops/services/inference/gateway/internal/routes"
@@ -53,8 +61,13 @@ type Config struct {
 	// CoalesceInFlight: calls to one batching Triton model in flight at once; requests arriving
 	// meanwhile are joined into one call (coalesce package). 0: no coalescing.
 	CoalesceInFlight int
-	RetryWait        time.Duration // 0: predict.DefaultRetryWait
-	TLS              TLS           // callers are served TLS when enabled (the service port stays plaintext loopback)
+	RetryWait        time.Duration // 0: dataplane.DefaultRetryWait
+	// HTTPListen: where the Open Inference Protocol's REST front listens ("": no REST front).
+	HTTPListen string
+	// OpenMetadata: the Open Inference Protocol's setup calls answer without credentials.
+	OpenMetadata bool
+	Version      string // in the protocol's ServerMetadata
+	TLS          TLS    // callers are served TLS when enabled (the service port stays plaintext loopback)
 }
 
 // Server is a started gateway.
@@ -68,7 +81,10 @@ type Server struct {
 	stopBg     context.CancelFunc
 	background sync.WaitGroup
 	served     chan error
+	httpLis    net.Listener
+	http       *http.Server
 	Routes     *routes.Store
+	OIP        *oip.Front
 }
 
 // Start listens on cfg.Listen and starts serving.
@@ -125,18 +141,19 @@ func (s *Server) start(cfg Config) error {
 			MaxInFlight: cfg.CoalesceInFlight, Timeout: cfg.InferTimeout}
 	}
 	s.Routes = routes.NewStore(recorder, coalescers)
-	retry := cfg.RetryWait
-	if retry <= 0 {
-		retry = predict.DefaultRetryWait
-	}
+	stats := dataplane.NewStatistics()
+	plane := &dataplane.Plane{Routes: s.Routes, Infer: infer, Retryable: triton.Retryable, RetryWait: cfg.RetryWait, Stats: stats}
+	authorizer := auth.New(ctl.Authorize)
+	ctl.AuthChanged = authorizer.Clear
+	s.OIP = &oip.Front{Routes: s.Routes, Plane: plane, Auth: authorizer, Resolve: resolver(ctl), Stats: stats,
+		OpenMetadata: cfg.OpenMetadata, Version: cfg.Version}
 	gw := &predict.Gateway{
 		Routes:       s.Routes,
-		Auth:         auth.New(ctl.Authorize),
-		Infer:        infer,
+		Auth:         authorizer,
+		Plane:        plane,
 		Forward:      &forward.Forwarder{Conn: forwardConn},
-		Retryable:    triton.Retryable,
-		RetryWait:    retry,
 		MaxSendBytes: cfg.MaxMessageBytes,
+		OIP:          s.OIP.Handle,
 	}
 	options := []grpc.ServerOption{
 		grpc.UnknownServiceHandler(gw.Handle),
@@ -169,11 +186,62 @@ func (s *Server) start(cfg Config) error {
 	go func() { defer s.background.Done(); ctl.WatchRoutes(ctx, s.Routes, reporter.Kick) }()
 	go func() { defer s.background.Done(); reporter.Run(ctx) }()
 	go func() { s.served <- s.grpc.Serve(s.lis) }()
+	if cfg.HTTPListen != "" {
+		return s.serveHTTP(cfg)
+	}
 	return nil
 }
 
+// serveHTTP starts the REST front on cfg.HTTPListen, with the gRPC front's TLS settings.
+func (s *Server) serveHTTP(cfg Config) error {
+	lis, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (REST): %v", cfg.HTTPListen, err)
+	}
+	s.httpLis = lis
+	s.http = &http.Server{Handler: oiphttp.Handler(s.OIP, int64(cfg.MaxMessageBytes)),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: log.New(io.Discard, "", 0)}
+	if cfg.TLS.Enabled() {
+		config, err := cfg.TLS.config()
+		if err != nil {
+			return err
+		}
+		s.http.TLSConfig = config
+		lis = tls.NewListener(lis, config)
+	}
+	go func() { _ = s.http.Serve(lis) }()
+	return nil
+}
+
+// HTTPAddr is where the REST front listens (nil without one).
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLis == nil {
+		return nil
+	}
+	return s.httpLis.Addr()
+}
+
+// resolver asks the control plane which deployment serves a selector (GatewayService.Resolve).
+func resolver(ctl *control.Client) oip.ResolveFunc {
+	return func(ctx context.Context, authorization string, sel oip.Selector) (string, *rpcstatus.Error) {
+		call, cancel := context.WithTimeout(ctx, auth.CallTimeout)
+		defer cancel()
+		resp, err := ctl.Resolve(call, &inferencev1.ResolveRequest{Authorization: authorization, Model: sel.Model,
+			Version: sel.Version, Alias: sel.Alias, Run: sel.Run, GlobalTag: sel.GlobalTag})
+		if err != nil {
+			st := status.Convert(err)
+			if st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded {
+				return "", auth.Unreachable
+			}
+			return "", rpcstatus.FromStatus(st)
+		}
+		return resp.GetDeployment(), nil
+	}
+}
+
 // reportDeadModels passes on each Triton model whose process died (the service reloads it).
-func reportDeadModels(infer predict.InferFunc, died func(model string)) predict.InferFunc {
+func reportDeadModels(infer dataplane.InferFunc, died func(model string)) dataplane.InferFunc {
 	return func(ctx context.Context, model string, inputs []tensor.Tensor, outputs []string) ([]tensor.Tensor, *rpcstatus.Error) {
 		result, err := infer(ctx, model, inputs, outputs)
 		if err == triton.ErrModelProcessDied {
@@ -185,7 +253,7 @@ func reportDeadModels(infer predict.InferFunc, died func(model string)) predict.
 
 // startTriton connects to Triton, or starts it in this process and serves its API for the
 // service on cfg.Triton; it returns what runs a request on it.
-func (s *Server) startTriton(cfg Config) (predict.InferFunc, error) {
+func (s *Server) startTriton(cfg Config) (dataplane.InferFunc, error) {
 	if cfg.Embedded == nil {
 		client, err := triton.Dial(cfg.Triton, cfg.TritonConnections, cfg.InferTimeout)
 		if err != nil {
@@ -228,6 +296,11 @@ func (s *Server) Stop(grace time.Duration) {
 		log.Printf("calls still running after %v: stopping them", grace)
 		s.grpc.Stop()
 		<-stopped
+	}
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		_ = s.http.Shutdown(ctx)
+		cancel()
 	}
 	s.stopBg()
 	s.background.Wait()

@@ -23,6 +23,15 @@ func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // serverOption builds the transport credentials; an error names what is wrong.
 func (t TLS) serverOption() (grpc.ServerOption, error) {
+	config, err := t.config()
+	if err != nil {
+		return nil, err
+	}
+	return grpc.Creds(credentials.NewTLS(config)), nil
+}
+
+// config is the TLS configuration of both fronts (gRPC and REST).
+func (t TLS) config() (*tls.Config, error) {
 	if t.CertFile == "" || t.KeyFile == "" {
 		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
 	}
@@ -43,5 +52,5 @@ func (t TLS) serverOption() (grpc.ServerOption, error) {
 		config.ClientCAs = pool
 		config.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return grpc.Creds(credentials.NewTLS(config)), nil
+	return config, nil
 }
