@@ -32,19 +32,8 @@ step "2/3 Triton Go stubs (gen/triton/, from tritonclient's descriptors)"
 rm -rf "$here/gen/triton"
 mkdir -p "$here/gen/triton"
 descriptors="$here/gen/triton/.triton.fds"
-"$python" - "$descriptors" <<'PY' || fail "could not read Triton's descriptors from tritonclient (is tritonclient[grpc] installed in the venv?)"
-import sys
-from google.protobuf import descriptor_pb2
-from tritonclient.grpc import model_config_pb2, service_pb2
-
-files = descriptor_pb2.FileDescriptorSet()
-for module in (model_config_pb2, service_pb2):   # dependencies first
-    proto = descriptor_pb2.FileDescriptorProto()
-    module.DESCRIPTOR.CopyToProto(proto)
-    files.file.append(proto)
-with open(sys.argv[1], "wb") as out:
-    out.write(files.SerializeToString())
-PY
+"$python" "$root/scripts/triton_descriptors.py" "$descriptors" >/dev/null \
+  || fail "could not read Triton's descriptors from tritonclient (is tritonclient[grpc] installed in the venv?)"
 "$python" -m grpc_tools.protoc \
   --descriptor_set_in="$descriptors" \
   --plugin=protoc-gen-go="$root/clients/go/bin/protoc-gen-go" \
