@@ -18,7 +18,6 @@ direct. ``--separate-triton`` runs the service's Triton as a tritonserver proces
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -43,11 +42,10 @@ from beamops.common.v1 import auth_pb2  # noqa: E402
 from beamops.inference.bundled_triton import BundledTriton, TritonPaths  # noqa: E402
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb  # noqa: E402
 from beamops.inference.v1 import inference_service_pb2_grpc  # noqa: E402
-from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
 from beamops.tensors import to_tensor  # noqa: E402
 from tests.fixtures.inference import MLP_SIGNATURE, N_FEATURES, mlp_onnx  # noqa: E402
-from services import free_port, service  # noqa: E402  (benchmarks/services.py)
+from services import free_port, publish_onnx, service  # noqa: E402  (benchmarks/services.py)
 
 OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
@@ -108,17 +106,7 @@ def main() -> None:
                     registry_token=service_token, triton_venv=str(ROOT / ".venv-triton"),
                     gateway="true", gateway_port=str(gateway_port),
                     triton_in_gateway=str(not args.separate_triton).lower()):
-        reg = registry_service_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(f"127.0.0.1:{reg_port}"))
-        reg.CreateModel(rs.CreateModelRequest(name="mlp"), metadata=md)
-        reg.CreateModelType(rs.CreateModelTypeRequest(model="mlp", version="1.0.0", signature=MLP_SIGNATURE,
-                                                      framework=model_pb2.FRAMEWORK_ONNX), metadata=md)
-        header = rs.UploadArtifactRequest.Header(model="mlp", format=model_pb2.ARTIFACT_FORMAT_ONNX,
-                                                 filename="mlp.onnx", sha256=hashlib.sha256(data).hexdigest())
-        art = reg.UploadArtifact(iter([rs.UploadArtifactRequest(header=header),
-                                       rs.UploadArtifactRequest(chunk=data)]), metadata=md).artifact
-        params = reg.CreateParametersVersion(rs.CreateParametersVersionRequest(
-            model="mlp", model_type_version="1.0.0", primary_artifact_id=art.artifact_id), metadata=md).parameters
-        reg.SetAlias(rs.SetAliasRequest(model="mlp", alias="production", version=params.version), metadata=md)
+        version = publish_onnx(f"127.0.0.1:{reg_port}", md, "mlp", data, MLP_SIGNATURE)
 
         channel = grpc.insecure_channel(f"127.0.0.1:{inf_port}", options=OPTIONS)
         inf = inference_service_pb2_grpc.InferenceServiceStub(channel)
@@ -126,7 +114,7 @@ def main() -> None:
         for name, max_batch in (("mlp", 0), ("mlp-big", big_rows)):
             inf.Deploy(pb.DeployRequest(model="mlp", name=name, target=dpb.DeploymentTarget(alias="production"),
                                         serving=dpb.ServingConfig(max_batch_size=max_batch)), metadata=md)
-        version = params.version.replace(".", "_")
+        version = version.replace(".", "_")
         # The baseline: the bundled tritonserver binary (its own gRPC front) on the same model
         # repository entries. The service runs Triton inside its gateway, so its port is not
         # Triton's own front.

@@ -45,3 +45,41 @@ def service(name: str, port: int, work: Path, **settings: str) -> Iterator[subpr
         yield proc
     finally:
         stop(proc, 60)
+
+
+def publish_onnx(registry_address: str, md, model: str, data: bytes, signature, alias: str = "production",
+                 new_model: bool = True) -> str:
+    """Creates ``model`` (type 1.0.0 with ``signature``; ``new_model=False``: it exists), uploads
+    the ONNX ``data`` as a new parameters version, points ``alias`` at it (``""``: none) and
+    returns the version."""
+    import hashlib
+
+    import grpc
+
+    from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc
+
+    with grpc.insecure_channel(registry_address) as channel:
+        reg = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        if new_model:
+            reg.CreateModel(rs.CreateModelRequest(name=model), metadata=md)
+            reg.CreateModelType(rs.CreateModelTypeRequest(model=model, version="1.0.0", signature=signature,
+                                                          framework=model_pb2.FRAMEWORK_ONNX), metadata=md)
+        header = rs.UploadArtifactRequest.Header(model=model, format=model_pb2.ARTIFACT_FORMAT_ONNX,
+                                                 filename=f"{model}.onnx", sha256=hashlib.sha256(data).hexdigest())
+        art = reg.UploadArtifact(iter([rs.UploadArtifactRequest(header=header),
+                                       rs.UploadArtifactRequest(chunk=data)]), metadata=md).artifact
+        params = reg.CreateParametersVersion(rs.CreateParametersVersionRequest(
+            model=model, model_type_version="1.0.0", primary_artifact_id=art.artifact_id), metadata=md).parameters
+    if alias:
+        set_alias(registry_address, md, model, alias, params.version)
+    return params.version
+
+
+def set_alias(registry_address: str, md, model: str, alias: str, version: str) -> None:
+    import grpc
+
+    from beamops.registry.v1 import registry_service_pb2 as rs, registry_service_pb2_grpc
+
+    with grpc.insecure_channel(registry_address) as channel:
+        registry_service_pb2_grpc.RegistryServiceStub(channel).SetAlias(
+            rs.SetAliasRequest(model=model, alias=alias, version=version, reason="benchmark"), metadata=md)
