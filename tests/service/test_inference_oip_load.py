@@ -33,11 +33,12 @@ def perf_analyzer() -> Path:
 
 @pytest.fixture
 async def following(inference_stack):
-    """"jets" 1.0 and 1.1, alias production on 1.0, deployment "jets" following it."""
+    """"jets" 1.0 and 1.1, alias production on 1.0, deployment "jets" following it. The alias is
+    never polled: moves reach the deployment only as the registry pushes them."""
     stack = inference_stack
     await stack.publish("jets", mlp_onnx(seed=3), alias="production")
     await stack.publish("jets", mlp_onnx(seed=4))
-    async with stack.inference("gateway") as (server, gateway):
+    async with stack.inference("gateway", alias_poll_interval_s=3600) as (server, gateway):
         await gateway.Deploy(pb.DeployRequest(model="jets", target=dpb.DeploymentTarget(alias="production")),
                              metadata=stack.md("deployer"))
         await gateway.Predict(pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", _x(1))]),

@@ -67,6 +67,10 @@ class DeployCommand:
     idempotency_key: str = ""
 
 
+#: Pauses between attempts at watching the registry's alias events (doubling).
+ALIAS_WATCH_MIN_PAUSE_S, ALIAS_WATCH_MAX_PAUSE_S = 0.5, 5.0
+
+
 @dataclass(frozen=True)
 class Route:
     """Which deployment a Predict wants: a name, or a model narrowed by version/alias/run."""
@@ -152,6 +156,7 @@ class DeploymentManager:
         """Restores stored deployments into Triton, then follows aliases and watches drift."""
         self._tasks.append(asyncio.create_task(self._restore_all(), name="restore"))
         self._tasks.append(asyncio.create_task(self._follow_aliases(), name="aliases"))
+        self._tasks.append(asyncio.create_task(self._watch_aliases(), name="alias-events"))
         self._tasks.append(asyncio.create_task(self._watch_drift(), name="drift"))
 
     async def stop(self) -> None:
@@ -590,6 +595,30 @@ class DeploymentManager:
                     await self.follow_alias(dep.name)
                 except Exception as exc:  # noqa: BLE001 - next poll retries
                     log.warning("following alias of %s: %s", dep.name, exc)
+
+    async def _watch_aliases(self) -> None:
+        """Follows alias moves as the registry records them (WatchAliasEvents), so a move reaches
+        traffic as soon as the new version is loaded; the poll above stays as a safety net."""
+        after, pause = None, ALIAS_WATCH_MIN_PAUSE_S
+        while True:
+            try:
+                async for event_id, model, alias in self._registry.alias_events(after, self._options.service_auth):
+                    after, pause = event_id, ALIAS_WATCH_MIN_PAUSE_S
+                    for dep in list(self._deployments.values()):
+                        if dep.following_alias and dep.model == model and dep.target.value == alias:
+                            self._spawn(self._follow_logged(dep.name))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the registry is away: watch again later
+                log.info("watching alias moves: %s; again in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, ALIAS_WATCH_MAX_PAUSE_S)
+
+    async def _follow_logged(self, name: str) -> None:
+        try:
+            await self.follow_alias(name)
+        except Exception as exc:  # noqa: BLE001 - the poll retries
+            log.warning("following alias of %s: %s", name, exc)
 
     async def follow_alias(self, name: str) -> None:
         """Switches ``name`` to the version its alias points at now, if it moved."""

@@ -9,7 +9,7 @@ is :class:`Unavailable`. Artifacts are downloaded with their sha256 checked whil
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
@@ -106,6 +106,16 @@ class RegistryClient:
         req = rs.RecordAuditEventRequest(action=action, model=model, resource=resource,
                                          reason=reason, details=dict(details))
         await self._call(self._stub.RecordAuditEvent, req, auth)
+
+    async def alias_events(self, after: int | None, auth: str | None) -> AsyncIterator[tuple[int, str, str]]:
+        """(event id, model, alias) of every alias change the registry records after event
+        ``after`` (None: from now), as they happen; ends with the stream (an error raised)."""
+        req = rs.WatchAliasEventsRequest(after_event_id=after) if after is not None else rs.WatchAliasEventsRequest()
+        try:
+            async for reply in self._stub.WatchAliasEvents(req, metadata=_metadata(auth)):
+                yield reply.event_id, reply.event.model, reply.event.alias
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from None
 
     async def _call(self, method, request, auth: str | None):
         try:

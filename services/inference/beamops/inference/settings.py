@@ -74,7 +74,8 @@ class InferenceSettings(ServiceSettings):
         "audit of automatic switches); publisher role or higher.")
     registry_timeout_s: float = Field(30.0, description="Deadline of one registry call.")
     alias_poll_interval_s: float = Field(5.0, description="How often aliases followed by "
-                                         "deployments are resolved.")
+                                         "deployments are resolved anyway (a safety net: moves "
+                                         "arrive at once through the registry's WatchAliasEvents).")
 
     # --- Drift --------------------------------------------------------------------------------
     drift_tick_s: float = Field(1.0, description="How often deployments are checked for a drift "

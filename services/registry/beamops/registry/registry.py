@@ -32,7 +32,7 @@ from .content_checks import check_content
 from . import version_writes as vw
 from .lookups import Lookups
 from .entities import (
-    ARTIFACT_FORMATS, DTYPES, IOV_KINDS, Alias, Artifact, AuditEvent, AuditQuery, Caller,
+    ARTIFACT_FORMATS, DTYPES, IOV_KINDS, Alias, AliasEvent, Artifact, AuditEvent, AuditQuery, Caller,
     GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelPermission, ModelType, NewParameters, Page,
     ParametersQuery, ParametersVersion, Signature,
 )
@@ -685,6 +685,18 @@ class Registry:
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.alias(r, model, f"{a}.{b}") for r, a, b in rows[:size]]
         return Page(items, encode_token({"after": rows[size - 1][0].name}) if len(rows) > size else "")
+
+    def alias_events_after(self, after_id: int | None, limit: int = 100) -> tuple[int, list[tuple[int, AliasEvent]]]:
+        """Alias changes of every model recorded after event ``after_id``, oldest first, at most
+        ``limit``, and the id to continue after (``after_id=None``: no events, the newest id)."""
+        with self.store.read() as s:
+            if after_id is None:
+                newest = s.exec(select(AliasEventRow.id).order_by(AliasEventRow.id.desc()).limit(1)).first()
+                return newest or 0, []
+            rows = s.exec(select(AliasEventRow, ModelRow.name).join(ModelRow, ModelRow.id == AliasEventRow.model_id)
+                          .where(AliasEventRow.id > after_id).order_by(AliasEventRow.id).limit(limit)).all()
+        events = [(row.id, records.alias_event(row, name)) for row, name in rows]
+        return (events[-1][0] if events else after_id), events
 
     def alias_history(self, model: str, alias: str = "", size: int = 0, token: str = "") -> Page:
         """Every change of the model's aliases (or of one alias), newest first."""

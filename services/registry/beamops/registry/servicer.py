@@ -37,12 +37,18 @@ async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+#: WatchAliasEvents reads the alias events table at least this often (changes written by other
+#: registry replicas sharing the database); changes made here wake it at once.
+WATCH_RECHECK_S = 1.0
+
+
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def __init__(self, registry: Registry, inline_reads: bool = False,
                  token_admin: TokenAdmin | None = None) -> None:
         self._r = registry
         self._inline_reads = inline_reads
         self._tokens = token_admin or TokenAdmin(None, registry)
+        self._alias_moved = asyncio.Event()  # set (and replaced) after every alias change here
 
     async def _hot(self, read: Callable[..., Any], *args: Any) -> Any:
         """A hot read: from memory on the event loop if cached, else from the database."""
@@ -150,11 +156,32 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         expected = req.expected_version if req.HasField("expected_version") else None
         a = await _run(self._r.set_alias, _caller(), req.model, req.alias, req.version, expected,
                        req.protected, req.reason)
+        self._wake_alias_watchers()
         return rs.SetAliasResponse(alias=c.alias_msg(a))
 
     async def DeleteAlias(self, req, context):
         await _run(self._r.delete_alias, _caller(), req.model, req.alias, req.reason)
+        self._wake_alias_watchers()
         return rs.DeleteAliasResponse()
+
+    def _wake_alias_watchers(self) -> None:
+        moved, self._alias_moved = self._alias_moved, asyncio.Event()
+        moved.set()
+
+    async def WatchAliasEvents(self, req, context):
+        after = req.after_event_id if req.HasField("after_event_id") else None
+        if after is not None and after < 0:
+            raise InvalidArgument("after_event_id must be >= 0", field="after_event_id")
+        while True:
+            moved = self._alias_moved
+            after, events = await _run(self._r.alias_events_after, after)
+            for event_id, event in events:
+                yield rs.WatchAliasEventsResponse(event_id=event_id, event=c.alias_event_msg(event))
+            if not events:
+                try:
+                    await asyncio.wait_for(moved.wait(), WATCH_RECHECK_S)
+                except TimeoutError:
+                    pass
 
     async def ResolveAlias(self, req, context):
         alias, p = await self._hot(self._r.resolve_alias, req.model, req.alias, c.optional_time(req, "at"))
