@@ -223,6 +223,7 @@ STAND_IN = textwrap.dedent('''\
         for flag in ("listen", "service", "triton", "max-message-bytes", "infer-timeout",
                      "drift-samples-per-s", "coalesce-in-flight"):
             p.add_argument("--" + flag, required=True)
+        p.add_argument("--http-listen")
         p.add_argument("--exit-with-parent", action="store_true")
         args = p.parse_args()
         token = os.environ["BEAMOPS_GATEWAY_TOKEN"]
