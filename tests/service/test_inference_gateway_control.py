@@ -287,7 +287,7 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
     monkeypatch.setenv("BEAMOPS_INFERENCE_REGISTRY_TOKEN", "not-for-the-gateway")
     pid_file = stack.var_dir / "gateway" / "gateway.pid"
     # The stand-in cannot run Triton inside: Triton runs as its own process here.
-    async with stack.inference(gateway=True, gateway_binary=str(stand_in), triton_in_gateway=False,
+    async with stack.inference(gateway_binary=str(stand_in), triton_in_gateway=False,
                                triton_infer_timeout_s=12.5, gateway_drift_samples_per_s=50,
                                coalesce_max_in_flight=3,
                                max_message_bytes=3 * 1024 * 1024) as (server, _):
@@ -346,7 +346,7 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
 async def test_a_missing_gateway_binary_refuses_to_start(inference_stack, tmp_path):
     stack = inference_stack
     with pytest.raises(FileNotFoundError) as err:
-        async with stack.inference(gateway=True, gateway_binary=str(tmp_path / "missing")):
+        async with stack.inference(gateway_binary=str(tmp_path / "missing")):
             pass
     assert "make gateway" in str(err.value)
     assert not (stack.var_dir / "triton").exists()  # refused before anything was started

@@ -65,7 +65,7 @@ async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack, via
         answers = {r.request_id: r async for r in stub.PredictStream(requests(), metadata=stack.md("reader"))}
         assert len(answers) == 21
         assert answers["bad"].status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-        assert "'x'" in answers["bad"].status.message
+        assert '"x"' in answers["bad"].status.message
         for i in range(20):
             got = {t.name: from_tensor(t) for t in answers[f"r{i}"].outputs}
             assert answers[f"r{i}"].status.code == 0
@@ -84,16 +84,16 @@ async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack, via
                                    metadata=stack.md("reader"))
             assert_clear(err.value, code, *words)
 
-        await refused([to_tensor("x", x.astype(np.float64))], "'x'", "FLOAT64", "FLOAT32")
-        await refused([to_tensor("x", _x(4)[:, :5])], "'x'", "shape")
+        await refused([to_tensor("x", x.astype(np.float64))], '"x"', "FLOAT64", "FLOAT32")
+        await refused([to_tensor("x", _x(4)[:, :5])], '"x"', "shape")
         short = to_tensor("x", x)
         short.raw_data = short.raw_data[:-3]
-        await refused([short], "'x'", "bytes")
-        await refused([to_tensor("y", x)], "'y'")
-        await refused([], "'x'", "missing")
-        await refused([to_tensor("x", x), to_tensor("x", x)], "'x'", "twice")
-        await refused([to_tensor("x", x)], "'nope'", output_names=["nope"])
-        await refused([to_tensor("x", _x(65))], "'x'", "max_batch_size")
+        await refused([short], '"x"', "bytes")
+        await refused([to_tensor("y", x)], '"y"')
+        await refused([], '"x"', "missing")
+        await refused([to_tensor("x", x), to_tensor("x", x)], '"x"', "twice")
+        await refused([to_tensor("x", x)], '"nope"', output_names=["nope"])
+        await refused([to_tensor("x", _x(65))], '"x"', "max_batch_size")
         await refused([to_tensor("x", _x(100000))], code=grpc.StatusCode.RESOURCE_EXHAUSTED)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Predict(pb.PredictRequest(deployment="nope", inputs=[to_tensor("x", x)]),

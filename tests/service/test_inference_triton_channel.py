@@ -1,5 +1,5 @@
 """The Triton adapter when its channel is replaced under calls in flight (what happens when the
-bundled Triton restarts: the service reconnects while Predicts are waiting on the old channel).
+bundled Triton restarts: the service reconnects while loads are waiting on the old channel).
 
 A server that never answers (tests/fakes/hung_triton.py) holds the calls pending.
 """
@@ -10,8 +10,6 @@ import asyncio
 
 import pytest
 
-from beamops.common.v1 import tensor_pb2
-from beamops.inference.domain import RawTensor
 from beamops.inference.triton_backend import TritonBackend
 from beamops.runtime.errors import Unavailable
 
@@ -25,18 +23,17 @@ async def silent_triton():
 
 
 async def test_calls_cut_by_a_reconnect_are_unavailable_not_cancelled(silent_triton):
-    backend = TritonBackend(silent_triton, infer_timeout_s=60, load_timeout_s=60)
-    x = RawTensor("x", tensor_pb2.DATA_TYPE_FLOAT32, (1, 2), bytes(8))
+    backend = TritonBackend(silent_triton, load_timeout_s=60)
     try:
-        infer = asyncio.create_task(backend.infer("m", [x], ["y"]))
         load = asyncio.create_task(backend.load("m"))
+        unload = asyncio.create_task(backend.unload("n"))
         ready = asyncio.create_task(backend.is_model_ready("m"))
         await asyncio.sleep(0.3)
-        assert not infer.done() and not load.done()  # both are waiting on the hung server
+        assert not load.done() and not unload.done()  # both are waiting on the hung server
         await backend.reconnect()
-        done, pending = await asyncio.wait([infer, load, ready], timeout=10)
+        done, pending = await asyncio.wait([load, unload, ready], timeout=10)
         assert not pending
-        for task in (infer, load):
+        for task in (load, unload):
             with pytest.raises(Unavailable, match="Triton is not reachable"):
                 task.result()
         assert ready.result() is False
@@ -45,13 +42,12 @@ async def test_calls_cut_by_a_reconnect_are_unavailable_not_cancelled(silent_tri
 
 
 async def test_a_caller_cancelled_while_calling_triton_stays_cancelled(silent_triton):
-    backend = TritonBackend(silent_triton, infer_timeout_s=60)
-    x = RawTensor("x", tensor_pb2.DATA_TYPE_FLOAT32, (1, 2), bytes(8))
+    backend = TritonBackend(silent_triton, load_timeout_s=60)
     try:
-        infer = asyncio.create_task(backend.infer("m", [x], ["y"]))
+        load = asyncio.create_task(backend.load("m"))
         await asyncio.sleep(0.3)
-        infer.cancel()
+        load.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await infer
+            await load
     finally:
         await backend.close()

@@ -80,13 +80,13 @@ def test_local_address_reaches_wildcard_listeners_on_loopback():
 
 def test_gateway_settings_defaults():
     s = InferenceSettings(host="0.0.0.0")
-    assert not s.gateway and s.gateway_port == 0 and s.gateway_host == "0.0.0.0"
+    assert s.gateway_port == 0 and s.gateway_host == "0.0.0.0"
     assert s.gateway_auth_cache_s == 5.0 and s.gateway_drift_samples_per_s == 200
     assert s.resolved_gateway_binary == DEFAULT_GATEWAY_BINARY
     assert DEFAULT_GATEWAY_BINARY == ROOT / "services" / "inference" / "gateway" / "bin" / "beamops-gateway"
-    s = InferenceSettings.load(["--gateway", "true", "--gateway-port", "50055",
-                                "--gateway-host", "127.0.0.1", "--gateway-binary", "/x/gw"])
-    assert (s.gateway, s.gateway_port, s.gateway_host) == (True, 50055, "127.0.0.1")
+    s = InferenceSettings.load(["--gateway-port", "50055", "--gateway-host", "127.0.0.1",
+                                "--gateway-binary", "/x/gw"])
+    assert (s.gateway_port, s.gateway_host) == (50055, "127.0.0.1")
     assert s.resolved_gateway_binary == Path("/x/gw")
     for field, value in (("gateway_auth_cache_s", -1), ("gateway_drift_samples_per_s", -1)):
         with pytest.raises(ValueError, match=field):
@@ -96,10 +96,9 @@ def test_gateway_settings_defaults():
 def test_a_missing_binary_refuses_to_start_with_the_way_to_build_it(tmp_path):
     missing = tmp_path / "nope" / "beamops-gateway"
     with pytest.raises(FileNotFoundError) as error:
-        check_gateway_settings(InferenceSettings(gateway=True, gateway_binary=str(missing)))
+        check_gateway_settings(InferenceSettings(gateway_binary=str(missing)))
     assert "make gateway" in str(error.value) and str(missing) in str(error.value)
     assert "make gateway" in missing_binary_message(missing)
-    check_gateway_settings(InferenceSettings(gateway=False, gateway_binary=str(missing)))  # off: fine
 
 
 def test_with_tls_the_gateway_serves_the_services_certificate():

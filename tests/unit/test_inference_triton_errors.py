@@ -1,12 +1,11 @@
-"""How Triton's failures become beamops errors (triton_backend.py; the gateway's Go port,
-internal/triton, maps the same answers to the same messages)."""
+"""How Triton's failures to load or unload a model become beamops errors (triton_backend.py)."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from beamops.inference.triton_backend import ModelNotLoaded, ModelProcessDied, TritonBackend
+from beamops.inference.triton_backend import ModelNotLoaded, TritonBackend
 from beamops.runtime.errors import FailedPrecondition, Unavailable
 
 
@@ -22,18 +21,16 @@ class _RpcError(grpc.RpcError):
 
 
 @pytest.mark.parametrize("code, details, kind, message", [
-    (grpc.StatusCode.INTERNAL, "Stub process 'jets__1_0_0_0' is not healthy.", ModelProcessDied,
-     "the model's process in Triton ended (running the model); it is being restarted, retry shortly"),
     (grpc.StatusCode.UNAVAILABLE, "Stub process 'x' is not healthy.", Unavailable,
-     "Triton is not reachable (running the model); retry shortly"),
+     "Triton is not reachable (loading model 'jets-1'); retry shortly"),
     (grpc.StatusCode.NOT_FOUND, "Request for unknown model: 'jets-1' is not found", ModelNotLoaded,
-     "the model is not loaded in Triton right now (running the model); it is being (re)loaded, "
+     "the model is not loaded in Triton right now (loading model 'jets-1'); it is being (re)loaded, "
      "retry shortly"),
     (grpc.StatusCode.INVALID_ARGUMENT, "onnx runtime error: /opt/m/1/model.onnx failed",
-     FailedPrecondition, "Triton failed running the model: onnx runtime error: <path> failed"),
+     FailedPrecondition, "Triton failed loading model 'jets-1': onnx runtime error: <path> failed"),
 ])
-async def test_triton_failures_map_like_the_gateway(code, details, kind, message):
+async def test_triton_failures_become_clear_errors(code, details, kind, message):
     backend = TritonBackend("127.0.0.1:1")  # the channel connects lazily: nothing is called
-    error = backend._error(_RpcError(code, details), "running the model")
+    error = backend._error(_RpcError(code, details), "loading model 'jets-1'")
     await backend.close()
     assert type(error) is kind and error.message == message

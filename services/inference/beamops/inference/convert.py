@@ -16,7 +16,7 @@ from .domain import (
     Alert, AlertState, Deployment, DriftReport, FeatureDrift, ServedVersion, ServingConfig,
     Signature, State, Target, TargetKind, Thresholds,
 )
-from .deployments import DeployCommand, Prediction, Route
+from .deployments import DeployCommand
 
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
@@ -85,24 +85,6 @@ def deploy_command(req) -> DeployCommand:
         idempotency_key=req.idempotency_key)
 
 
-def route(req) -> Route:
-    kind = req.WhichOneof("route")
-    if kind == "deployment":
-        return Route(deployment=req.deployment)
-    if kind != "model":
-        raise InvalidArgument("route is required: a deployment name or a model", field="route")
-    sel = req.model
-    which = sel.WhichOneof("selector")
-    if which == "parameters_version":
-        return Route(model=sel.model, version=sel.parameters_version)
-    if which == "alias":
-        return Route(model=sel.model, alias=sel.alias)
-    if which == "global_tag_run":
-        return Route(model=sel.model, global_tag=sel.global_tag_run.global_tag,
-                     run=sel.global_tag_run.run)
-    return Route(model=sel.model)
-
-
 def state(value: int) -> State | None:
     if value == pb.DEPLOYMENT_STATE_UNSPECIFIED:
         return None
@@ -127,17 +109,6 @@ def _enum_name(enum, value: int, field: str) -> str:
 
 def tensor(name: str, array: np.ndarray) -> tensor_pb2.Tensor:
     return to_tensor(name, array)
-
-
-def prediction(result: Prediction, out):
-    """Fills a PredictResponse or PredictStreamResponse ``out`` from a prediction; returns it."""
-    add = out.outputs.add
-    for t in result.outputs:
-        add(name=t.name, dtype=t.dtype, shape=t.shape, raw_data=t.data)
-    out.deployment = result.deployment
-    params = out.parameters
-    params.model, params.version = result.model, result.version
-    return out
 
 
 def signature(sig: Signature) -> tensor_pb2.Signature:

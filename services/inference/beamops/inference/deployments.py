@@ -5,14 +5,13 @@ adapter, the Triton backend, the model repository, the alert book and the metric
 
 Switching versions (alias moved, Rollback, Deploy with replace) never fails a request: the new
 version is loaded under a new Triton model name and must be ready; only then does the deployment
-point at it; requests already sent to the old model are awaited, and only then is it unloaded.
+point at it; once the gateway routes no request to the old model, it is unloaded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -26,23 +25,19 @@ from beamops.runtime.names import check_name
 
 from .alerts import AlertBook
 from .domain import (
-    SERVING_STATES, AlertKind, Deployment, DeploymentUsage, DriftReport, GatewayRoute, RawTensor,
-    ResolvedVersion, ServedVersion, ServingConfig, Severity, Signature, State, Target, TargetKind,
-    Thresholds, utcnow,
+    SERVING_STATES, AlertKind, Deployment, DeploymentUsage, DriftReport, GatewayRoute,
+    ResolvedVersion, ServedVersion, ServingConfig, Severity, State, Target, TargetKind, Thresholds,
+    utcnow,
 )
-from .coalescer import Coalescer
 from .drift_monitor import DriftMonitor
 from .gateway_control import RouteTable, route_for
 from .metrics import InferenceMetrics
 from .model_repository import (
-    ModelRepository, config_for, effective_max_batch_size, is_triton_name_of, triton_name,
+    ModelRepository, config_for, is_triton_name_of, triton_name,
 )
-from .triton_backend import ModelProcessDied
-from .validation import InputChecker, check_outputs, output_ranks, shape_output
 
 log = logging.getLogger(__name__)
 
-DRAIN_TIMEOUT_S = 60.0
 GATEWAY_SYNC_TIMEOUT_S = 5.0
 
 
@@ -84,42 +79,11 @@ class Route:
 
 
 @dataclass
-class Prediction:
-    outputs: list[RawTensor]
-    deployment: str
-    model: str
-    version: str
-
-
-@dataclass(slots=True)
-class _Plan:
-    """A deployment's Predict path, prepared when the deployment changes (see ``_plan``)."""
-
-    dep: Deployment
-    version: str
-    triton_name: str
-    checker: InputChecker
-    signature: Signature
-    all_outputs: list[str]
-    output_ranks: dict[str, int]
-    requests: object  # metric children, labelled once
-    latency: object
-    batch_size: object
-    drift: DriftMonitor | None  # the deployment's monitor (a new one means a new plan)
-    monitor: DriftMonitor | None  # the same, when it watches (has a window), else None
-    coalescer: Coalescer | None
-
-    def check_outputs(self, names: Sequence[str]) -> list[str]:
-        return check_outputs(names, self.signature) if names else self.all_outputs
-
-
-@dataclass
 class Options:
     default_max_batch_size: int = 64
     intra_op_threads: int = 1
     alias_poll_interval_s: float = 5.0
     drift_tick_s: float = 1.0
-    coalesce_max_in_flight: int = 1
     service_auth: str | None = None
     service_name: str = "inference-service"
 
@@ -137,11 +101,7 @@ class DeploymentManager:
         self._options = options
         self._deployments: dict[str, Deployment] = {d.name: d for d in store.deployments()}
         self._monitors: dict[str, DriftMonitor] = {}
-        self._plans: dict[str, _Plan] = {}
-        self._coalescers: dict[str, Coalescer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._inflight: dict[str, int] = {}
-        self._drained: dict[str, asyncio.Event] = {}
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -297,7 +257,6 @@ class DeploymentManager:
                 await self._retire(dep.current.triton_name)
             self._deployments.pop(name, None)
             self._monitors.pop(name, None)
-            self._plans.pop(name, None)
             self._refresh_routes()
             self._store.delete_deployment(name)
             self._alerts.resolve_prefix(f"{name}/")
@@ -330,90 +289,17 @@ class DeploymentManager:
             await self._switch(dep, resolved, caller, reason, "deployment.rollback")
             return self._deployments[name]
 
-    # ---- predict ----------------------------------------------------------------------------------
+    # ---- routing ----------------------------------------------------------------------------------
 
-    async def predict(self, route: Route, inputs: Sequence, output_names: Sequence[str],
-                      caller: Caller | None = None) -> Prediction:
-        """Checks ``inputs`` (``beamops.common.v1.Tensor`` messages) against the served
-        signature, runs them on Triton, and returns the outputs as raw tensors."""
-        if route.deployment:  # the common case: no await before the Triton call
-            dep = self._deployments.get(route.deployment)
-            if dep is None:
-                raise NotFound(f"no deployment named {route.deployment!r}",
-                               deployment=route.deployment)
-        else:
-            dep = await self._select(route, caller)
-        plan = self._plans.get(dep.name)
-        if plan is None or plan.dep is not dep or plan.drift is not self._monitors.get(dep.name):
-            plan = self._plan(dep)
-        started = time.perf_counter()
-        try:
-            tensors, rows = plan.checker.check(inputs)
-            outputs = plan.check_outputs(output_names)
-            name = plan.triton_name
-            inflight = self._inflight
-            inflight[name] = inflight.get(name, 0) + 1
-            try:
-                if plan.coalescer is not None:
-                    result = await plan.coalescer.infer(tensors, rows, outputs)
-                else:
-                    result = await self._backend.infer(name, tensors, outputs)
-            finally:
-                left = inflight[name] = inflight[name] - 1
-                if left == 0 and name in self._drained:
-                    self._drained[name].set()
-        except BeamopsError as exc:
-            self._metrics.errors.labels(dep.name, exc.reason).inc()
-            if isinstance(exc, ModelProcessDied):
-                self.restart_model(plan.triton_name)
-            raise
-        ranks = plan.output_ranks
-        result = [shape_output(t, ranks) for t in result]
-        plan.requests.inc()
-        plan.latency.observe(time.perf_counter() - started)
-        if rows:
-            plan.batch_size.observe(rows)
-        if plan.monitor is not None:
-            plan.monitor.observe(tensors, result)
-        return Prediction(result, dep.name, dep.model, plan.version)
-
-    def _plan(self, dep: Deployment) -> "_Plan":
-        """What Predict needs of a deployment, computed once per deployment state."""
-        served = dep.current
-        if dep.state not in SERVING_STATES or served is None:
+    async def resolve(self, route: Route, caller: Caller | None) -> str:
+        """The name of the serving deployment a route names, for the gateway, which answers it
+        (FAILED_PRECONDITION, with its state and why, for a deployment that does not serve)."""
+        dep = await self._select(route, caller)
+        if dep.state not in SERVING_STATES or dep.current is None:
             raise FailedPrecondition(
                 f"deployment {dep.name!r} is {dep.state.value}, not serving"
                 + (f": {dep.state_message}" if dep.state_message else ""), deployment=dep.name)
-        max_batch = effective_max_batch_size(served.signature, dep.serving,
-                                             self._options.default_max_batch_size)
-        monitor = self._monitor(dep)
-        m = self._metrics
-        coalescer = None
-        if max_batch > 0 and self._options.coalesce_max_in_flight > 0:
-            coalescer = self._coalescers.get(served.triton_name)
-            if coalescer is None or coalescer.max_rows != max_batch:
-                coalescer = Coalescer(functools.partial(self._backend.infer, served.triton_name),
-                                      max_rows=max_batch,
-                                      max_in_flight=self._options.coalesce_max_in_flight,
-                                      timeout_s=self._backend.infer_timeout_s,
-                                      counter=m.coalesced.labels(dep.name))
-                self._coalescers[served.triton_name] = coalescer
-        plan = _Plan(
-            dep=dep, version=served.version, triton_name=served.triton_name,
-            checker=InputChecker(served.signature, max_batch), signature=served.signature,
-            all_outputs=[t.name for t in served.signature.outputs],
-            output_ranks=output_ranks(served.signature),
-            requests=m.requests.labels(dep.name, served.version), latency=m.latency.labels(dep.name),
-            batch_size=m.batch_size.labels(dep.name),
-            drift=monitor, monitor=monitor if monitor is not None and monitor.window is not None else None,
-            coalescer=coalescer)
-        self._plans[dep.name] = plan
-        return plan
-
-    async def resolve(self, route: Route, caller: Caller | None) -> str:
-        """The name of the deployment a model selector picks, as Predict picks it (for the
-        gateway, which serves it on its route)."""
-        return (await self._select(route, caller)).name
+        return dep.name
 
     async def _select(self, route: Route, caller: Caller | None) -> Deployment:
         if route.deployment:
@@ -729,6 +615,10 @@ class DeploymentManager:
         dep = self._put(dep.model_copy(update=dict(
             state=State.READY, current=served, next_version="", state_message="",
             serving_since=utcnow())))
+        # Deploy returns once the gateway serves it: a Predict right after it is answered.
+        if not await self._routes.in_use(GATEWAY_SYNC_TIMEOUT_S):
+            log.warning("the gateway did not take the route of %s within %.0f s", dep.name,
+                        GATEWAY_SYNC_TIMEOUT_S)
         self._alerts.resolve(f"{dep.name}/failed")
         await self._audit("deployment.deploy", dep, reason, caller, version=served.version,
                           sha256=served.sha256, target=f"{dep.target.kind.value}:{dep.target.value}")
@@ -767,23 +657,12 @@ class DeploymentManager:
                           from_version=old.version, version=served.version, sha256=served.sha256)
 
     async def _retire(self, triton_model: str) -> None:
-        """Waits until the gateway no longer routes to ``triton_model`` and the requests in
-        flight on it here have finished, then unloads it."""
+        """Waits until the gateway no longer routes to ``triton_model``, then unloads it (a
+        request still in flight there is retried by the gateway on the new route)."""
         if not await self._routes.in_use(GATEWAY_SYNC_TIMEOUT_S):
             log.warning("the gateway did not take the new routes within %.0f s; unloading %s "
                         "anyway (its requests there are retried on the new route)",
                         GATEWAY_SYNC_TIMEOUT_S, triton_model)
-        if self._inflight.get(triton_model, 0) > 0:
-            event = self._drained.setdefault(triton_model, asyncio.Event())
-            event.clear()
-            if self._inflight.get(triton_model, 0) > 0:
-                try:
-                    await asyncio.wait_for(event.wait(), DRAIN_TIMEOUT_S)
-                except TimeoutError:
-                    log.warning("requests on %s still in flight; unloading anyway", triton_model)
-        self._drained.pop(triton_model, None)
-        self._inflight.pop(triton_model, None)
-        self._coalescers.pop(triton_model, None)
         try:
             await self._backend.unload(triton_model)
         except BeamopsError as exc:

@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 import numpy as np
 
 from beamops.common.v1 import tensor_pb2
+from beamops.tensors import DTYPES
 
 from . import drift
 from .domain import (
     DriftReport, FeatureDrift, FeatureKind, FeatureReference, RawTensor, Signature, Thresholds,
 )
-from .validation import as_array
 
 _NAMED = re.compile(r"^(?P<tensor>[^\[\]]+)(\[(?P<index>\d+)\])?$")
 _NON_NUMERIC = {tensor_pb2.DATA_TYPE_BOOL, tensor_pb2.DATA_TYPE_BYTES}
@@ -212,3 +212,8 @@ class DriftMonitor:
         out.psi_exceeded = out.psi > self.thresholds.psi
         out.ks_exceeded = out.ks_statistic > self.thresholds.ks_statistic
         return out
+
+
+def as_array(tensor: RawTensor) -> np.ndarray:
+    """A read-only numpy view of a raw tensor's bytes."""
+    return np.frombuffer(tensor.data, dtype=DTYPES[tensor.dtype]).reshape(tensor.shape)

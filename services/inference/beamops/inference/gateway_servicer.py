@@ -55,8 +55,9 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):
 
     async def Resolve(self, req: pb.ResolveRequest, context) -> pb.ResolveResponse:
         auth = self._authenticator.check(req.authorization)
-        route = Route(model=req.model, version=req.version, alias=req.alias,
-                      global_tag=req.global_tag, run=req.run if req.HasField("run") else None)
+        route = Route(deployment=req.deployment, model=req.model, version=req.version,
+                      alias=req.alias, global_tag=req.global_tag,
+                      run=req.run if req.HasField("run") else None)
         name = await self._deployments.resolve(route, Caller(auth.principal.name, req.authorization or None))
         return pb.ResolveResponse(deployment=name)
 

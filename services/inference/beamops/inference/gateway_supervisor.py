@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import os
 import signal
@@ -102,7 +101,8 @@ class EmbeddedTriton:
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
             infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int,
             tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None,
-            http_listen: str = "", open_metadata: bool = False) -> list[str]:
+            http_listen: str = "", open_metadata: bool = False,
+            loopback_listen: str = "") -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
     args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
             "--max-message-bytes", str(max_message_bytes),
@@ -113,6 +113,8 @@ def command(binary: Path, *, listen: str, service: str, triton: str, max_message
         args += ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         if tls.client_ca_file is not None:
             args += ["--tls-client-ca", str(tls.client_ca_file)]
+        if loopback_listen:
+            args += ["--loopback-listen", loopback_listen]
     if http_listen:
         args += ["--http-listen", http_listen]
     if open_metadata:
@@ -143,6 +145,7 @@ class GatewaySupervisor:
         self.host, self.port, self.http_port = host, port, http_port
         self._auto_port = port == 0
         self._auto_http_port = http_port == 0
+        self.loopback_port = 0  # with TLS: where this service reaches the fronts in plaintext
         self._open_metadata = open_metadata
         self._token = token
         self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
@@ -158,6 +161,12 @@ class GatewaySupervisor:
     def address(self) -> str:
         """Where clients reach the gateway from this machine (host:port)."""
         return local_address(self.host, self.port)
+
+    @property
+    def plaintext_address(self) -> str:
+        """Where this service reaches the gateway's gRPC fronts without TLS: its port, or with
+        TLS a loopback port of its own."""
+        return f"127.0.0.1:{self.loopback_port}" if self.tls is not None else self.address
 
     @property
     def http_address(self) -> str:
@@ -184,12 +193,15 @@ class GatewaySupervisor:
         if not self.binary.is_file():
             raise GatewayStartError(missing_binary_message(self.binary))
         await asyncio.to_thread(self.stop_leftover)
-        attempts = FREE_PORT_ATTEMPTS if self._auto_port or self._auto_http_port else 1
+        attempts = (FREE_PORT_ATTEMPTS if self._auto_port or self._auto_http_port or self.tls
+                    else 1)
         for attempt in range(attempts):
             if self._auto_port and (attempt > 0 or self.port == 0):
                 self.port = free_port()
             if self._auto_http_port and (attempt > 0 or self.http_port == 0):
                 self.http_port = free_port()
+            if self.tls is not None and (attempt > 0 or self.loopback_port == 0):
+                self.loopback_port = free_port()
             try:
                 await self._start_once()
                 return
@@ -208,7 +220,9 @@ class GatewaySupervisor:
         if ":" in self.host and not self.host.startswith("["):
             http_listen = f"[{self.host}]:{self.http_port}"
         args = command(self.binary, listen=listen, http_listen=http_listen,
-                       open_metadata=self._open_metadata, **self._flags)
+                       open_metadata=self._open_metadata,
+                       loopback_listen=f"127.0.0.1:{self.loopback_port}" if self.tls else "",
+                       **self._flags)
         self._end_stubs()  # of an embedded Triton that exited with its gateway
         with open(self.log_path, "ab") as out:
             self._process = subprocess.Popen(
@@ -229,15 +243,12 @@ class GatewaySupervisor:
 
     async def _wait_ready(self) -> None:
         """Until the gateway is ready: a health check through it answers SERVING (it forwards
-        to the service); with TLS (whose certificate may not name this address, and may demand
-        a client certificate) its port accepting connections, which it does once it has loaded
-        its certificates and connected its clients."""
+        to the service), asked where this service reaches it in plaintext."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout_s
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            ready = self._listening if self.tls is not None else functools.partial(
-                self._serving, health_pb2_grpc.HealthStub(channel))
-            while not await ready():
+        async with grpc.aio.insecure_channel(self.plaintext_address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while not await self._serving(health):
                 if not self.is_running():
                     raise GatewayStartError(f"beamops-gateway exited with code "
                                             f"{self._process.returncode}{self._log_tail()}")
@@ -253,15 +264,6 @@ class GatewaySupervisor:
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-    async def _listening(self) -> bool:
-        host, port = self.address.rsplit(":", 1)
-        try:
-            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
-        except OSError:
-            return False
-        writer.close()
-        return True
 
     def watch(self, metrics: InferenceMetrics, alerts: AlertBook,
               on_restart: Callable[[], Awaitable[None]]) -> None:

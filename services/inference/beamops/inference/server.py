@@ -2,11 +2,11 @@
 
 Builds the parts and hands them to each other: the store, the registry adapter (its own gRPC
 channel), Triton (the bundled one, or an external one), the model repository, alerts, metrics,
-the deployment manager, and the servicers. With ``gateway`` on, it then starts beamops-gateway in
+the deployment manager, and the servicers. It then starts beamops-gateway, the data plane, in
 front of itself; the returned server's ``gateway_port`` and ``gateway_address`` say where it
 listens. The bundled Triton runs inside that gateway's process (``triton_in_gateway``, the
-default with the gateway on), else as a tritonserver process started and supervised here. The
-deployments are restored once Triton runs.
+default), else as a tritonserver process started and supervised here. The deployments are
+restored once Triton runs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from beamops.runtime.server import RunningServer, Service, create_grpc_server, r
 
 from .alerts import AlertBook
 from .bundled_triton import TritonPaths
+from .data_plane import DataPlane
 from .deployments import DeploymentManager, Options
 from .gateway_servicer import GatewayServicer
 from .gateway_supervisor import (
@@ -51,7 +52,7 @@ GATEWAY_PRINCIPAL = Principal("inference-gateway", auth_pb2.ROLE_ADMIN)
 class InferenceServer(RunningServer):
     """The running service, and the gateway it started in front of itself (if any)."""
 
-    gateway: GatewaySupervisor | None = None
+    gateway: GatewaySupervisor | None = None  # set once it started
 
     @classmethod
     def of(cls, base: RunningServer) -> InferenceServer:
@@ -70,8 +71,6 @@ class InferenceServer(RunningServer):
 
 def check_gateway_settings(settings: InferenceSettings) -> None:
     """Refuses to start (before anything is started) when the gateway cannot run."""
-    if not settings.gateway:
-        return
     if not settings.resolved_gateway_binary.is_file():
         raise FileNotFoundError(missing_binary_message(settings.resolved_gateway_binary))
 
@@ -85,7 +84,7 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
     else:
         paths = TritonPaths.from_install(settings.triton_venv.resolve(), repository_root.resolve())
         backend_kind = "python"
-        if settings.gateway and settings.triton_in_gateway:
+        if settings.triton_in_gateway:
             # Triton starts with the gateway, below; the service reaches it through the gateway.
             paths.model_repository.mkdir(parents=True, exist_ok=True)
             embedded = EmbeddedTriton(paths, settings.var_dir / "triton" / "tritonserver.pid")
@@ -102,7 +101,6 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
     store = SqlStore(settings.var_dir / "inference.db")
     gateway_token = secrets.token_urlsafe(32)
     backend = TritonBackend(triton_url, load_timeout_s=settings.triton_load_timeout_s,
-                            infer_timeout_s=settings.triton_infer_timeout_s,
                             token=gateway_token if embedded is not None else None)
     registry_channel = grpc.aio.insecure_channel(
         settings.registry_address,
@@ -113,19 +111,18 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
                       intra_op_threads=settings.intra_op_threads,
                       alias_poll_interval_s=settings.alias_poll_interval_s,
                       drift_tick_s=settings.drift_tick_s,
-                      coalesce_max_in_flight=settings.coalesce_max_in_flight,
                       service_auth=f"Bearer {token}" if token else None)
 
     metrics = InferenceMetrics()
     alerts = AlertBook(store, metrics)
     repository = ModelRepository(repository_root, backend_kind)
     manager = DeploymentManager(store, registry, backend, repository, alerts, metrics, options)
-    authenticator = authenticator_for(
-        settings, extra={gateway_token: GATEWAY_PRINCIPAL} if settings.gateway else None)
+    authenticator = authenticator_for(settings, extra={gateway_token: GATEWAY_PRINCIPAL})
+    data_plane = DataPlane(settings.max_message_bytes)
     services = [
         Service(
             descriptor=inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"],
-            servicer=InferenceServicer(manager, alerts),
+            servicer=InferenceServicer(manager, alerts, data_plane),
             add_to_server=inference_service_pb2_grpc.add_InferenceServiceServicer_to_server,
         ),
         Service(
@@ -136,7 +133,7 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
     ]
     try:
         base = await create_grpc_server(settings, services, authenticator=authenticator,
-                                        loopback=settings.gateway)
+                                        loopback=True)
     except BaseException:
         await registry_channel.close()
         await backend.close()
@@ -155,6 +152,7 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
 
     async def shutdown() -> None:
         await manager.stop()
+        await data_plane.close()
         await backend.close()
         await registry_channel.close()
         if supervisor is not None:
@@ -163,31 +161,31 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
 
     running.on_stop.append(shutdown)
 
-    if settings.gateway:
-        gateway = GatewaySupervisor(
-            settings.resolved_gateway_binary, settings.var_dir / "gateway",
-            host=settings.gateway_host, port=settings.gateway_port,
-            # With TLS the service also listens in plaintext on loopback, for the gateway only.
-            service=(f"127.0.0.1:{running.loopback_port}" if running.loopback_port
-                     else local_address(settings.host, running.port)),
-            triton=triton_url, token=gateway_token, max_message_bytes=settings.max_message_bytes,
-            infer_timeout_s=settings.triton_infer_timeout_s,
-            drift_samples_per_s=settings.gateway_drift_samples_per_s,
-            coalesce_in_flight=settings.coalesce_max_in_flight,
-            tls=(GatewayTls(settings.tls_cert_file, settings.tls_key_file,
-                            settings.tls_client_ca_file) if settings.tls_cert_file else None),
-            embedded=embedded, http_port=settings.gateway_http_port,
-            open_metadata=settings.gateway_open_metadata,
-            start_timeout_s=max(30.0, settings.triton_start_timeout_s) if embedded else 30.0,
-            watch_interval_s=settings.triton_watch_interval_s if embedded else 1.0)
-        try:
-            await gateway.start()
-        except BaseException:
-            await running.stop(drain_s=0, grace_s=1)
-            raise
-        gateway.watch(metrics, alerts, on_restart)
-        running.before_stop.append(gateway.stop)  # in-flight gateway calls finish first
-        running.gateway = gateway
+    gateway = GatewaySupervisor(
+        settings.resolved_gateway_binary, settings.var_dir / "gateway",
+        host=settings.gateway_host, port=settings.gateway_port,
+        # With TLS the service also listens in plaintext on loopback, for the gateway only.
+        service=(f"127.0.0.1:{running.loopback_port}" if running.loopback_port
+                 else local_address(settings.host, running.port)),
+        triton=triton_url, token=gateway_token, max_message_bytes=settings.max_message_bytes,
+        infer_timeout_s=settings.triton_infer_timeout_s,
+        drift_samples_per_s=settings.gateway_drift_samples_per_s,
+        coalesce_in_flight=settings.coalesce_max_in_flight,
+        tls=(GatewayTls(settings.tls_cert_file, settings.tls_key_file,
+                        settings.tls_client_ca_file) if settings.tls_cert_file else None),
+        embedded=embedded, http_port=settings.gateway_http_port,
+        open_metadata=settings.gateway_open_metadata,
+        start_timeout_s=max(30.0, settings.triton_start_timeout_s) if embedded else 30.0,
+        watch_interval_s=settings.triton_watch_interval_s if embedded else 1.0)
+    try:
+        await gateway.start()
+    except BaseException:
+        await running.stop(drain_s=0, grace_s=1)
+        raise
+    gateway.watch(metrics, alerts, on_restart)
+    running.before_stop.append(gateway.stop)  # in-flight gateway calls finish first
+    running.gateway = gateway
+    data_plane.connect(gateway.plaintext_address)
     # Deployments are restored into Triton once it runs (with an embedded Triton: the gateway).
     try:
         await manager.start()

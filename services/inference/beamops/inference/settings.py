@@ -7,9 +7,11 @@ container with a GPU), the service starts nothing and writes ``platform: "onnxru
 models into ``triton_model_repository``, which that Triton must see at the same path and run with
 ``--model-control-mode=explicit``.
 
-Gateway: with ``gateway`` on, the service also starts and supervises beamops-gateway (the Go data
-plane, ``make gateway`` builds it), which serves Predict/PredictStream itself on ``gateway_port``
-and forwards every other call here: its address is a complete InferenceService address.
+Gateway: the service starts and supervises beamops-gateway (the Go data plane, ``make gateway``
+builds it), which answers every inference call: beamops Predict/PredictStream and Triton's
+protocol on ``gateway_port``, REST on ``gateway_http_port``. It forwards every other
+InferenceService call here, so its address is a complete InferenceService address; Predict
+calls made to this service's own port are passed to it.
 
 Registry: calls made for a caller (Deploy, Rollback, ...) forward the caller's token; background
 work (restoring deployments at start, following aliases) uses ``registry_token``, which needs the
@@ -59,11 +61,10 @@ class InferenceSettings(ServiceSettings):
     intra_op_threads: int = Field(1, description="ONNX Runtime threads per model instance "
                                   "(bundled Triton).")
     coalesce_max_in_flight: int = Field(
-        1, description="Calls to one batching Triton model in flight at once, from the service "
-        "and from its gateway each; Predict requests arriving meanwhile are coalesced into one "
-        "Triton call (then cut apart again). 0: no limit and no coalescing (Triton's dynamic "
-        "batcher alone). Raise it for a Triton with "
-        "spare capacity (several instances, a GPU) when the gateway is not CPU-bound.")
+        1, description="Calls to one batching Triton model in flight at once from the gateway; "
+        "Predict requests arriving meanwhile are coalesced into one Triton call (then cut apart "
+        "again). 0: no limit and no coalescing (Triton's dynamic batcher alone). Raise it for a "
+        "Triton with spare capacity (several instances, a GPU) when the gateway is not CPU-bound.")
     default_max_batch_size: int = Field(64, description="max_batch_size when a Deploy leaves it 0 "
                                         "and the signature has a variable first dimension.")
 
@@ -82,8 +83,6 @@ class InferenceSettings(ServiceSettings):
                                 "evaluation that is due (each has its own interval).")
 
     # --- Gateway (compiled data plane) ----------------------------------------------------------
-    gateway: bool = Field(False, description="Start and supervise beamops-gateway, which serves "
-                          "Predict and PredictStream itself and forwards every other call here.")
     gateway_port: int = Field(0, description="Port the gateway listens on; 0 picks a free one "
                               "(`make up` uses 50055).")
     gateway_http_port: int = Field(0, ge=0, description="Port of the gateway's Open Inference "
@@ -98,7 +97,7 @@ class InferenceSettings(ServiceSettings):
                                 "services/inference/gateway/bin/beamops-gateway, built by "
                                 "`make gateway`).")
     triton_in_gateway: bool = Field(
-        True, description="With gateway on and the bundled Triton: run Triton inside the "
+        True, description="With the bundled Triton: run Triton inside the "
         "gateway's process (its in-process library; a Predict through the gateway then makes no "
         "second gRPC hop) instead of as a tritonserver process of its own.")
     gateway_auth_cache_s: float = Field(5.0, ge=0, description="How long the gateway may reuse the "

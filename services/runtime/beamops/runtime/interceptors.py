@@ -241,9 +241,23 @@ class _RichStatus(
     pass
 
 
+class Relayed(Exception):
+    """The status of a call this service passed on to another server: its caller gets it as it
+    came (code, message and google.rpc details)."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+
 def status_for(exc: BaseException, method: str, request_id: str) -> grpc.Status:
     """The status a caller sees for ``exc``: code, message, and google.rpc details."""
     name = method.rsplit("/", 1)[-1]
+    if isinstance(exc, Relayed):
+        details = tuple((k, v) for k, v in (exc.error.trailing_metadata() or ())
+                        if k == "grpc-status-details-bin")
+        return _RichStatus(exc.error.code(), exc.error.details(),
+                           details + ((REQUEST_ID_KEY, request_id),))
     if isinstance(exc, errors.BeamopsError):
         code, message, reason, metadata = (
             STATUS_CODES[exc.reason], exc.message, exc.reason, exc.metadata,

@@ -125,7 +125,6 @@ class Stack:
         if service.name == "inference":
             env[f"{p}REGISTRY_ADDRESS"] = f"127.0.0.1:{self._port_of('registry')}"
             env[f"{p}REGISTRY_TOKEN"] = self._service_token("inference-service", auth_pb2.ROLE_PUBLISHER)
-            env.setdefault(f"{p}GATEWAY", "true")
             env.setdefault(f"{p}GATEWAY_PORT", str(self.gateway_port))
             env.setdefault(f"{p}GATEWAY_HTTP_PORT", str(self.gateway_http_port))
         if service.name == "data":

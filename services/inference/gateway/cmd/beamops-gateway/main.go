@@ -70,6 +70,8 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 	fs.IntVar(procs, "procs", 0, "CPUs the gateway runs Go code on at once (GOMAXPROCS); 0: half of those available, "+
 		"at least 1 (the gateway shares the host with Triton); the GOMAXPROCS variable, when set, wins")
 	fs.StringVar(&cfg.HTTPListen, "http-listen", "", "HOST:PORT of the Open Inference Protocol's REST front (empty: none)")
+	fs.StringVar(&cfg.LoopbackListen, "loopback-listen", "", "with TLS: 127.0.0.1:PORT where the same fronts are served in "+
+		"plaintext, for the inference service alone (it passes its own Predict calls to the gateway there)")
 	fs.BoolVar(&cfg.OpenMetadata, "open-metadata", false, "answer the Open Inference Protocol's setup calls (metadata, "+
 		"config, repository index, statistics) without credentials, as stock CMSSW makes them")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate chain: serve callers TLS (with --tls-key)")

@@ -1,5 +1,5 @@
 // Package coalesce joins concurrent small Predict requests for one batching Triton model into one
-// Triton call, as services/inference/beamops/inference/coalescer.py does for the Python service.
+// Triton call.
 //
 // Each Triton call costs a fixed amount of CPU, in the gateway and in Triton's own gRPC front,
 // whatever its size. So per Triton model at most MaxInFlight calls run at once; requests that
@@ -26,7 +26,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/beamops/beamops/services/inference/gateway/internal/pyrepr"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 )
@@ -268,7 +267,7 @@ func split(outputs []tensor.Tensor, batch []*waiting) ([][]tensor.Tensor, *rpcst
 		t := &outputs[j]
 		if len(t.Shape) == 0 || t.Shape[0] != total || int64(len(t.Data))%total != 0 {
 			return nil, rpcstatus.New(codes.FailedPrecondition,
-				"Triton failed running the model: output "+pyrepr.Str(t.Name)+" is not batch-major")
+				"Triton failed running the model: output "+strconv.Quote(t.Name)+" is not batch-major")
 		}
 		rowBytes := int64(len(t.Data)) / total
 		start := int64(0)

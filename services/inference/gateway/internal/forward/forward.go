@@ -48,32 +48,18 @@ func skipHeader(k string) bool {
 	return false
 }
 
-// Open starts the upstream call of method with the caller's metadata, deadline and
-// cancellation (ctx: the caller's stream context or one derived from it).
-func (f *Forwarder) Open(ctx context.Context, method string) (grpc.ClientStream, error) {
-	return f.Conn.NewStream(Outgoing(ctx), &streamDesc, method)
-}
-
-// Forward relays the call on ss to the service. first, when not nil, is a request message
-// already read from ss: it is sent before the rest.
-func (f *Forwarder) Forward(ss grpc.ServerStream, method string, first *rawcodec.Frame) error {
+// Forward relays the call on ss to the service, with the caller's metadata, deadline and
+// cancellation.
+func (f *Forwarder) Forward(ss grpc.ServerStream, method string) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
-	cs, err := f.Open(ctx, method)
+	cs, err := f.Conn.NewStream(Outgoing(ctx), &streamDesc, method)
 	if err != nil {
-		if first != nil {
-			first.Free()
-		}
 		return err
 	}
 	// Caller -> service. Ends with CloseSend when the caller closes its side; a failure to send
 	// means the upstream call is over, and its status comes from the receiving side below.
 	go func() {
-		if first != nil {
-			if cs.SendMsg(first) != nil {
-				return
-			}
-		}
 		for {
 			var fr rawcodec.Frame
 			if err := ss.RecvMsg(&fr); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
 	"github.com/beamops/beamops/services/inference/gateway/internal/dataplane"
+	"github.com/beamops/beamops/services/inference/gateway/internal/routes"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 )
@@ -66,8 +67,8 @@ func stringParam(v string) *tritonpb.InferParameter {
 
 // selection reads the request parameters: a run (with a global tag, or the model's only
 // global-tag deployment's) picks the parameters version by interval of validity.
-func selection(params map[string]*tritonpb.InferParameter) (*Selector, *rpcstatus.Error) {
-	var s Selector
+func selection(params map[string]*tritonpb.InferParameter) (*routes.Selector, *rpcstatus.Error) {
+	var s routes.Selector
 	for name, p := range params {
 		if !knownRequestParameters[name] {
 			return nil, unknownParameter(name)

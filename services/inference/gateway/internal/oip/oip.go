@@ -35,22 +35,12 @@ type Authorizer interface {
 	CheckCertificate(ctx context.Context, subject, method string) *rpcstatus.Error
 }
 
-// ResolveFunc asks the control plane which deployment serves a selector the route table cannot
-// decide (an alias no deployment follows, a global tag and run): GatewayService.Resolve.
-type ResolveFunc func(ctx context.Context, authorization string, s Selector) (deployment string, e *rpcstatus.Error)
-
-// Selector is a model narrowed by at most one of version, alias or run (with a global tag).
-type Selector struct {
-	Model, Version, Alias, GlobalTag string
-	Run                              *int64
-}
-
 // Front answers the protocol. Routes, Plane and Auth are required.
 type Front struct {
 	Routes  *routes.Store
 	Plane   *dataplane.Plane
 	Auth    Authorizer
-	Resolve ResolveFunc // nil: selectors the table cannot decide are NOT_FOUND
+	Resolve routes.ResolveFunc // nil: selectors the table cannot decide are NOT_FOUND
 	Stats   *dataplane.Statistics
 	// OpenMetadata: the setup calls (ServerMetadata, ModelReady, ModelMetadata, ModelConfig,
 	// RepositoryIndex, ModelStatistics) answer callers without credentials, as stock CMSSW

@@ -21,7 +21,7 @@ import (
 //     first by name, as beamops Predict picks); with nothing: the deployment serving the
 //     model's only served version;
 //   - a run (with a global tag), or an alias no deployment follows: the control plane decides.
-func (f *Front) route(ctx context.Context, c Call, name, version string, run *Selector) (*routes.Route, *rpcstatus.Error) {
+func (f *Front) route(ctx context.Context, c Call, name, version string, run *routes.Selector) (*routes.Route, *rpcstatus.Error) {
 	if name == "" {
 		return nil, rpcstatus.InvalidField("model_name is required: a deployment or a model", "model_name")
 	}
@@ -56,7 +56,7 @@ func (f *Front) route(ctx context.Context, c Call, name, version string, run *Se
 	}
 	if len(served) > 0 && ParametersVersion(version) == "" && !strings.Contains(version, ".") {
 		// An alias no deployment follows: the registry says which version it names.
-		return f.resolved(ctx, c, Selector{Model: name, Alias: version})
+		return f.resolved(ctx, c, routes.Selector{Model: name, Alias: version})
 	}
 	return nil, rpcstatus.New(codes.NotFound, fmt.Sprintf("version %q of %q is not deployed", version, name))
 }
@@ -88,16 +88,9 @@ func only(name string, served []*routes.Route, deployment *routes.Route) (*route
 }
 
 // resolved asks the control plane and returns the route of the deployment it names.
-func (f *Front) resolved(ctx context.Context, c Call, s Selector) (*routes.Route, *rpcstatus.Error) {
+func (f *Front) resolved(ctx context.Context, c Call, s routes.Selector) (*routes.Route, *rpcstatus.Error) {
 	if f.Resolve == nil {
 		return nil, rpcstatus.New(codes.NotFound, fmt.Sprintf("%q: this gateway cannot resolve aliases or runs", s.Model))
 	}
-	deployment, e := f.Resolve(ctx, strings.TrimSpace(c.Authorization), s)
-	if e != nil {
-		return nil, e
-	}
-	if r := f.Routes.Load().Get(deployment); r != nil {
-		return r, nil
-	}
-	return nil, rpcstatus.New(codes.Unavailable, fmt.Sprintf("deployment %q is not serving now; retry shortly", deployment))
+	return f.Routes.Resolve(ctx, f.Resolve, strings.TrimSpace(c.Authorization), s)
 }

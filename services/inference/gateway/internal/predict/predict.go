@@ -1,13 +1,14 @@
-// Package predict is the gateway's gRPC handler: it serves InferenceService.Predict and
-// PredictStream itself for requests that name a deployment in the route table, exactly as the
-// Python service's servicer.py and DeploymentManager.predict do, and forwards every other call
-// unchanged to the Python service.
+// Package predict is the gateway's beamops front: it serves InferenceService.Predict and
+// PredictStream on the data plane (every request, whichever deployment or model selector it
+// names) and forwards every other InferenceService call unchanged to the control plane, the
+// Python service.
 package predict
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,8 +29,8 @@ const (
 	StreamMethod  = "/beamops.inference.v1.InferenceService/PredictStream"
 )
 
-// StreamInFlight is the most requests of one PredictStream in flight (servicer.py's
-// STREAM_IN_FLIGHT); the gateway stops reading the stream while that many are pending.
+// StreamInFlight is the most requests of one PredictStream in flight; the gateway stops
+// reading the stream while that many are pending.
 const StreamInFlight = 64
 
 // Authorizer admits callers (auth.Cache).
@@ -43,6 +44,7 @@ type Gateway struct {
 	Routes       *routes.Store
 	Auth         Authorizer
 	Plane        *dataplane.Plane
+	Resolve      routes.ResolveFunc // what the table alone cannot decide
 	Forward      *forward.Forwarder
 	MaxSendBytes int // the server's MaxSendMsgSize (0: no limit)
 	// OIP serves the Open Inference Protocol's methods (inference.GRPCInferenceService/...).
@@ -63,7 +65,7 @@ func (g *Gateway) Handle(_ any, ss grpc.ServerStream) error {
 			return err
 		}
 	}
-	return g.Forward.Forward(ss, method, nil)
+	return g.Forward.Forward(ss, method)
 }
 
 func lastValue(ctx context.Context, key string) string {
@@ -82,28 +84,28 @@ func requestID(ctx context.Context) string {
 }
 
 func (g *Gateway) predict(ss grpc.ServerStream) error {
-	fr := new(rawcodec.Frame)
-	if err := ss.RecvMsg(fr); err != nil {
-		if err == io.EOF { // no request: let the service answer as it does
-			return g.Forward.Forward(ss, PredictMethod, nil)
-		}
-		return err
-	}
-	buf := fr.Bytes()
-	var req wire.Request
-	if wire.ParsePredict(buf, &req) != nil {
-		return g.Forward.Forward(ss, PredictMethod, fr)
-	}
-	route := g.routeOf(&req)
-	if route == nil {
-		return g.Forward.Forward(ss, PredictMethod, fr)
-	}
-	fr.Free()
-
 	ctx := ss.Context()
 	rid := requestID(ctx)
 	ss.SetTrailer(metadata.Pairs(rpcstatus.RequestIDKey, rid))
-	if e := g.Auth.Check(ctx, lastValue(ctx, "authorization"), "Predict"); e != nil {
+	fr := new(rawcodec.Frame)
+	if err := ss.RecvMsg(fr); err != nil {
+		if err == io.EOF {
+			return rpcstatus.New(codes.InvalidArgument, "the call carried no PredictRequest").Err(rid)
+		}
+		return err
+	}
+	var req wire.Request
+	err := wire.ParsePredict(fr.Bytes(), &req)
+	fr.Free()
+	if err != nil {
+		return rpcstatus.New(codes.InvalidArgument, "the request is not a valid PredictRequest message").Err(rid)
+	}
+	authorization := lastValue(ctx, "authorization")
+	if e := g.Auth.Check(ctx, authorization, "Predict"); e != nil {
+		return e.Err(rid)
+	}
+	route, e := g.routeFor(ctx, authorization, &req)
+	if e != nil {
 		return e.Err(rid)
 	}
 	served, outputs, e := g.serve(ctx, route, &req, "Predict", rid)
@@ -113,20 +115,35 @@ func (g *Gateway) predict(ss grpc.ServerStream) error {
 	return ss.SendMsg(&rawcodec.Frame{Data: wire.PredictResponse(outputs, &served.Tail)})
 }
 
-// routeOf is the route a request names in the current table: its deployment, or the deployment
-// its model selector picks when the table alone decides (routes.Table.Select). nil: the service
-// answers it.
-func (g *Gateway) routeOf(req *wire.Request) *routes.Route {
+// routeFor is the route that answers a request: the deployment it names, or the one its model
+// selector picks, from the current table when the table alone decides (routes.Table.Select),
+// else as the control plane decides (an alias no deployment follows, a run, a deployment that
+// is not serving: the control plane says why).
+func (g *Gateway) routeFor(ctx context.Context, authorization string, req *wire.Request) (*routes.Route, *rpcstatus.Error) {
 	t := g.Routes.Load()
+	var sel routes.Selector
 	switch req.Route {
 	case wire.RouteDeployment:
-		return t.Get(req.Deployment)
-	case wire.RouteModel:
-		if s := &req.Selector; !s.Run {
-			return t.Select(s.Model, s.Version, s.Alias)
+		if req.Deployment == "" {
+			break
 		}
+		if r := t.Get(req.Deployment); r != nil {
+			return r, nil
+		}
+		sel.Deployment = req.Deployment
+	case wire.RouteModel:
+		s := &req.Selector
+		if s.Run == nil {
+			if r := t.Select(s.Model, s.Version, s.Alias); r != nil {
+				return r, nil
+			}
+		}
+		sel = routes.Selector{Model: s.Model, Version: s.Version, Alias: s.Alias, GlobalTag: s.GlobalTag, Run: s.Run}
 	}
-	return nil
+	if sel.Deployment == "" && sel.Model == "" {
+		return nil, rpcstatus.InvalidField("route is required: a deployment name or a model", "route")
+	}
+	return g.Routes.Resolve(ctx, g.Resolve, strings.TrimSpace(authorization), sel)
 }
 
 // serve runs a routed request on the data plane.

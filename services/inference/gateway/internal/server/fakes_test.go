@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
@@ -83,8 +86,10 @@ func (f *fakeTriton) callsOf(model string) int {
 	return f.calls[model]
 }
 
-// ---- a fake Python inference service: InferenceService answers as "python", GatewayService
-// streams the tables pushed on tables and answers Authorize from tokens. ----------------------
+// ---- a fake Python inference service, the control plane: GatewayService streams the tables
+// pushed on tables, answers Authorize from readerTokens and Resolve with resolve;
+// InferenceService serves GetDeployment and WatchAlerts (forwarded by the gateway). Its Predict
+// and PredictStream only count calls: the gateway answers every inference request itself. ----
 
 type fakeService struct {
 	inferencev1.UnimplementedInferenceServiceServer
@@ -94,7 +99,11 @@ type fakeService struct {
 	mu      sync.Mutex
 	reports []*inferencev1.ReportUsageRequest
 	authN   int
-	lastMD  metadata.MD
+	lastMD  metadata.MD // of the last GetDeployment
+	// resolve answers Resolve (a deployment name or an error); nil: NOT_FOUND for everything.
+	resolve   func(*inferencev1.ResolveRequest) (string, error)
+	resolved  []*inferencev1.ResolveRequest // every Resolve request, in order
+	inference int                           // Predict and PredictStream calls that reached the service
 }
 
 var readerTokens = map[string]bool{"Bearer reader": true}
@@ -140,6 +149,88 @@ func (f *fakeService) Authorize(ctx context.Context, req *inferencev1.AuthorizeR
 		Message: "the token is unknown or has been revoked"}).Err("python-request")
 }
 
+// resolveRequestID is the request id in the details of the fake's Resolve refusals: the
+// gateway's answer must carry its caller's request id instead.
+const resolveRequestID = "resolve-request"
+
+func (f *fakeService) Resolve(ctx context.Context, req *inferencev1.ResolveRequest) (*inferencev1.ResolveResponse, error) {
+	if err := f.gatewayCaller(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.resolved = append(f.resolved, proto.Clone(req).(*inferencev1.ResolveRequest))
+	resolve := f.resolve
+	f.mu.Unlock()
+	if resolve == nil {
+		if req.Deployment != "" {
+			return nil, rpcstatus.New(codes.NotFound, fmt.Sprintf("no deployment named %q", req.Deployment)).Err(resolveRequestID)
+		}
+		return nil, rpcstatus.New(codes.NotFound, fmt.Sprintf("no deployment of model %q answers", req.Model)).Err(resolveRequestID)
+	}
+	name, err := resolve(req)
+	if err != nil {
+		return nil, err
+	}
+	return &inferencev1.ResolveResponse{Deployment: name}, nil
+}
+
+// resolution is what the fake's Resolve answers for one selector: a deployment, or a refusal.
+type resolution struct {
+	deployment string
+	code       codes.Code // a refusal when not OK
+	message    string
+}
+
+// selectorKey names a ResolveRequest's selector: "deployment=d", "model=m", "model=m version=v",
+// "model=m alias=a", "model=m tag=t run=r" (each field that is set, in that order).
+func selectorKey(req *inferencev1.ResolveRequest) string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	add("deployment", req.Deployment)
+	add("model", req.Model)
+	add("version", req.Version)
+	add("alias", req.Alias)
+	add("tag", req.GlobalTag)
+	if req.Run != nil {
+		parts = append(parts, fmt.Sprintf("run=%d", *req.Run))
+	}
+	return strings.Join(parts, " ")
+}
+
+// resolveBy makes Resolve answer from answers, by selectorKey; any other selector is INTERNAL
+// (a test failure: the gateway asked what it should not have).
+func (f *fakeService) resolveBy(answers map[string]resolution) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resolve = func(req *inferencev1.ResolveRequest) (string, error) {
+		a, ok := answers[selectorKey(req)]
+		if !ok {
+			return "", status.Errorf(codes.Internal, "the fake service was not told how to resolve %q", selectorKey(req))
+		}
+		if a.code != codes.OK {
+			return "", rpcstatus.New(a.code, a.message).Err(resolveRequestID)
+		}
+		return a.deployment, nil
+	}
+}
+
+// resolveRequests is every Resolve request so far.
+func (f *fakeService) resolveRequests() []*inferencev1.ResolveRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*inferencev1.ResolveRequest(nil), f.resolved...)
+}
+
+func (f *fakeService) inferenceCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inference
+}
+
 func (f *fakeService) ReportUsage(ctx context.Context, req *inferencev1.ReportUsageRequest) (*inferencev1.ReportUsageResponse, error) {
 	if err := f.gatewayCaller(ctx); err != nil {
 		return nil, err
@@ -150,18 +241,19 @@ func (f *fakeService) ReportUsage(ctx context.Context, req *inferencev1.ReportUs
 	return &inferencev1.ReportUsageResponse{}, nil
 }
 
-func (f *fakeService) Predict(ctx context.Context, req *inferencev1.PredictRequest) (*inferencev1.PredictResponse, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+// Predict must never be called: it answers something no gateway answer looks like.
+func (f *fakeService) Predict(context.Context, *inferencev1.PredictRequest) (*inferencev1.PredictResponse, error) {
 	f.mu.Lock()
-	f.lastMD = md
+	f.inference++
 	f.mu.Unlock()
-	if req.GetDeployment() == "nope" {
-		return nil, rpcstatus.New(codes.NotFound, "no deployment named 'nope'").Err("py")
-	}
-	return &inferencev1.PredictResponse{Deployment: "python", Parameters: &commonv1.ParametersRef{Model: "py", Version: "0.1"}}, nil
+	return &inferencev1.PredictResponse{Deployment: "forwarded"}, nil
 }
 
+// PredictStream must never be called: it answers every request OK as "forwarded".
 func (f *fakeService) PredictStream(s grpc.BidiStreamingServer[inferencev1.PredictStreamRequest, inferencev1.PredictStreamResponse]) error {
+	f.mu.Lock()
+	f.inference++
+	f.mu.Unlock()
 	for {
 		req, err := s.Recv()
 		if err == io.EOF {
@@ -171,7 +263,7 @@ func (f *fakeService) PredictStream(s grpc.BidiStreamingServer[inferencev1.Predi
 			return err
 		}
 		if err := s.Send(&inferencev1.PredictStreamResponse{RequestId: req.RequestId, Status: &spb.Status{},
-			Deployment: "python"}); err != nil {
+			Deployment: "forwarded"}); err != nil {
 			return err
 		}
 	}
@@ -180,10 +272,13 @@ func (f *fakeService) PredictStream(s grpc.BidiStreamingServer[inferencev1.Predi
 func (f *fakeService) GetDeployment(ctx context.Context, req *inferencev1.GetDeploymentRequest) (*inferencev1.GetDeploymentResponse, error) {
 	_ = grpc.SetHeader(ctx, metadata.Pairs("x-header", "h"))
 	_ = grpc.SetTrailer(ctx, metadata.Pairs("x-trailer", "t", "x-bin-bin", "\x00\x01"))
-	if req.Name == "missing" {
-		return nil, rpcstatus.New(codes.NotFound, "no deployment named 'missing'").Err("py-id")
-	}
 	md, _ := metadata.FromIncomingContext(ctx)
+	f.mu.Lock()
+	f.lastMD = md
+	f.mu.Unlock()
+	if req.Name == "missing" {
+		return nil, rpcstatus.New(codes.NotFound, `no deployment named "missing"`).Err("py-id")
+	}
 	return &inferencev1.GetDeploymentResponse{Deployment: &inferencev1.Deployment{Name: req.Name + "|" + first(md.Get("x-custom"))}}, nil
 }
 

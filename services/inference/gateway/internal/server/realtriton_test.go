@@ -138,7 +138,7 @@ func TestAgainstRealTriton(t *testing.T) {
 	if failed.Load() > 0 {
 		t.Fatalf("%d requests failed during the switch, first: %v", failed.Load(), firstErr.Load())
 	}
-	// What Triton says for the unloaded model, mapped as the Python service maps it.
+	// What Triton itself answers for the unloaded model (logged; the gateway answers UNAVAILABLE for it).
 	_, err = triton.ModelInfer(ctx, &tritonpb.ModelInferRequest{ModelName: "jets-1",
 		Inputs:           []*tritonpb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 6}}},
 		RawInputContents: [][]byte{data[:24]}})

@@ -64,6 +64,9 @@ type Config struct {
 	RetryWait        time.Duration // 0: dataplane.DefaultRetryWait
 	// HTTPListen: where the Open Inference Protocol's REST front listens ("": no REST front).
 	HTTPListen string
+	// LoopbackListen: with TLS, a loopback address where the gRPC fronts are also served in
+	// plaintext, for the service alone ("": none).
+	LoopbackListen string
 	// OpenMetadata: the Open Inference Protocol's setup calls answer without credentials.
 	OpenMetadata bool
 	Version      string // in the protocol's ServerMetadata
@@ -78,6 +81,7 @@ type Server struct {
 	triton     *triton.Client
 	embedded   *embedded.Server
 	kserve     *grpc.Server // Triton's API for the service, with Embedded
+	loopback   *grpc.Server // the fronts in plaintext on LoopbackListen, with TLS
 	stopBg     context.CancelFunc
 	background sync.WaitGroup
 	served     chan error
@@ -145,12 +149,14 @@ func (s *Server) start(cfg Config) error {
 	plane := &dataplane.Plane{Routes: s.Routes, Infer: infer, Retryable: triton.Retryable, RetryWait: cfg.RetryWait, Stats: stats}
 	authorizer := auth.New(ctl.Authorize)
 	ctl.AuthChanged = authorizer.Clear
-	s.OIP = &oip.Front{Routes: s.Routes, Plane: plane, Auth: authorizer, Resolve: resolver(ctl), Stats: stats,
+	resolve := resolver(ctl)
+	s.OIP = &oip.Front{Routes: s.Routes, Plane: plane, Auth: authorizer, Resolve: resolve, Stats: stats,
 		OpenMetadata: cfg.OpenMetadata, Version: cfg.Version}
 	gw := &predict.Gateway{
 		Routes:       s.Routes,
 		Auth:         authorizer,
 		Plane:        plane,
+		Resolve:      resolve,
 		Forward:      &forward.Forwarder{Conn: forwardConn},
 		MaxSendBytes: cfg.MaxMessageBytes,
 		OIP:          s.OIP.Handle,
@@ -171,6 +177,14 @@ func (s *Server) start(cfg Config) error {
 		creds, err := cfg.TLS.serverOption()
 		if err != nil {
 			return err
+		}
+		if cfg.LoopbackListen != "" {
+			lis, err := net.Listen("tcp", cfg.LoopbackListen)
+			if err != nil {
+				return fmt.Errorf("cannot listen on %s (loopback): %v", cfg.LoopbackListen, err)
+			}
+			s.loopback = grpc.NewServer(options...)
+			go func() { _ = s.loopback.Serve(lis) }()
 		}
 		options = append(options, creds)
 	}
@@ -223,16 +237,17 @@ func (s *Server) HTTPAddr() net.Addr {
 }
 
 // resolver asks the control plane which deployment serves a selector (GatewayService.Resolve).
-func resolver(ctl *control.Client) oip.ResolveFunc {
-	return func(ctx context.Context, authorization string, sel oip.Selector) (string, *rpcstatus.Error) {
+func resolver(ctl *control.Client) routes.ResolveFunc {
+	return func(ctx context.Context, authorization string, sel routes.Selector) (string, *rpcstatus.Error) {
 		call, cancel := context.WithTimeout(ctx, auth.CallTimeout)
 		defer cancel()
-		resp, err := ctl.Resolve(call, &inferencev1.ResolveRequest{Authorization: authorization, Model: sel.Model,
+		resp, err := ctl.Resolve(call, &inferencev1.ResolveRequest{Authorization: authorization, Deployment: sel.Deployment, Model: sel.Model,
 			Version: sel.Version, Alias: sel.Alias, Run: sel.Run, GlobalTag: sel.GlobalTag})
 		if err != nil {
 			st := status.Convert(err)
 			if st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded {
-				return "", auth.Unreachable
+				return "", rpcstatus.New(codes.Unavailable, "the inference service is not reachable to resolve the "+
+					"model's version; retry shortly")
 			}
 			return "", rpcstatus.FromStatus(st)
 		}
@@ -289,11 +304,20 @@ func (s *Server) Served() <-chan error { return s.served }
 // stops, what usage is left is reported once, connections close.
 func (s *Server) Stop(grace time.Duration) {
 	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	go func() {
+		if s.loopback != nil {
+			s.loopback.GracefulStop()
+		}
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(grace):
 		log.Printf("calls still running after %v: stopping them", grace)
+		if s.loopback != nil {
+			s.loopback.Stop()
+		}
 		s.grpc.Stop()
 		<-stopped
 	}

@@ -1,7 +1,7 @@
 // Package tensor holds the gateway's view of a beamops.common.v1.Tensor on the Predict path
 // (name, DataType number, shape, raw little-endian bytes that alias the request or Triton's
-// answer: never copied) and the DataType tables of sdk/python/beamops/tensors.py and
-// services/inference/beamops/inference/triton_backend.py.
+// answer: never copied) and the DataType tables: numpy names and sizes (as the SDK's
+// beamops.tensors), Triton's datatype strings.
 package tensor
 
 import (
@@ -101,7 +101,7 @@ func itoa(v int64) string {
 	return string(buf[i:])
 }
 
-// wireTypes is WIRE_TYPES of triton_backend.py: DataType -> Triton's datatype string.
+// wireTypes: DataType -> Triton's datatype string.
 var wireTypes = [...]string{
 	Bool: "BOOL", Int8: "INT8", Int16: "INT16", Int32: "INT32", Int64: "INT64",
 	Uint8: "UINT8", Uint16: "UINT16", Uint32: "UINT32", Uint64: "UINT64",

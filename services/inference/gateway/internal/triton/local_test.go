@@ -26,7 +26,7 @@ func TestLocalPicksRequestedOutputsInOrder(t *testing.T) {
 		t.Fatalf("called with %v", seen)
 	}
 	_, err = infer(context.Background(), "jets-1", nil, []string{"missing"})
-	if err == nil || err.Code != codes.FailedPrecondition || err.Message != "Triton failed running the model: no output 'missing' in its answer" {
+	if err == nil || err.Code != codes.FailedPrecondition || err.Message != "Triton failed running the model: no output \"missing\" in its answer" {
 		t.Fatalf("%v", err)
 	}
 }

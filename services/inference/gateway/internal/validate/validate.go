@@ -1,14 +1,13 @@
-// Package validate is a port of services/inference/beamops/inference/validation.py
-// (InputChecker.check, check_outputs, output_ranks, shape_output) and of check_tensor in
-// sdk/python/beamops/tensors.py, with identical messages, ErrorInfo metadata ("tensor") and
-// BadRequest field names. Keep it in step with those files.
+// Package validate holds the data plane's checks of a request against a deployment's
+// signature: each input's dtype, shape and bytes, the batch limit, the outputs asked for, and
+// how Triton's outputs are shaped back. Every refusal is an INVALID_ARGUMENT naming the tensor
+// (ErrorInfo metadata "tensor", a BadRequest field), in words a physicist understands.
 package validate
 
 import (
 	"strconv"
 	"strings"
 
-	"github.com/beamops/beamops/services/inference/gateway/internal/pyrepr"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 )
@@ -29,7 +28,7 @@ type Checker struct {
 	order    []string        // spec names in dict order (first appearance)
 	specs    map[string]Spec // the last spec of each name (a dict built from the list)
 	maxBatch int64
-	expected string // ", ".join(repr(n) for n in specs)
+	expected string // the quoted names, comma separated
 }
 
 // NewChecker prepares the checks of inputs with Triton's max_batch_size.
@@ -41,7 +40,7 @@ func NewChecker(inputs []Spec, maxBatchSize int64) *Checker {
 		}
 		c.specs[s.Name] = s
 	}
-	c.expected = pyrepr.JoinStrs(c.order)
+	c.expected = quoted(c.order)
 	return c
 }
 
@@ -62,18 +61,18 @@ func (c *Checker) Check(tensors []tensor.Tensor, out []tensor.Tensor, method, re
 		spec, ok := c.specs[name]
 		if !ok {
 			return nil, 0, rpcstatus.InvalidArgument(
-				"input "+pyrepr.Str(name)+" is not in the model's signature; expected "+c.expected,
+				"input "+strconv.Quote(name)+" is not in the model's signature; expected "+c.expected,
 				"inputs["+strconv.Itoa(i)+"].name", name)
 		}
 		for j := range out {
 			if out[j].Name == name {
-				return nil, 0, rpcstatus.InvalidArgument("input "+pyrepr.Str(name)+" is given twice",
+				return nil, 0, rpcstatus.InvalidArgument("input "+strconv.Quote(name)+" is given twice",
 					"inputs["+strconv.Itoa(i)+"].name", name)
 			}
 		}
 		if t.Dtype != spec.Dtype {
 			return nil, 0, rpcstatus.InvalidArgument(
-				"input "+pyrepr.Str(name)+": dtype "+tensor.Name(t.Dtype)+", the model expects "+tensor.Name(spec.Dtype),
+				"input "+strconv.Quote(name)+": dtype "+tensor.Name(t.Dtype)+", the model expects "+tensor.Name(spec.Dtype),
 				"inputs["+strconv.Itoa(i)+"].dtype", name)
 		}
 		if msg := CheckTensor(t, MaxElements); msg != "" {
@@ -82,27 +81,27 @@ func (c *Checker) Check(tensors []tensor.Tensor, out []tensor.Tensor, method, re
 		shape := t.Shape
 		if !shapeFits(shape, spec.Shape) {
 			return nil, 0, rpcstatus.InvalidArgument(
-				"input "+pyrepr.Str(name)+": shape "+pyrepr.Ints(shape)+", the model expects "+SpecShape(spec.Shape),
+				"input "+strconv.Quote(name)+": shape "+ints(shape)+", the model expects "+SpecShape(spec.Shape),
 				"inputs["+strconv.Itoa(i)+"].shape", name)
 		}
 		if c.maxBatch > 0 {
-			if len(shape) == 0 { // Python: IndexError -> INTERNAL (a batching model has no scalar inputs)
+			if len(shape) == 0 { // never: a batching model has no scalar inputs
 				return nil, 0, rpcstatus.Internal(method, requestID)
 			}
 			rows := shape[0]
 			field := "inputs[" + strconv.Itoa(i) + "].shape"
 			if rows == 0 {
-				return nil, 0, rpcstatus.InvalidArgument("input "+pyrepr.Str(name)+" has no rows", field, name)
+				return nil, 0, rpcstatus.InvalidArgument("input "+strconv.Quote(name)+" has no rows", field, name)
 			}
 			if rows > c.maxBatch {
 				return nil, 0, rpcstatus.InvalidArgument(
-					"input "+pyrepr.Str(name)+" has "+strconv.FormatInt(rows, 10)+" rows, more than this deployment's "+
+					"input "+strconv.Quote(name)+" has "+strconv.FormatInt(rows, 10)+" rows, more than this deployment's "+
 						"max_batch_size "+strconv.FormatInt(c.maxBatch, 10)+"; split the request", field, name)
 			}
 			if batchRows >= 0 && batchRows != rows {
 				return nil, 0, rpcstatus.InvalidArgument(
-					"input "+pyrepr.Str(name)+" has "+strconv.FormatInt(rows, 10)+" rows but input "+
-						pyrepr.Str(batchName)+" has "+strconv.FormatInt(batchRows, 10), field, name)
+					"input "+strconv.Quote(name)+" has "+strconv.FormatInt(rows, 10)+" rows but input "+
+						strconv.Quote(batchName)+" has "+strconv.FormatInt(batchRows, 10), field, name)
 			}
 			batchName, batchRows = name, rows
 			if len(shape) == 1 { // Triton wants [batch, 1] for one value per sample
@@ -114,7 +113,7 @@ func (c *Checker) Check(tensors []tensor.Tensor, out []tensor.Tensor, method, re
 	if len(out) != len(c.order) {
 		for _, n := range c.order {
 			if !has(out, n) {
-				return nil, 0, rpcstatus.InvalidArgument("input "+pyrepr.Str(n)+" is missing", "inputs", n)
+				return nil, 0, rpcstatus.InvalidArgument("input "+strconv.Quote(n)+" is missing", "inputs", n)
 			}
 		}
 	}
@@ -163,8 +162,8 @@ func SpecShape(shape []int64) string {
 	return b.String()
 }
 
-// CheckTensor is beamops.tensors.check_tensor: "" when dtype, shape and bytes agree, else the
-// TensorError message ("tensor 'x': ...").
+// CheckTensor is "" when a tensor's dtype, shape and bytes agree, else what is wrong
+// (`tensor "x": ...`).
 func CheckTensor(t *tensor.Tensor, maxElements int64) string {
 	name := t.Name
 	if name == "" {
@@ -172,20 +171,20 @@ func CheckTensor(t *tensor.Tensor, maxElements int64) string {
 	}
 	itemSize, numpyName, ok := tensor.Numeric(t.Dtype)
 	if !ok {
-		return "tensor " + pyrepr.Str(name) + ": unsupported or missing dtype"
+		return "tensor " + strconv.Quote(name) + ": unsupported or missing dtype"
 	}
 	for _, d := range t.Shape {
 		if d < 0 {
-			return "tensor " + pyrepr.Str(name) + ": negative dimension in shape " + pyrepr.Ints(t.Shape)
+			return "tensor " + strconv.Quote(name) + ": negative dimension in shape " + ints(t.Shape)
 		}
 	}
 	elements, tooMany := product(t.Shape, maxElements)
 	if tooMany {
-		return "tensor " + pyrepr.Str(name) + ": shape " + pyrepr.Ints(t.Shape) + " has too many elements"
+		return "tensor " + strconv.Quote(name) + ": shape " + ints(t.Shape) + " has too many elements"
 	}
 	expected := elements * itemSize
 	if int64(len(t.Data)) != expected {
-		return "tensor " + pyrepr.Str(name) + ": shape " + pyrepr.Ints(t.Shape) + " of " + numpyName + " needs " +
+		return "tensor " + strconv.Quote(name) + ": shape " + ints(t.Shape) + " of " + numpyName + " needs " +
 			strconv.FormatInt(expected, 10) + " bytes, got " + strconv.Itoa(len(t.Data))
 	}
 	return ""
@@ -214,7 +213,7 @@ type Outputs struct {
 	known []string        // signature output names, in order (as a list: duplicates kept)
 	ranks map[string]int  // output_ranks
 	has   map[string]bool // set of known
-	list  string          // ", ".join(repr(n) for n in known)
+	list  string          // the quoted names, comma separated
 }
 
 // NewOutputs prepares the output checks of a signature's outputs.
@@ -225,7 +224,7 @@ func NewOutputs(outputs []Spec) *Outputs {
 		o.ranks[s.Name] = len(s.Shape)
 		o.has[s.Name] = true
 	}
-	o.list = pyrepr.JoinStrs(o.known)
+	o.list = quoted(o.known)
 	return o
 }
 
@@ -242,7 +241,7 @@ func (o *Outputs) Check(names []string) ([]string, *rpcstatus.Error) {
 	for i, name := range names {
 		if !o.has[name] {
 			return nil, rpcstatus.InvalidArgument(
-				"output "+pyrepr.Str(name)+" is not in the model's signature; it has "+o.list,
+				"output "+strconv.Quote(name)+" is not in the model's signature; it has "+o.list,
 				"output_names["+strconv.Itoa(i)+"]", name)
 		}
 		if !dups {
@@ -287,4 +286,27 @@ func (o *Outputs) ShapeOutput(t *tensor.Tensor) {
 			t.Shape = t.Shape[:1:1]
 		}
 	}
+}
+
+// ints writes a shape as [2, 3].
+func ints(values []int64) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, v := range values {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.FormatInt(v, 10))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// quoted writes names as "a", "b".
+func quoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
 )
 
-// testdata/cases.json holds what the Python service's validation.py answers for each case
-// (written by testdata/make_cases.py).
-type pyCase struct {
+// testdata/cases.json holds, for each case, the signature, the request and the answer: the
+// refusal (message, field, metadata) or what is sent to Triton.
+type checkCase struct {
 	Name      string `json:"name"`
 	Signature struct {
 		Inputs  [][3]json.RawMessage `json:"inputs"`
@@ -40,8 +40,8 @@ type pyCase struct {
 	Outputs []string `json:"outputs"`
 }
 
-type pyCases struct {
-	Check       []pyCase `json:"check"`
+type checkCases struct {
+	Check       []checkCase `json:"check"`
 	ShapeOutput []struct {
 		Name  string  `json:"name"`
 		Shape []int64 `json:"shape"`
@@ -49,13 +49,13 @@ type pyCases struct {
 	} `json:"shape_output"`
 }
 
-func loadCases(t *testing.T) pyCases {
+func loadCases(t *testing.T) checkCases {
 	t.Helper()
 	raw, err := os.ReadFile("testdata/cases.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c pyCases
+	var c checkCases
 	if err := json.Unmarshal(raw, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func specsOf(t *testing.T, items [][3]json.RawMessage) []Spec {
 	return out
 }
 
-func TestChecksMatchThePythonService(t *testing.T) {
+func TestChecksAnswerEachCase(t *testing.T) {
 	cases := loadCases(t)
 	if len(cases.Check) < 30 {
 		t.Fatalf("only %d cases", len(cases.Check))
@@ -99,7 +99,7 @@ func TestChecksMatchThePythonService(t *testing.T) {
 			}
 			if c.Error != nil {
 				if e == nil {
-					t.Fatalf("no error, Python says %q", c.Error.Message)
+					t.Fatalf("no error, want %q", c.Error.Message)
 				}
 				if e.Code != codes.InvalidArgument || e.Reason != "INVALID_ARGUMENT" {
 					t.Errorf("code %v reason %s", e.Code, e.Reason)
@@ -116,7 +116,7 @@ func TestChecksMatchThePythonService(t *testing.T) {
 				return
 			}
 			if e != nil {
-				t.Fatalf("error %q, Python accepts", e.Message)
+				t.Fatalf("error %q, want it accepted", e.Message)
 			}
 			if rows != c.Rows {
 				t.Errorf("rows %d, want %d", rows, c.Rows)
@@ -139,7 +139,7 @@ func TestChecksMatchThePythonService(t *testing.T) {
 	}
 }
 
-func TestShapeOutputMatchesThePythonService(t *testing.T) {
+func TestShapeOutput(t *testing.T) {
 	cases := loadCases(t)
 	outputs := NewOutputs([]Spec{{Name: "label", Shape: []int64{-1}}, {Name: "p", Shape: []int64{-1, 1}},
 		{Name: "q", Shape: []int64{-1, 1, 1}}})
@@ -152,8 +152,8 @@ func TestShapeOutputMatchesThePythonService(t *testing.T) {
 	}
 }
 
-func TestScalarInputOfABatchingModelIsAnInternalErrorLikePython(t *testing.T) {
-	// Python: shape[0] of () raises IndexError -> INTERNAL (a batching model never has one).
+func TestScalarInputOfABatchingModelIsAnInternalError(t *testing.T) {
+	// A batching model never has a scalar input: a signature that says so is a bug, not the caller's.
 	c := NewChecker([]Spec{{Name: "x", Dtype: tensor.Float32, Shape: []int64{}}}, 8)
 	_, _, e := c.Check([]tensor.Tensor{{Name: "x", Dtype: tensor.Float32, Data: make([]byte, 4)}}, nil, "Predict", "abc")
 	if e == nil || e.Code != codes.Internal ||
@@ -162,19 +162,19 @@ func TestScalarInputOfABatchingModelIsAnInternalErrorLikePython(t *testing.T) {
 	}
 }
 
-func TestCheckTensorLikeTheSDK(t *testing.T) {
+func TestCheckTensor(t *testing.T) {
 	// tests/unit/test_tensors.py: test_disagreeing_tensors_are_refused_with_the_reason
 	for _, c := range []struct {
 		shape  []int64
 		nbytes int
 		want   string
 	}{
-		{[]int64{2, 3}, 20, "tensor 'x': shape [2, 3] of float32 needs 24 bytes, got 20"},
-		{[]int64{2, -1}, 0, "tensor 'x': negative dimension in shape [2, -1]"},
-		{[]int64{1 << 20, 1 << 20, 1 << 20}, 0, "tensor 'x': shape [1048576, 1048576, 1048576] has too many elements"},
-		{[]int64{1 << 31}, 0, "tensor 'x': shape [2147483648] of float32 needs 8589934592 bytes, got 0"},
-		{[]int64{1<<31 + 1}, 0, "tensor 'x': shape [2147483649] has too many elements"},
-		{[]int64{1 << 62, 1 << 62, 4}, 0, "tensor 'x': shape [4611686018427387904, 4611686018427387904, 4] has too many elements"},
+		{[]int64{2, 3}, 20, "tensor \"x\": shape [2, 3] of float32 needs 24 bytes, got 20"},
+		{[]int64{2, -1}, 0, "tensor \"x\": negative dimension in shape [2, -1]"},
+		{[]int64{1 << 20, 1 << 20, 1 << 20}, 0, "tensor \"x\": shape [1048576, 1048576, 1048576] has too many elements"},
+		{[]int64{1 << 31}, 0, "tensor \"x\": shape [2147483648] of float32 needs 8589934592 bytes, got 0"},
+		{[]int64{1<<31 + 1}, 0, "tensor \"x\": shape [2147483649] has too many elements"},
+		{[]int64{1 << 62, 1 << 62, 4}, 0, "tensor \"x\": shape [4611686018427387904, 4611686018427387904, 4] has too many elements"},
 		{[]int64{2, 3}, 24, ""},
 		{[]int64{}, 4, ""},
 	} {
@@ -184,7 +184,7 @@ func TestCheckTensorLikeTheSDK(t *testing.T) {
 		}
 	}
 	// test_missing_dtype_and_unsupported_arrays_are_refused
-	if got := CheckTensor(&tensor.Tensor{Name: "x", Shape: []int64{1}, Data: make([]byte, 4)}, MaxElements); got != "tensor 'x': unsupported or missing dtype" {
+	if got := CheckTensor(&tensor.Tensor{Name: "x", Shape: []int64{1}, Data: make([]byte, 4)}, MaxElements); got != "tensor \"x\": unsupported or missing dtype" {
 		t.Error(got)
 	}
 	// Every dtype of DTYPES with its numpy name and size.

@@ -8,8 +8,8 @@
 // Parsing follows protobuf's rules (proto3, as google.golang.org/protobuf and upb do): the last
 // value of a scalar field wins, the last member of a oneof wins, packed and unpacked repeated
 // numbers are both read, unknown fields and fields with an unexpected wire type are skipped,
-// and strings must be valid UTF-8. A message that does not parse is an error: the gateway then
-// forwards it unchanged to the Python service, which answers it as it always did.
+// and strings must be valid UTF-8. A message that does not parse is an error (INVALID_ARGUMENT
+// for its caller).
 package wire
 
 import (
@@ -50,7 +50,8 @@ type Request struct {
 // Selector is a ModelSelector: a model, narrowed by at most one of version, alias or run.
 type Selector struct {
 	Model, Version, Alias string
-	Run                   bool // a global tag and run (resolved by the service alone)
+	GlobalTag             string
+	Run                   *int64 // with GlobalTag: a run (resolved by the control plane)
 }
 
 type fieldNumbers struct {
@@ -107,7 +108,11 @@ func parse(buf []byte, r *Request, f *fieldNumbers) error {
 				}
 				r.Route, r.Deployment = RouteModel, ""
 				r.Selector = Selector{Model: sel.GetModel(), Version: sel.GetParametersVersion(),
-					Alias: sel.GetAlias(), Run: sel.GetGlobalTagRun() != nil}
+					Alias: sel.GetAlias()}
+				if gr := sel.GetGlobalTagRun(); gr != nil {
+					run := int64(gr.GetRun())
+					r.Selector.GlobalTag, r.Selector.Run = gr.GetGlobalTag(), &run
+				}
 				buf = buf[m:]
 				continue
 			case f.inputs:

@@ -79,8 +79,14 @@ func compare(t *testing.T, got *Request, id string, route any, dep string, input
 		}
 	case *inferencev1.PredictRequest_Model:
 		sel := r.Model
-		want := Selector{Model: sel.GetModel(), Version: sel.GetParametersVersion(), Alias: sel.GetAlias(),
-			Run: sel.GetGlobalTagRun() != nil}
+		want := Selector{Model: sel.GetModel(), Version: sel.GetParametersVersion(), Alias: sel.GetAlias()}
+		if gr := sel.GetGlobalTagRun(); gr != nil {
+			want.GlobalTag = gr.GetGlobalTag()
+			if got.Selector.Run == nil || *got.Selector.Run != int64(gr.GetRun()) {
+				t.Errorf("run %v, want %d", got.Selector.Run, gr.GetRun())
+			}
+		}
+		want.Run = got.Selector.Run
 		if got.Route != RouteModel || got.Selector != want {
 			t.Errorf("route %v %+v, want model %+v", got.Route, got.Selector, want)
 		}
