@@ -359,3 +359,70 @@ async def test_plain_json_with_requests_and_errors_as_the_spec_maps_them(served)
         got = await asyncio.to_thread(post, **kw)
         assert got.status_code == status, (kw, got.status_code, got.text)
         assert set(got.json()) == {"error"} and got.json()["error"], got.text
+
+
+async def test_stock_clients_load_and_unload_registry_versions_as_a_deployer(served):
+    """RepositoryModelLoad/Unload deploy and undeploy registry versions (tritonclient's
+    load_model and unload_model, gRPC and HTTP), for the deployer role only, audited."""
+    stack, _, address, http_address, reader = served
+    muons = {"1.0": mlp_onnx(seed=11), "1.1": mlp_onnx(seed=12)}
+    await stack.publish("muons", muons["1.0"], alias="production")
+    await stack.publish("muons", muons["1.1"])
+    deployer = {"authorization": f"Bearer {stack.tokens.deployer}"}
+    x = _x(3)
+
+    def answer(version: str) -> np.ndarray:
+        return ort.InferenceSession(muons[version], providers=["CPUExecutionProvider"]).run(
+            ["probabilities"], {"x": x})[0]
+
+    def served_by(client) -> tuple[np.ndarray, str]:
+        inp = grpcclient.InferInput("x", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        result = client.infer("muons", [inp], headers={"authorization": f"Bearer {reader}"})
+        return result.as_numpy("probabilities"), result.get_response().model_version
+
+    def grpc_calls():
+        client = grpcclient.InferenceServerClient(address)
+        try:
+            with pytest.raises(InferenceServerException) as refused:
+                client.load_model("muons", headers={"authorization": f"Bearer {reader}"})
+            assert not client.is_model_ready("muons", headers=deployer)
+            client.load_model("muons", headers=deployer)  # no version: the production alias
+            first = served_by(client)
+            config = '{"version_policy": {"specific": {"versions": [1000001]}}}'  # version 1.1
+            client.load_model("muons", headers=deployer, config=config)
+            second = served_by(client)
+            with pytest.raises(InferenceServerException) as bad_config:
+                client.load_model("muons", headers=deployer, config='{"max_batch_size": 8}')
+            client.unload_model("muons", headers=deployer)
+            return refused.value, first, second, bad_config.value, client.is_model_ready("muons", headers=deployer)
+        finally:
+            client.close()
+
+    refused, first, second, bad_config, ready_after = await asyncio.to_thread(grpc_calls)
+    assert refused.status() == "StatusCode.PERMISSION_DENIED" and "deployer" in refused.message()
+    np.testing.assert_allclose(first[0], answer("1.0"), rtol=1e-6)
+    assert first[1] == "1.0"
+    np.testing.assert_allclose(second[0], answer("1.1"), rtol=1e-6)
+    assert second[1] == "1.1"
+    assert bad_config.status() == "StatusCode.INVALID_ARGUMENT" and "version_policy" in bad_config.message()
+    assert not ready_after
+
+    def http_calls():
+        client = httpclient.InferenceServerClient(http_address)
+        try:
+            client.load_model("muons", headers=deployer)
+            ready = client.is_model_ready("muons", headers=deployer)
+            client.unload_model("muons", headers=deployer)
+            return ready, client.is_model_ready("muons", headers=deployer)
+        finally:
+            client.close()
+
+    assert await asyncio.to_thread(http_calls) == (True, False)
+
+    events = (await stack.registry.stub.ListAuditEvents(
+        rs.ListAuditEventsRequest(model="muons", action="deployment."), metadata=stack.md("reader"))).events
+    actions = [(e.action, e.reason) for e in events]
+    assert actions.count(("deployment.deploy", "RepositoryModelLoad (Triton's protocol)")) == 2, actions
+    assert ("deployment.replace", "RepositoryModelLoad (Triton's protocol)") in actions, actions
+    assert actions.count(("deployment.undeploy", "RepositoryModelUnload (Triton's protocol)")) == 2, actions

@@ -37,11 +37,12 @@ type Authorizer interface {
 
 // Front answers the protocol. Routes, Plane and Auth are required.
 type Front struct {
-	Routes  *routes.Store
-	Plane   *dataplane.Plane
-	Auth    Authorizer
-	Resolve routes.ResolveFunc // nil: selectors the table cannot decide are NOT_FOUND
-	Stats   *dataplane.Statistics
+	Routes   *routes.Store
+	Plane    *dataplane.Plane
+	Auth     Authorizer
+	Resolve  routes.ResolveFunc // nil: selectors the table cannot decide are NOT_FOUND
+	Deployer Deployer           // nil: RepositoryModelLoad/Unload are UNIMPLEMENTED
+	Stats    *dataplane.Statistics
 	// OpenMetadata: the setup calls (ServerMetadata, ModelReady, ModelMetadata, ModelConfig,
 	// RepositoryIndex, ModelStatistics) answer callers without credentials, as stock CMSSW
 	// makes them. Off by default: only ServerLive and ServerReady are open.
@@ -96,22 +97,8 @@ func (f *Front) ServerMetadata(ctx context.Context, c Call, _ *tritonpb.ServerMe
 	return &tritonpb.ServerMetadataResponse{Name: ServerName, Version: f.Version, Extensions: Extensions}, nil
 }
 
-// RepositoryModelLoad and RepositoryModelUnload are not served here: deployments are made with
-// beamops' Deploy (audited, by registry version), not by loading a repository folder.
-func (f *Front) RepositoryModelLoad(ctx context.Context, c Call, _ *tritonpb.RepositoryModelLoadRequest) (*tritonpb.RepositoryModelLoadResponse, *rpcstatus.Error) {
-	return nil, unimplemented("RepositoryModelLoad")
-}
-
-func (f *Front) RepositoryModelUnload(ctx context.Context, c Call, _ *tritonpb.RepositoryModelUnloadRequest) (*tritonpb.RepositoryModelUnloadResponse, *rpcstatus.Error) {
-	return nil, unimplemented("RepositoryModelUnload")
-}
-
 func unimplemented(method string) *rpcstatus.Error {
-	switch method {
-	case "RepositoryModelLoad", "RepositoryModelUnload":
-		return rpcstatus.New(codes.Unimplemented, method+" is not served by beamops: deploy and undeploy registry "+
-			"versions with `beamops deploy` / `beamops undeploy` (InferenceService.Deploy, audited)")
-	}
 	return rpcstatus.New(codes.Unimplemented, method+" is not part of what beamops serves of Triton's protocol "+
-		"(served: health, metadata, ModelConfig, RepositoryIndex, ModelStatistics, ModelInfer, ModelStreamInfer)")
+		"(served: health, metadata, ModelConfig, RepositoryIndex, RepositoryModelLoad/Unload, ModelStatistics, "+
+		"ModelInfer, ModelStreamInfer)")
 }

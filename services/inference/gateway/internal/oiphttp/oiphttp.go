@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -224,9 +225,16 @@ func (s *server) repositoryIndex(w http.ResponseWriter, r *http.Request, c oip.C
 	writeJSON(w, http.StatusOK, out)
 }
 
-// load and unload answer what the Front does (it serves neither).
+// load and unload deploy and undeploy (the Front's RepositoryModelLoad/Unload); the body's
+// optional "parameters" are Triton's: {"parameters": {"config": "...", "version": "1.2"}}.
 func (s *server) load(w http.ResponseWriter, r *http.Request, c oip.Call) {
-	if _, e := s.front.RepositoryModelLoad(r.Context(), c, &tritonpb.RepositoryModelLoadRequest{ModelName: r.PathValue("name")}); e != nil {
+	params, herr := s.repositoryParameters(w, r)
+	if herr != nil {
+		writeError(w, herr.status, herr.msg)
+		return
+	}
+	req := &tritonpb.RepositoryModelLoadRequest{ModelName: r.PathValue("name"), Parameters: params}
+	if _, e := s.front.RepositoryModelLoad(r.Context(), c, req); e != nil {
 		fail(w, e)
 		return
 	}
@@ -234,11 +242,53 @@ func (s *server) load(w http.ResponseWriter, r *http.Request, c oip.Call) {
 }
 
 func (s *server) unload(w http.ResponseWriter, r *http.Request, c oip.Call) {
-	if _, e := s.front.RepositoryModelUnload(r.Context(), c, &tritonpb.RepositoryModelUnloadRequest{ModelName: r.PathValue("name")}); e != nil {
+	params, herr := s.repositoryParameters(w, r)
+	if herr != nil {
+		writeError(w, herr.status, herr.msg)
+		return
+	}
+	req := &tritonpb.RepositoryModelUnloadRequest{ModelName: r.PathValue("name"), Parameters: params}
+	if _, e := s.front.RepositoryModelUnload(r.Context(), c, req); e != nil {
 		fail(w, e)
 		return
 	}
 	writeEmpty(w, http.StatusOK)
+}
+
+// repositoryParameters reads a load or unload body: strings, integers and booleans.
+func (s *server) repositoryParameters(w http.ResponseWriter, r *http.Request) (map[string]*tritonpb.ModelRepositoryParameter, *httpError) {
+	body, herr := s.readBody(w, r)
+	if herr != nil || len(bytes.TrimSpace(body)) == 0 {
+		return nil, herr
+	}
+	var req struct {
+		Parameters map[string]any `json:"parameters"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&req); err != nil {
+		return nil, &httpError{http.StatusBadRequest, jsonMessage(err)}
+	}
+	out := make(map[string]*tritonpb.ModelRepositoryParameter, len(req.Parameters))
+	for key, v := range req.Parameters {
+		p := &tritonpb.ModelRepositoryParameter{}
+		switch v := v.(type) {
+		case string:
+			p.ParameterChoice = &tritonpb.ModelRepositoryParameter_StringParam{StringParam: v}
+		case bool:
+			p.ParameterChoice = &tritonpb.ModelRepositoryParameter_BoolParam{BoolParam: v}
+		case json.Number:
+			n, err := v.Int64()
+			if err != nil {
+				return nil, &httpError{http.StatusBadRequest, "parameter " + strconv.Quote(key) + " must be a whole number"}
+			}
+			p.ParameterChoice = &tritonpb.ModelRepositoryParameter_Int64Param{Int64Param: n}
+		default:
+			return nil, &httpError{http.StatusBadRequest, "parameter " + strconv.Quote(key) + " must be a string, a number or a boolean"}
+		}
+		out[key] = p
+	}
+	return out, nil
 }
 
 // ---- request bodies ----------------------------------------------------------------------

@@ -502,9 +502,14 @@ func TestHealthAndServer(t *testing.T) {
 	if r := do(t, h, "DELETE", "/v2/health/live", nil); r.status != 405 {
 		t.Errorf("DELETE live: %d", r.status)
 	}
+	// This front has no Deployer: load and unload are not served (repository_test: with one).
 	r = do(t, h, "POST", "/v2/repository/models/jets/load", nil)
-	if r.status != 501 || !strings.Contains(r.errorMessage(t), "beamops deploy") {
+	if r.status != 501 || !strings.Contains(r.errorMessage(t), "RepositoryModelLoad") {
 		t.Errorf("load: %d %s", r.status, r.body)
+	}
+	r = do(t, h, "POST", "/v2/repository/models/jets/unload", nil)
+	if r.status != 501 || !strings.Contains(r.errorMessage(t), "RepositoryModelUnload") {
+		t.Errorf("unload: %d %s", r.status, r.body)
 	}
 }
 
@@ -673,5 +678,213 @@ func TestDatatypes(t *testing.T) {
 	}
 	if _, ok := appendJSONData(nil, "FP16", []byte{0, 0}); ok {
 		t.Error("FP16 as JSON")
+	}
+}
+
+// fakeDeployer records the Deploy and Undeploy calls that reach it and answers err.
+type fakeDeployer struct {
+	deploys   []*inferencev1.DeployRequest
+	undeploys []*inferencev1.UndeployRequest
+	auths     []string
+	err       *rpcstatus.Error
+}
+
+func (d *fakeDeployer) Deploy(_ context.Context, authorization string, req *inferencev1.DeployRequest) *rpcstatus.Error {
+	d.deploys = append(d.deploys, req)
+	d.auths = append(d.auths, authorization)
+	return d.err
+}
+
+func (d *fakeDeployer) Undeploy(_ context.Context, authorization string, req *inferencev1.UndeployRequest) *rpcstatus.Error {
+	d.undeploys = append(d.undeploys, req)
+	d.auths = append(d.auths, authorization)
+	return d.err
+}
+
+// deployingHandler serves newFront(true) (deployment jets) with a fake deployer.
+func deployingHandler() (http.Handler, *fakeDeployer) {
+	f := newFront(true)
+	d := &fakeDeployer{}
+	f.Deployer = d
+	return Handler(f, limit), d
+}
+
+func TestRepositoryParametersTypes(t *testing.T) {
+	s := &server{maxBody: limit}
+	body := `{"parameters": {"config": "{\"version_policy\": {}}", "version": 1000002, "neg": -3, "unload_dependents": true, "off": false}}`
+	r := httptest.NewRequest("POST", "/v2/repository/models/bdt/load", strings.NewReader(body))
+	params, herr := s.repositoryParameters(httptest.NewRecorder(), r)
+	if herr != nil {
+		t.Fatalf("%d %s", herr.status, herr.msg)
+	}
+	if len(params) != 5 {
+		t.Fatalf("parameters %v", params)
+	}
+	if v, ok := params["config"].GetParameterChoice().(*tritonpb.ModelRepositoryParameter_StringParam); !ok || v.StringParam != `{"version_policy": {}}` {
+		t.Errorf("config %v", params["config"])
+	}
+	for key, n := range map[string]int64{"version": 1000002, "neg": -3} {
+		if v, ok := params[key].GetParameterChoice().(*tritonpb.ModelRepositoryParameter_Int64Param); !ok || v.Int64Param != n {
+			t.Errorf("%s %v, want int64 %d", key, params[key], n)
+		}
+	}
+	for key, b := range map[string]bool{"unload_dependents": true, "off": false} {
+		if v, ok := params[key].GetParameterChoice().(*tritonpb.ModelRepositoryParameter_BoolParam); !ok || v.BoolParam != b {
+			t.Errorf("%s %v, want bool %v", key, params[key], b)
+		}
+	}
+	for _, empty := range []string{"", "  \n", `{}`, `{"parameters": null}`, `{"parameters": {}}`} {
+		r := httptest.NewRequest("POST", "/v2/repository/models/bdt/load", strings.NewReader(empty))
+		if params, herr := s.repositoryParameters(httptest.NewRecorder(), r); herr != nil || len(params) != 0 {
+			t.Errorf("%q: %v %v", empty, params, herr)
+		}
+	}
+}
+
+func TestRepositoryLoad(t *testing.T) {
+	path := "/v2/repository/models/bdt/load"
+	for name, c := range map[string]struct {
+		body                   string
+		version, alias, reason string
+	}{
+		"no body":         {"", "", "production", ""},
+		"empty object":    {`{}`, "", "production", ""},
+		"version string":  {`{"parameters": {"version": "1.2"}}`, "1.2", "", ""},
+		"version integer": {`{"parameters": {"version": 1000002}}`, "1.2", "", ""},
+		"alias":           {`{"parameters": {"alias": "candidate"}}`, "", "candidate", ""},
+		// what tritonclient.http's load_model(config=...) sends
+		"config": {`{"parameters": {"config": "{\"version_policy\": {\"specific\": {\"versions\": [1000002]}}}"}}`, "1.2", "", ""},
+	} {
+		h, d := deployingHandler()
+		r := do(t, h, "POST", path, []byte(c.body))
+		if r.status != 200 || len(r.body) != 0 {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+			continue
+		}
+		if len(d.deploys) != 1 || len(d.undeploys) != 0 {
+			t.Errorf("%s: %d deploys, %d undeploys", name, len(d.deploys), len(d.undeploys))
+			continue
+		}
+		got := d.deploys[0]
+		if got.GetModel() != "bdt" || got.GetName() != "bdt" || !got.GetReplace() || got.GetReason() == "" ||
+			got.GetTarget().GetParametersVersion() != c.version || got.GetTarget().GetAlias() != c.alias {
+			t.Errorf("%s: Deploy %v, want version %q alias %q", name, got, c.version, c.alias)
+		}
+		if d.auths[0] != "Bearer good" {
+			t.Errorf("%s: authorization %q", name, d.auths[0])
+		}
+	}
+	// A deployment served already, no target named: loaded again with what it serves.
+	h, d := deployingHandler()
+	if r := do(t, h, "POST", "/v2/repository/models/jets/load", nil); r.status != 200 || len(d.deploys) != 1 ||
+		d.deploys[0].GetTarget().GetParametersVersion() != "1.2" {
+		t.Errorf("load of jets: %d %s, deploys %v", r.status, r.body, d.deploys)
+	}
+	if r := do(t, h, "GET", path, nil); r.status != 405 || r.header.Get("Allow") != "POST" || len(d.deploys) != 1 {
+		t.Errorf("GET load: %d %v", r.status, r.header)
+	}
+}
+
+func TestRepositoryLoadErrors(t *testing.T) {
+	path := "/v2/repository/models/bdt/load"
+	for name, c := range map[string]struct {
+		body   string
+		header []string
+		status int
+		want   string
+	}{
+		"list value":        {`{"parameters": {"version": [1000002]}}`, nil, 400, `"version"`},
+		"object value":      {`{"parameters": {"config": {"version_policy": {}}}}`, nil, 400, `"config"`},
+		"null value":        {`{"parameters": {"alias": null}}`, nil, 400, `"alias"`},
+		"fractional":        {`{"parameters": {"version": 1.2}}`, nil, 400, "whole number"},
+		"beyond int64":      {`{"parameters": {"version": 9223372036854775808}}`, nil, 400, `"version"`},
+		"malformed":         {`{"parameters": {`, nil, 400, "JSON"},
+		"not an object":     {`[1]`, nil, 400, "object"},
+		"parameters a list": {`{"parameters": [1]}`, nil, 400, "parameters"},
+		// refused by the Front
+		"file":          {`{"parameters": {"file:1/model.onnx": "b25ueA=="}}`, nil, 400, "file:1/model.onnx"},
+		"two targets":   {`{"parameters": {"version": "1.2", "alias": "production"}}`, nil, 400, "one of"},
+		"config batch":  {`{"parameters": {"config": "{\"max_batch_size\": 8}"}}`, nil, 400, "config"},
+		"no token":      {`{"parameters": {"version": "1.2"}}`, []string{"Authorization", ""}, 401, "token"},
+		"bad encoding":  {`{}`, []string{"Content-Encoding", "br"}, 400, "br"},
+		"bool version":  {`{"parameters": {"version": true}}`, nil, 400, "version"},
+		"integer alias": {`{"parameters": {"alias": 3}}`, nil, 400, "alias"},
+	} {
+		h, d := deployingHandler()
+		r := do(t, h, "POST", path, []byte(c.body), c.header...)
+		if msg := r.errorMessage(t); r.status != c.status || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: %d %q, want %d saying %s", name, r.status, msg, c.status, c.want)
+		}
+		if len(d.deploys)+len(d.undeploys) != 0 {
+			t.Errorf("%s: the deployer was called", name)
+		}
+	}
+}
+
+func TestRepositoryDeployerErrors(t *testing.T) {
+	for _, c := range []struct {
+		e      *rpcstatus.Error
+		status int
+		msg    string
+	}{
+		{rpcstatus.New(codes.PermissionDenied, "needs the deployer role"), 403, "needs the deployer role"},
+		{rpcstatus.New(codes.NotFound, "no model bdt in the registry"), 404, "no model bdt in the registry"},
+		{rpcstatus.New(codes.Unauthenticated, "the token has been revoked"), 401, "the token has been revoked"},
+		{rpcstatus.New(codes.FailedPrecondition, "bdt 1.2 has no artifact"), 400, "bdt 1.2 has no artifact"},
+		{rpcstatus.New(codes.Unavailable, "the control plane is down"), 503, "the control plane is down"},
+		{rpcstatus.New(codes.DeadlineExceeded, "not ready in time"), 504, "not ready in time"},
+		{rpcstatus.New(codes.Internal, "stack trace here"), 500, "internal error"},
+	} {
+		for _, op := range []string{"load", "unload"} {
+			h, d := deployingHandler()
+			d.err = c.e
+			r := do(t, h, "POST", "/v2/repository/models/bdt/"+op, nil)
+			if msg := r.errorMessage(t); r.status != c.status || msg != c.msg {
+				t.Errorf("%s, %v: %d %q, want %d %q", op, c.e.Code, r.status, msg, c.status, c.msg)
+			}
+			if len(d.deploys)+len(d.undeploys) != 1 {
+				t.Errorf("%s, %v: %d deploys, %d undeploys", op, c.e.Code, len(d.deploys), len(d.undeploys))
+			}
+		}
+	}
+}
+
+func TestRepositoryUnload(t *testing.T) {
+	for _, body := range []string{"", `{}`, `{"parameters": {"unload_dependents": true}}`, `{"parameters": {"unload_dependents": false}}`} {
+		h, d := deployingHandler()
+		r := do(t, h, "POST", "/v2/repository/models/jets/unload", []byte(body))
+		if r.status != 200 || len(r.body) != 0 {
+			t.Errorf("%q: %d %s", body, r.status, r.body)
+			continue
+		}
+		if len(d.undeploys) != 1 || len(d.deploys) != 0 || d.undeploys[0].GetName() != "jets" || d.undeploys[0].GetReason() == "" ||
+			d.auths[0] != "Bearer good" {
+			t.Errorf("%q: undeploys %v, deploys %v, authorization %q", body, d.undeploys, d.deploys, d.auths)
+		}
+	}
+	for name, c := range map[string]struct {
+		body   string
+		header []string
+		status int
+		want   string
+	}{
+		"other parameter": {`{"parameters": {"version": "1.2"}}`, nil, 400, "version"},
+		"list value":      {`{"parameters": {"unload_dependents": [true]}}`, nil, 400, "unload_dependents"},
+		"fractional":      {`{"parameters": {"unload_dependents": 0.5}}`, nil, 400, "whole number"},
+		"malformed":       {`{"parameters"`, nil, 400, "JSON"},
+		"no token":        {"", []string{"Authorization", " "}, 401, "token"},
+	} {
+		h, d := deployingHandler()
+		r := do(t, h, "POST", "/v2/repository/models/jets/unload", []byte(c.body), c.header...)
+		if msg := r.errorMessage(t); r.status != c.status || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: %d %q, want %d saying %s", name, r.status, msg, c.status, c.want)
+		}
+		if len(d.deploys)+len(d.undeploys) != 0 {
+			t.Errorf("%s: the deployer was called", name)
+		}
+	}
+	h, d := deployingHandler()
+	if r := do(t, h, "GET", "/v2/repository/models/jets/unload", nil); r.status != 405 || len(d.undeploys) != 0 {
+		t.Errorf("GET unload: %d", r.status)
 	}
 }

@@ -150,8 +150,8 @@ func (s *Server) start(cfg Config) error {
 	authorizer := auth.New(ctl.Authorize)
 	ctl.AuthChanged = authorizer.Clear
 	resolve := resolver(ctl)
-	s.OIP = &oip.Front{Routes: s.Routes, Plane: plane, Auth: authorizer, Resolve: resolve, Stats: stats,
-		OpenMetadata: cfg.OpenMetadata, Version: cfg.Version}
+	s.OIP = &oip.Front{Routes: s.Routes, Plane: plane, Auth: authorizer, Resolve: resolve, Deployer: newDeployer(forwardConn),
+		Stats: stats, OpenMetadata: cfg.OpenMetadata, Version: cfg.Version}
 	gw := &predict.Gateway{
 		Routes:       s.Routes,
 		Auth:         authorizer,
