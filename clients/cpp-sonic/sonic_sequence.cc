@@ -4,7 +4,9 @@
 //
 //   1. ServerMetadata                      (the server's name)
 //   2. RepositoryIndex                     (server discovery: the model must be listed)
-//   3. ModelConfig                         (max_batch_size; the batch must not exceed it when > 0)
+//   3. ModelConfig                         (max_batch_size; the batch must not exceed it when > 0;
+//                                           the checksum agent's entries of the version asked for
+//                                           must equal the local ones, --checksum)
 //   4. ModelMetadata                       (input and output names, datatypes, shapes)
 //   5. ModelInfer, asynchronously          (CompletionQueue, as Triton's AsyncInfer; the input
 //                                           in raw_input_contents, every output requested)
@@ -12,7 +14,10 @@
 //
 //   sonic_sequence --address HOST:PORT --ca CA.pem --cert CLIENT.pem --key CLIENT.key
 //                  --model NAME [--version V] --batch N --input-raw FILE [--features K]
-//                  [--timeout SECONDS]
+//                  [--checksum V/FILE=VALUE ...] [--timeout SECONDS]
+//
+// --checksum: an entry of the local config.pbtxt's "checksum" repository agent (as SONIC reads
+// it); entries of the version asked for that differ from the server's fail the run.
 //
 // FILE holds batch * features little-endian float32 values, row after row; without --features,
 // features = (FILE's size / 4) / batch. The input is sent as FP32 of shape [batch, features].
@@ -24,6 +29,7 @@
 // answer does not do; 2 bad command line or unreadable files.
 #include <grpcpp/grpcpp.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -35,6 +41,7 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -50,11 +57,12 @@ namespace {
 const char* kUsage =
     "usage: sonic_sequence --address HOST:PORT --ca CA.pem --cert CLIENT.pem --key CLIENT.key\n"
     "                      --model NAME [--version V] --batch N --input-raw FILE [--features K]\n"
-    "                      [--timeout SECONDS]\n"
+    "                      [--checksum V/FILE=VALUE ...] [--timeout SECONDS]\n"
     "FILE: batch * features little-endian float32 values (sent as FP32 [batch, features]).\n";
 
 struct Options {
   std::string address, ca, cert, key, model, version, input_raw;
+  std::vector<std::pair<std::string, std::string>> checksums;  // the local checksum agent's entries
   long long batch = 0;
   long long features = 0;  // 0: from the file's size (set in main)
   double timeout_s = 30.0;
@@ -95,6 +103,11 @@ Options parse(int argc, char** argv) {
     else if (flag == "--model") o.model = value;
     else if (flag == "--version") o.version = value;
     else if (flag == "--input-raw") o.input_raw = value;
+    else if (flag == "--checksum") {
+      auto eq = value.find('=');
+      if (eq == std::string::npos || eq == 0) throw UsageError("--checksum takes VERSION/FILE=VALUE");
+      o.checksums.emplace_back(value.substr(0, eq), value.substr(eq + 1));
+    }
     else if (flag == "--batch") { o.batch = to_integer(flag, value); have_batch = true; }
     else if (flag == "--features") {
       o.features = to_integer(flag, value);
@@ -260,7 +273,7 @@ class Sequence {
       }
     }
 
-    // 3. ModelConfig: max_batch_size.
+    // 3. ModelConfig: max_batch_size, checksums.
     int64_t max_batch_size = 0;
     {
       inference::ModelConfigRequest request;
@@ -278,6 +291,7 @@ class Sequence {
       if (max_batch_size == 0 && o_.batch != 1) {
         throw CallError("ModelConfig: the model does not batch (max_batch_size 0): --batch must be 1");
       }
+      check_checksums(config.config());
     }
     json += ", \"max_batch_size\": " + std::to_string(max_batch_size);
 
@@ -360,6 +374,30 @@ class Sequence {
   }
 
  private:
+  // As SONIC's TritonClient: the entries of the "checksum" repository agent whose key starts with
+  // "<version>/", local (--checksum) against the server's; any that differ (or that one side
+  // lacks) fail the run.
+  void check_checksums(const inference::ModelConfig& remote) const {
+    const std::string prefix = o_.version + "/";
+    std::map<std::string, std::array<std::string, 2>> sums;
+    for (const auto& [key, value] : o_.checksums) {
+      if (key.compare(0, prefix.size(), prefix) == 0) sums[key][0] = value;
+    }
+    for (const auto& agent : remote.model_repository_agents().agents()) {
+      if (agent.name() != "checksum") continue;
+      for (const auto& [key, value] : agent.parameters()) {
+        if (key.compare(0, prefix.size(), prefix) == 0) sums[key][1] = value;
+      }
+    }
+    std::string incorrect;
+    for (const auto& [key, pair] : sums) {
+      if (pair[0] != pair[1]) incorrect += (incorrect.empty() ? "" : ", ") + key;
+    }
+    if (!incorrect.empty()) {
+      throw CallError("ModelConfig: the following files have incorrect checksums on the remote server: " + incorrect);
+    }
+  }
+
   void deadline(grpc::ClientContext* ctx) const {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::microseconds(static_cast<int64_t>(o_.timeout_s * 1e6)));

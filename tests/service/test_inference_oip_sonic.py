@@ -24,7 +24,7 @@ import pytest
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.inference.v1 import inference_service_pb2_grpc
 from beamops.tensors import to_tensor
-from tests.fixtures.inference import N_FEATURES, mlp_onnx
+from tests.fixtures.inference import N_FEATURES, mlp_onnx, sha256
 
 pytestmark = [pytest.mark.usefixtures("gateway_binary"), pytest.mark.timeout(900)]
 
@@ -60,7 +60,7 @@ def _x(rows: int, seed: int = 1) -> np.ndarray:
 
 
 @contextlib.asynccontextmanager
-async def _served(stack, certificates, tmp_path: Path, subject: str):
+async def _served(stack, certificates, tmp_path: Path, subject: str, **settings):
     """The service with its gateway over mutual TLS, ``subject`` mapped to reader "cms-hlt" by
     client_certificates_file, "jets" (alias production) deployed; yields the server."""
     mapping = tmp_path / "client-certificates.json"
@@ -69,7 +69,7 @@ async def _served(stack, certificates, tmp_path: Path, subject: str):
     await stack.publish("jets", MODEL, alias="production")
     async with stack.inference("gateway", tls_cert_file=tls.server_cert, tls_key_file=tls.server_key,
                                tls_client_ca_file=tls.ca, client_certificates_file=mapping,
-                               gateway_open_metadata=False) as (server, _):
+                               gateway_open_metadata=False, **settings) as (server, _):
         credentials = grpc.ssl_channel_credentials(root_certificates=tls.ca.read_bytes(),
                                                    private_key=tls.client_key.read_bytes(),
                                                    certificate_chain=tls.client_cert.read_bytes())
@@ -83,14 +83,15 @@ async def _served(stack, certificates, tmp_path: Path, subject: str):
         yield server
 
 
-def _run(program: Path, certificates, port: int, x: np.ndarray, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run(program: Path, certificates, port: int, x: np.ndarray, tmp_path: Path,
+         *extra: str) -> subprocess.CompletedProcess:
     raw = tmp_path / f"x-{x.shape[0]}.f32"
     raw.write_bytes(x.astype("<f4").tobytes())
     tls = certificates
     return subprocess.run(
         [str(program), "--address", f"localhost:{port}", "--ca", str(tls.ca), "--cert", str(tls.client_cert),
          "--key", str(tls.client_key), "--model", "jets", "--batch", str(x.shape[0]), "--input-raw", str(raw),
-         "--features", str(x.shape[1])],
+         "--features", str(x.shape[1]), *extra],
         capture_output=True, text=True, timeout=120)
 
 
@@ -126,3 +127,29 @@ async def test_an_unmapped_client_certificate_is_unauthenticated(inference_stack
         assert done.stdout == ""
         assert "UNAUTHENTICATED" in done.stderr, done.stderr
         assert "/work" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+async def test_with_config_checksums_sonic_pins_the_artifact_it_runs(inference_stack, certificates,
+                                                                    sonic_sequence, tmp_path):
+    """gateway_config_checksums: ModelConfig names the artifact's sha256 as Triton's checksum
+    agent does; SONIC's comparison with its local config.pbtxt passes for the artifact that is
+    served and fails for any other, in either version form."""
+    stack = inference_stack
+    async with _served(stack, certificates, tmp_path, _subject(certificates.client_cert),
+                       gateway_config_checksums=True) as server:
+        def run(version: str, digest: str) -> subprocess.CompletedProcess:
+            return _run(sonic_sequence, certificates, server.gateway_port, _x(2), tmp_path, "--version", version,
+                        "--checksum", f"{version}/model.onnx=SHA256:{digest}")
+
+        for version in ("1.0", "1000000", "production"):
+            done = await asyncio.to_thread(run, version, sha256(MODEL))
+            assert done.returncode == 0, (version, done.stdout, done.stderr)
+            assert json.loads(done.stdout)["model_version"] == "1.0"
+            done = await asyncio.to_thread(run, version, sha256(b"another artifact"))
+            assert done.returncode == 1 and done.stdout == "", (version, done.stdout, done.stderr)
+            assert f"incorrect checksums on the remote server: {version}/model.onnx" in done.stderr, done.stderr
+        # A local config without the entries no longer matches (SONIC compares both ways).
+        done = await asyncio.to_thread(_run, sonic_sequence, certificates, server.gateway_port, _x(2), tmp_path,
+                                       "--version", "1.0")
+        assert done.returncode == 1 and "incorrect checksums" in done.stderr, done.stderr
+

@@ -101,7 +101,7 @@ class EmbeddedTriton:
 def command(binary: Path, *, listen: str, service: str, triton: str, max_message_bytes: int,
             infer_timeout_s: float, drift_samples_per_s: int, coalesce_in_flight: int,
             tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None,
-            http_listen: str = "", open_metadata: bool = False,
+            http_listen: str = "", open_metadata: bool = False, config_checksums: bool = False,
             loopback_listen: str = "") -> list[str]:
     """The gateway's command line (see the gateway's design notes)."""
     args = [str(binary), "--listen", listen, "--service", service, "--triton", triton,
@@ -119,6 +119,8 @@ def command(binary: Path, *, listen: str, service: str, triton: str, max_message
         args += ["--http-listen", http_listen]
     if open_metadata:
         args.append("--open-metadata")
+    if config_checksums:
+        args.append("--config-checksums")
     if embedded is not None:
         args += embedded.args()
     return args + ["--exit-with-parent"]  # a gateway whose service was killed stops too
@@ -139,7 +141,7 @@ class GatewaySupervisor:
                  triton: str, token: str, max_message_bytes: int, infer_timeout_s: float,
                  drift_samples_per_s: int, coalesce_in_flight: int,
                  tls: GatewayTls | None = None, embedded: EmbeddedTriton | None = None,
-                 http_port: int = 0, open_metadata: bool = False,
+                 http_port: int = 0, open_metadata: bool = False, config_checksums: bool = False,
                  start_timeout_s: float = 30.0, watch_interval_s: float = 1.0) -> None:
         self.binary, self.run_dir = binary, run_dir
         self.host, self.port, self.http_port = host, port, http_port
@@ -150,7 +152,8 @@ class GatewaySupervisor:
         self._token = token
         self._flags = dict(service=service, triton=triton, max_message_bytes=max_message_bytes,
                            infer_timeout_s=infer_timeout_s, drift_samples_per_s=drift_samples_per_s,
-                           coalesce_in_flight=coalesce_in_flight, tls=tls, embedded=embedded)
+                           coalesce_in_flight=coalesce_in_flight, tls=tls, embedded=embedded,
+                           config_checksums=config_checksums)
         self.tls, self.embedded = tls, embedded
         self.start_timeout_s, self.watch_interval_s = start_timeout_s, watch_interval_s
         self.restarts = 0

@@ -175,6 +175,7 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
                         settings.tls_client_ca_file) if settings.tls_cert_file else None),
         embedded=embedded, http_port=settings.gateway_http_port,
         open_metadata=settings.gateway_open_metadata,
+        config_checksums=settings.gateway_config_checksums,
         start_timeout_s=max(30.0, settings.triton_start_timeout_s) if embedded else 30.0,
         watch_interval_s=settings.triton_watch_interval_s if embedded else 1.0)
     try:

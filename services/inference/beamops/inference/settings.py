@@ -92,6 +92,11 @@ class InferenceSettings(ServiceSettings):
                                         "Protocol's setup calls (server and model metadata, model "
                                         "config, repository index, statistics) without credentials, "
                                         "as stock CMSSW SONIC makes them; inference always needs them.")
+    gateway_config_checksums: bool = Field(False, description="ModelConfig on Triton's protocol names "
+                                           "each artifact's sha256 as Triton's checksum repository "
+                                           "agent does, so CMSSW SONIC jobs can pin what they run "
+                                           "(SONIC then demands the same entries in its local "
+                                           "config.pbtxt: off by default).")
     gateway_host: str = Field("", description="Address the gateway listens on (default: host).")
     gateway_binary: str = Field("", description="Path of the beamops-gateway binary (default: "
                                 "services/inference/gateway/bin/beamops-gateway, built by "

@@ -74,6 +74,8 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 		"plaintext, for the inference service alone (it passes its own Predict calls to the gateway there)")
 	fs.BoolVar(&cfg.OpenMetadata, "open-metadata", false, "answer the Open Inference Protocol's setup calls (metadata, "+
 		"config, repository index, statistics) without credentials, as stock CMSSW makes them")
+	fs.BoolVar(&cfg.ConfigChecksums, "config-checksums", false, "ModelConfig names each artifact's sha256 as Triton's "+
+		"checksum repository agent does (CMSSW SONIC then demands the same entries in its local config.pbtxt)")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate chain: serve callers TLS (with --tls-key)")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.TLS.ClientCAFile, "tls-client-ca", "", "PEM CA: callers must present a certificate it signed (mutual TLS)")

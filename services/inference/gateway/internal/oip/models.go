@@ -79,6 +79,9 @@ func (f *Front) ModelConfig(ctx context.Context, c Call, r *tritonpb.ModelConfig
 	if route.MaxBatch > 0 {
 		cfg.SchedulingChoice = &tritonpb.ModelConfig_DynamicBatching{DynamicBatching: &tritonpb.ModelDynamicBatching{}}
 	}
+	if f.Checksums {
+		cfg.ModelRepositoryAgents = checksums(route, r.GetVersion())
+	}
 	for _, s := range route.InputSpecs {
 		cfg.Input = append(cfg.Input, &tritonpb.ModelInput{Name: s.Name, DataType: configType(s.Dtype), Dims: dims(s.Shape, route.MaxBatch)})
 	}
@@ -86,6 +89,26 @@ func (f *Front) ModelConfig(ctx context.Context, c Call, r *tritonpb.ModelConfig
 		cfg.Output = append(cfg.Output, &tritonpb.ModelOutput{Name: s.Name, DataType: configType(s.Dtype), Dims: dims(s.Shape, route.MaxBatch)})
 	}
 	return &tritonpb.ModelConfigResponse{Config: cfg}, nil
+}
+
+// ArtifactFile is the name a served artifact has in ModelConfig's checksum entries.
+const ArtifactFile = "model.onnx"
+
+// checksums is Triton's checksum repository agent entry for what answers: the artifact's
+// sha256 keyed "<version>/model.onnx", under the version as asked and under its integer form.
+// CMSSW's SONIC compares the entries of the version it asks for with those of its local
+// config.pbtxt, both ways (an entry only one side has differs too), and refuses a server
+// whose artifact differs: a job pins what it runs. Hence Front.Checksums, off by default.
+func checksums(route *routes.Route, asked string) *tritonpb.ModelRepositoryAgents {
+	if route.ArtifactSHA256 == "" {
+		return nil
+	}
+	value := "SHA256:" + route.ArtifactSHA256
+	params := map[string]string{IntegerVersion(route.Version) + "/" + ArtifactFile: value}
+	if asked != "" {
+		params[asked+"/"+ArtifactFile] = value
+	}
+	return &tritonpb.ModelRepositoryAgents{Agents: []*tritonpb.ModelRepositoryAgents_Agent{{Name: "checksum", Parameters: params}}}
 }
 
 func configType(dtype int32) tritonpb.DataType {

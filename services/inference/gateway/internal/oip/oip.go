@@ -47,7 +47,10 @@ type Front struct {
 	// RepositoryIndex, ModelStatistics) answer callers without credentials, as stock CMSSW
 	// makes them. Off by default: only ServerLive and ServerReady are open.
 	OpenMetadata bool
-	Version      string // the gateway's version, in ServerMetadata
+	// Checksums: ModelConfig carries the artifact's sha256 as Triton's checksum agent does
+	// (models.go), for clients that pin it (SONIC then demands the same entries locally).
+	Checksums bool
+	Version   string // the gateway's version, in ServerMetadata
 }
 
 // Call is who calls: the authorization value as it came ("Bearer <token>"; may be empty), and

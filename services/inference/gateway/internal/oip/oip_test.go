@@ -239,6 +239,26 @@ func TestMetadataConfigAndIndexDescribeTheServedVersion(t *testing.T) {
 		cfg.Config.GetDynamicBatching() == nil || cfg.Config.Parameters["beamops_parameters_version"].StringValue != "1.0" {
 		t.Errorf("config %v %v", cfg, e)
 	}
+	// No checksum agent unless asked for (SONIC would demand its entries locally).
+	if cfg.Config.GetModelRepositoryAgents() != nil {
+		t.Errorf("checksums by default: %v", cfg.Config.GetModelRepositoryAgents())
+	}
+	// The checksum agent SONIC compares: the artifact's sha256 under the version as asked and
+	// under its integer form (route() gives jets 1.0 the sha256 "ab1.0").
+	f.Checksums = true
+	for version, keys := range map[string][]string{"": {"1000000/model.onnx"},
+		"production": {"1000000/model.onnx", "production/model.onnx"}, "1.0": {"1000000/model.onnx", "1.0/model.onnx"}} {
+		cfg, e := f.ModelConfig(ctx, good, &tritonpb.ModelConfigRequest{Name: "jets", Version: version})
+		agents := cfg.GetConfig().GetModelRepositoryAgents().GetAgents()
+		if e != nil || len(agents) != 1 || agents[0].Name != "checksum" || len(agents[0].Parameters) != len(keys) {
+			t.Fatalf("version %q: agents %v %v", version, agents, e)
+		}
+		for _, key := range keys {
+			if agents[0].Parameters[key] != "SHA256:ab1.0" {
+				t.Errorf("version %q: %s = %q", version, key, agents[0].Parameters[key])
+			}
+		}
+	}
 	index, e := f.RepositoryIndex(ctx, good, &tritonpb.RepositoryIndexRequest{})
 	if e != nil || len(index.Models) != 3 {
 		t.Fatalf("index %v %v", index, e)

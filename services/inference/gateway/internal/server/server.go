@@ -69,8 +69,10 @@ type Config struct {
 	LoopbackListen string
 	// OpenMetadata: the Open Inference Protocol's setup calls answer without credentials.
 	OpenMetadata bool
-	Version      string // in the protocol's ServerMetadata
-	TLS          TLS    // callers are served TLS when enabled (the service port stays plaintext loopback)
+	// ConfigChecksums: ModelConfig names each artifact's sha256 in Triton's checksum agent.
+	ConfigChecksums bool
+	Version         string // in the protocol's ServerMetadata
+	TLS             TLS    // callers are served TLS when enabled (the service port stays plaintext loopback)
 }
 
 // Server is a started gateway.
@@ -151,7 +153,7 @@ func (s *Server) start(cfg Config) error {
 	ctl.AuthChanged = authorizer.Clear
 	resolve := resolver(ctl)
 	s.OIP = &oip.Front{Routes: s.Routes, Plane: plane, Auth: authorizer, Resolve: resolve, Deployer: newDeployer(forwardConn),
-		Stats: stats, OpenMetadata: cfg.OpenMetadata, Version: cfg.Version}
+		Stats: stats, OpenMetadata: cfg.OpenMetadata, Checksums: cfg.ConfigChecksums, Version: cfg.Version}
 	gw := &predict.Gateway{
 		Routes:       s.Routes,
 		Auth:         authorizer,
