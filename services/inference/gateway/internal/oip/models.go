@@ -207,6 +207,11 @@ var knownRequestParameters = map[string]bool{
 }
 
 func unknownParameter(name string) *rpcstatus.Error {
+	switch name {
+	case "lumi", "timestamp":
+		return rpcstatus.InvalidField("request parameter "+name+" is not taken: intervals of validity are keyed by run "+
+			"here; send global_tag and run", "parameters")
+	}
 	return rpcstatus.InvalidField("request parameter "+strings.TrimSpace(name)+" is not understood (understood: "+
 		"global_tag and run, to pick the parameters version by interval of validity; Triton's priority, timeout, "+
 		"binary_data_output, triton_enable_empty_final_response)", "parameters")

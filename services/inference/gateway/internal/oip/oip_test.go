@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -192,6 +193,16 @@ func TestModelInferRefusesWhatItDoesNotUnderstand(t *testing.T) {
 		r := base()
 		change(r)
 		if _, e := f.ModelInfer(context.Background(), good, r); e == nil || e.Code != codes.InvalidArgument {
+			t.Errorf("%s: %v", name, e)
+		}
+	}
+	// Luminosity sections and times are refused by name, pointing at the run.
+	for _, name := range []string{"lumi", "timestamp"} {
+		r := base()
+		r.Parameters = map[string]*tritonpb.InferParameter{"global_tag": str("GT"), name: str("7")}
+		_, e := f.ModelInfer(context.Background(), good, r)
+		if e == nil || e.Code != codes.InvalidArgument || !strings.Contains(e.Message, name+" is not taken") ||
+			!strings.Contains(e.Message, "run") {
 			t.Errorf("%s: %v", name, e)
 		}
 	}
