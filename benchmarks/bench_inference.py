@@ -6,7 +6,8 @@ Starts a registry and an inference service (with its gateway, which runs the bun
 own process) as processes, and the bundled tritonserver binary on the same model repository entries
 as the baseline (Triton's own gRPC front); publishes a 6 -> 16 -> 3 MLP, deploys it, then
 measures, for Predict through the gateway
-(the compiled data plane, the address for fast calls) and through the Python service itself:
+(the data plane, the address for fast calls) and through the service's own port (which passes
+Predict to the gateway: a hop more):
 p50/p99 of one small request (sequential; through the gateway also by model and alias),
 throughput with 16 concurrent clients, throughput of 1 MB requests (4 clients); and embedded vs
 direct. ``--separate-triton`` runs the service's Triton as a tritonserver process of its own
@@ -104,7 +105,7 @@ def main() -> None:
     with service("registry", reg_port, work), \
             service("inference", inf_port, work, registry_address=f"127.0.0.1:{reg_port}",
                     registry_token=service_token, triton_venv=str(ROOT / ".venv-triton"),
-                    gateway="true", gateway_port=str(gateway_port),
+                    gateway_port=str(gateway_port),
                     triton_in_gateway=str(not args.separate_triton).lower()):
         version = publish_onnx(f"127.0.0.1:{reg_port}", md, "mlp", data, MLP_SIGNATURE)
 

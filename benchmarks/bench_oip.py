@@ -124,7 +124,7 @@ def main() -> None:
     with service("registry", reg_port, work), \
             service("inference", inf_port, work, registry_address=f"127.0.0.1:{reg_port}",
                     registry_token=service_token, triton_venv=str(ROOT / ".venv-triton"),
-                    gateway="true", gateway_port=str(gateway_port), gateway_http_port=str(http_port)):
+                    gateway_port=str(gateway_port), gateway_http_port=str(http_port)):
         version = publish_onnx(f"127.0.0.1:{reg_port}", md, "mlp", mlp_onnx(seed=1), MLP_SIGNATURE)
         with grpc.insecure_channel(f"127.0.0.1:{inf_port}") as channel:
             inference_service_pb2_grpc.InferenceServiceStub(channel).Deploy(
