@@ -113,8 +113,10 @@ async def test_triton_administration_paths_are_unimplemented_on_the_gateway(infe
                         raise AssertionError(f"{method} answered through the gateway")
         finally:
             await channel.close()
-        # The bundled Triton listens on the loopback interface only (its command line says so).
+        # The bundled Triton runs inside the gateway, whose Triton API for the service listens on
+        # the loopback interface only (its command line says so); Triton itself has no fronts.
         pid = int((stack.settings().var_dir / "triton" / "tritonserver.pid").read_text().split()[0])
         argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
-        addresses = [a for a in argv if re.match(r"--(grpc|http|metrics)-address=", a)]
-        assert addresses and all(a.endswith("=127.0.0.1") for a in addresses), argv
+        assert argv[0].endswith("beamops-gateway") and "--triton-library" in argv, argv
+        assert argv[argv.index("--triton") + 1].startswith("127.0.0.1:"), argv
+        assert not [a for a in argv if re.match(r"--(grpc|http|metrics)-address", a)], argv

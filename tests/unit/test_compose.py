@@ -60,7 +60,6 @@ def test_ports_agree_with_defaults(name):
     if name == "inference":  # and its gateway, which the health check goes through
         from beamops.runtime.stack import GATEWAY_HTTP_PORT, GATEWAY_PORT
 
-        assert entry["environment"][f"{prefix}GATEWAY"] == "true"
         assert int(entry["environment"][f"{prefix}GATEWAY_PORT"]) == GATEWAY_PORT
         assert int(entry["environment"][f"{prefix}GATEWAY_HTTP_PORT"]) == GATEWAY_HTTP_PORT
         assert f"{prefix}GATEWAY_PORT={GATEWAY_PORT}" in dockerfile
