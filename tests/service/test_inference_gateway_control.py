@@ -2,7 +2,7 @@
 Go binary): the route table follows deployments, Authorize answers like the service's own token
 checks, only admins may call it, and usage reports move the service's Prometheus series.
 
-The last tests start the service with gateway on and a stand-in binary (a Python script written
+The last tests start the service with a stand-in gateway binary (a Python script written
 here that forwards unary calls and watches routes with the token it was given), to check how
 the service starts, restarts and stops its gateway; the real gateway is tested in
 test_inference_gateway.py.
