@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import beamops  # noqa: E402
 from beamops.common.v1 import auth_pb2  # noqa: E402
-from beamops.inference.bundled_triton import BundledTriton, TritonPaths  # noqa: E402
+from beamops.inference.triton.bundled import BundledTriton, TritonPaths  # noqa: E402
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb  # noqa: E402
 from beamops.inference.v1 import inference_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402

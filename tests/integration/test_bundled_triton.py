@@ -1,5 +1,5 @@
 """The bundled Triton (nvidia-pytriton's tritonserver, CPU, Python backend) serves an ONNX MLP
-through triton_model/model.py with the same outputs as ONNX Runtime in this process."""
+through triton/model/model.py with the same outputs as ONNX Runtime in this process."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from beamops.inference.bundled_triton import BundledTriton, TritonPaths
+from beamops.inference.triton.bundled import BundledTriton, TritonPaths
 
 from tests.fixtures.inference import N_CLASSES, N_FEATURES, mlp_onnx
 from tests.fixtures.triton import check_concurrent_mixed_sizes, write_mlp_entry

@@ -20,9 +20,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from beamops.inference.bundled_triton import TritonPaths
-from beamops.inference.gateway_supervisor import EmbeddedTriton, command, environment
-from beamops.inference.triton_supervisor import free_port
+from beamops.inference.gateway.supervisor import EmbeddedTriton, command, environment
+from beamops.inference.triton.bundled import TritonPaths
+from beamops.inference.triton.supervisor import free_port
 
 from tests.fixtures.inference import N_FEATURES, mlp_onnx
 from tests.fixtures.triton import check_concurrent_mixed_sizes, live_children, write_mlp_entry

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from beamops.inference.triton_backend import TritonBackend
+from beamops.inference.triton.backend import TritonBackend
 from beamops.runtime.errors import Unavailable
 
 from tests.fakes.hung_triton import hung_triton

@@ -6,7 +6,7 @@ import pytest
 
 from beamops.common.v1 import tensor_pb2
 from beamops.inference.domain import ServingConfig, Signature, TensorSig
-from beamops.inference.model_repository import config_for, triton_name
+from beamops.inference.triton.repository import config_for, triton_name
 
 F32, I64, BYTES = tensor_pb2.DATA_TYPE_FLOAT32, tensor_pb2.DATA_TYPE_INT64, tensor_pb2.DATA_TYPE_BYTES
 SIG = Signature(inputs=(TensorSig(name="x", dtype=F32, shape=(-1, 6)),),

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from beamops.inference import drift
 from beamops.inference.domain import FeatureReference, Signature, TensorSig, Thresholds
-from beamops.inference.drift_monitor import DriftMonitor, FeatureKind, features_for
+from beamops.inference.drift import stats
+from beamops.inference.drift.monitor import DriftMonitor, FeatureKind, features_for
 
 F32 = 11
 
@@ -18,38 +18,38 @@ def test_psi_of_a_known_two_bin_shift():
     # reference 50/50, live 90/10: PSI = 0.4 ln(1.8) + (-0.4) ln(0.2)
     samples = np.array([0.25] * 90 + [0.75] * 10)
     expected = 0.4 * math.log(1.8) - 0.4 * math.log(0.2)
-    assert drift.psi([0, 0.5, 1], [50, 50], samples) == pytest.approx(expected, rel=1e-9)
+    assert stats.psi([0, 0.5, 1], [50, 50], samples) == pytest.approx(expected, rel=1e-9)
 
 
 def test_psi_is_zero_for_the_same_proportions_and_counts_outliers_in_the_end_bins():
-    assert drift.psi([0, 1, 2], [1, 3], np.array([0.5, 1.5, 1.5, 1.5])) == pytest.approx(0.0)
-    assert drift.psi([0, 1, 2], [1, 3], np.array([-5.0, 7, 9, 11])) == pytest.approx(0.0)
+    assert stats.psi([0, 1, 2], [1, 3], np.array([0.5, 1.5, 1.5, 1.5])) == pytest.approx(0.0)
+    assert stats.psi([0, 1, 2], [1, 3], np.array([-5.0, 7, 9, 11])) == pytest.approx(0.0)
 
 
 def test_ks_against_a_uniform_reference():
     edges, counts = np.linspace(0, 1, 11), np.ones(10)
-    d, p = drift.ks(edges, counts, np.linspace(0, 0.5, 2001))  # all mass in the lower half
+    d, p = stats.ks(edges, counts, np.linspace(0, 0.5, 2001))  # all mass in the lower half
     assert d == pytest.approx(0.5, abs=1e-3) and p < 1e-6
     rng = np.random.default_rng(0)
-    d, p = drift.ks(edges, counts, rng.uniform(size=5000))
+    d, p = stats.ks(edges, counts, rng.uniform(size=5000))
     assert d < 0.03 and p > 0.01
 
 
 def test_ks_p_value_matches_the_kolmogorov_distribution():
     # P(sqrt(n) D > 1.358) ~ 0.05 for large n
-    assert drift.ks_p_value(1.358 / math.sqrt(10000), 10000) == pytest.approx(0.05, abs=0.003)
-    assert drift.ks_p_value(0.0, 100) == 1.0
+    assert stats.ks_p_value(1.358 / math.sqrt(10000), 10000) == pytest.approx(0.05, abs=0.003)
+    assert stats.ks_p_value(0.0, 100) == 1.0
 
 
 def test_bad_reference_is_refused():
     with pytest.raises(ValueError):
-        drift.psi([0, 1], [1, 2], np.zeros(3))
+        stats.psi([0, 1], [1, 2], np.zeros(3))
     with pytest.raises(ValueError):
-        drift.psi([0, 1], [0], np.zeros(3))
+        stats.psi([0, 1], [0], np.zeros(3))
 
 
 def test_window_keeps_only_the_most_recent_rows():
-    window = drift.Window(capacity=5, width=2)
+    window = stats.Window(capacity=5, width=2)
     window.append(np.arange(8).reshape(4, 2))
     window.append(np.arange(100, 106).reshape(3, 2))
     assert window.size == 5
@@ -99,7 +99,7 @@ def test_monitor_reports_unavailable_without_reference_and_drift_on_shift():
 
 
 def test_monitor_copies_raw_samples_in_batches_keeping_rows_times_and_order():
-    from beamops.inference import drift_monitor
+    from beamops.inference.drift import monitor as drift_monitor
     from beamops.inference.domain import RawTensor
 
     monitor = DriftMonitor("d", "m", "1.0", SIG, (_ref("a"), _ref("b"), _ref("c"), _ref("output:y[1]")),
@@ -134,7 +134,7 @@ def test_monitor_copies_raw_samples_in_batches_keeping_rows_times_and_order():
 
 
 def test_window_takes_one_arrival_time_per_row():
-    window = drift.Window(capacity=4, width=1)
+    window = stats.Window(capacity=4, width=1)
     window.append(np.arange(3.0).reshape(3, 1), now=np.array([1.0, 2.0, 3.0]))
     window.append(np.array([[9.0], [10.0]]), now=5.0)
     assert window.size == 4 and window.time_span() == (2.0, 5.0)

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from beamops.common.v1 import auth_pb2
-from beamops.inference import gateway_convert
-from beamops.inference.gateway_control import answer_lifetime_ms
+from beamops.inference.gateway import convert as gateway_convert
+from beamops.inference.gateway.routes import answer_lifetime_ms
 from beamops.runtime.auth import (
     ANONYMOUS_ADMIN, Authenticator, JwtVerifier, Principal, TokenStore,
 )

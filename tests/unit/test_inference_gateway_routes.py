@@ -10,14 +10,14 @@ import pytest
 
 from beamops.common.v1 import tensor_pb2
 from beamops.inference.alerts import AlertBook
-from beamops.inference.deployments import Caller, DeployCommand, DeploymentManager, Options
+from beamops.inference.control.deployments import DeploymentManager, Options
 from beamops.inference.domain import (
-    Deployment, FeatureReference, GatewayRoute, ResolvedVersion, ServedVersion, ServingConfig,
-    Signature, State, Target, TargetKind, TensorSig, Thresholds,
+    Caller, DeployCommand, Deployment, FeatureReference, GatewayRoute, ResolvedVersion, ServedVersion,
+    ServingConfig, Signature, State, Target, TargetKind, TensorSig, Thresholds,
 )
-from beamops.inference.gateway_control import RouteTable, route_for
+from beamops.inference.gateway.routes import RouteTable, route_for
 from beamops.inference.metrics import InferenceMetrics
-from beamops.inference.model_repository import ModelRepository
+from beamops.inference.triton.repository import ModelRepository
 from beamops.runtime.errors import FailedPrecondition
 
 F32 = tensor_pb2.DATA_TYPE_FLOAT32
@@ -228,9 +228,10 @@ async def test_a_switch_unloads_the_old_version_only_once_the_gateway_serves_the
     registry = Registry()
     registry.add("jets", "1.0")
     registry.add("jets", "1.1")
-    m = manager(tmp_path, registry)
+    backend = Backend()
+    m = manager(tmp_path, registry, backend)
     await m.deploy(deploy("jets", "1.0"), CALLER)
-    unloaded = m._backend.unloaded
+    unloaded = backend.unloaded
     with m.gateway_watching():  # a gateway follows the table
         m.gateway_applied(m.routes()[0])
         switch = asyncio.create_task(m.deploy(deploy("jets", "1.1", replace=True), CALLER))

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from beamops.inference.bundled_triton import TritonPaths
-from beamops.inference.gateway_supervisor import (
+from beamops.inference.gateway.supervisor import (
     TOKEN_ENV, EmbeddedTriton, GatewayTls, command, environment, local_address,
     missing_binary_message,
 )
 from beamops.inference.server import check_gateway_settings
 from beamops.inference.settings import DEFAULT_GATEWAY_BINARY, InferenceSettings
+from beamops.inference.triton.bundled import TritonPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_embedded_triton_flags_and_environment():
     assert flags["--triton-repository"] == "/m" and flags["--triton-backends"] == "/v/backends"
     assert flags["--triton-backend-config"] == f"python,shm-region-prefix-name={embedded.shm_prefix}"
     assert embedded.shm_prefix != EmbeddedTriton(embedded.paths, Path("x")).shm_prefix
-    # The stubs' environment (see bundled_triton.environment) on top of the gateway's own.
+    # The stubs' environment (see triton.bundled.environment) on top of the gateway's own.
     env = environment("secret", {"PATH": "/usr/bin", "PYTHONPATH": "/platform",
                                  "BEAMOPS_INFERENCE_PORT": "1"}, embedded=embedded)
     assert env[TOKEN_ENV] == "secret" and "BEAMOPS_INFERENCE_PORT" not in env
@@ -117,7 +117,7 @@ def test_a_gateway_left_behind_by_a_killed_service_is_stopped(tmp_path):
     import subprocess
     import sys
 
-    from beamops.inference.gateway_supervisor import GatewaySupervisor
+    from beamops.inference.gateway.supervisor import GatewaySupervisor
 
     binary = tmp_path / "beamops-gateway"
     binary.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")

@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from beamops.common.v1 import tensor_pb2
-from beamops.inference import gateway_convert
 from beamops.inference.domain import (
     Deployment, DeploymentUsage, ServedVersion, State, Target, TargetKind, Thresholds,
 )
+from beamops.inference.gateway import convert as gateway_convert
 from beamops.inference.metrics import InferenceMetrics
 from beamops.inference.v1 import gateway_service_pb2 as gpb
 from beamops.runtime.errors import InvalidArgument

@@ -1,11 +1,11 @@
-"""How Triton's failures to load or unload a model become beamops errors (triton_backend.py)."""
+"""How Triton's failures to load or unload a model become beamops errors (triton/backend.py)."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from beamops.inference.triton_backend import ModelNotLoaded, TritonBackend
+from beamops.inference.triton.backend import ModelNotLoaded, TritonBackend
 from beamops.runtime.errors import FailedPrecondition, Unavailable
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from beamops.data.catalog import check_dataset_name
-from beamops.inference.deployments import DeployCommand, _validate
-from beamops.inference.domain import Target, TargetKind
-from beamops.inference.model_repository import is_triton_name_of, triton_name
+from beamops.inference.control.deployments import _validate
+from beamops.inference.domain import DeployCommand, Target, TargetKind
+from beamops.inference.triton.repository import is_triton_name_of, triton_name
 from beamops.registry.names import check_name as registry_check_name
 from beamops.runtime.errors import InvalidArgument
 from beamops.runtime.names import check_name, is_name

@@ -9,7 +9,7 @@
 #                            python/{libtriton_python.so, triton_python_backend_utils.py,
 #                            triton_python_backend_stub} as symlinks into the installed wheel.
 #   <venv>/beamops-triton.json: a manifest of the paths above (read by
-#                            beamops.inference.bundled_triton); written last, so it is the marker.
+#                            beamops.inference.triton.bundled); written last, so it is the marker.
 #
 # $BEAMOPS_TRITON_PYTHON (default python3.11) must be a CPython 3.11 built with --enable-shared:
 # the stub links libpython3.11.so.1.0 and must get that interpreter's own copy (not the system's).

@@ -13,10 +13,9 @@ from beamops.runtime.errors import InvalidArgument
 from beamops.tensors import to_tensor
 
 from .domain import (
-    Alert, AlertState, Deployment, DriftReport, FeatureDrift, ServedVersion, ServingConfig,
-    Signature, State, Target, TargetKind, Thresholds,
+    Alert, AlertState, DeployCommand, Deployment, DriftReport, FeatureDrift, ServedVersion,
+    ServingConfig, Signature, State, Target, TargetKind, Thresholds,
 )
-from .deployments import DeployCommand
 
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:

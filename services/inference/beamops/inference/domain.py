@@ -1,13 +1,14 @@
-"""The inference service's own types: deployments, what they serve, drift and alerts.
+"""The inference service's own types: deployments, what they serve, what callers ask of them,
+drift and alerts.
 
-Plain pydantic models (persisted as JSON by the store, converted to and from protobuf in
-``convert.py``). No gRPC here. Dtypes are ``beamops.common.v1.DataType`` numbers.
+Plain pydantic models and dataclasses (persisted as JSON by the store, converted to and from
+protobuf in ``convert.py``). No gRPC here. Dtypes are ``beamops.common.v1.DataType`` numbers.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
@@ -142,6 +143,41 @@ class Deployment(BaseModel):
     generation: int = 0
 
 
+# ---- what callers ask of the control plane --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: their principal name, and the authorization value to forward to the registry."""
+
+    name: str
+    auth: str | None
+
+
+@dataclass
+class DeployCommand:
+    model: str
+    target: Target | None
+    name: str = ""
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    replace: bool = False
+    return_immediately: bool = False
+    reason: str = ""
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which deployment a Predict wants: a name, or a model narrowed by version/alias/run."""
+
+    deployment: str = ""
+    model: str = ""
+    version: str = ""
+    alias: str = ""
+    global_tag: str = ""
+    run: int | None = None
+
+
 class FeatureKind(str, enum.Enum):
     INPUT = "INPUT"
     OUTPUT = "OUTPUT"
@@ -215,7 +251,7 @@ class Alert(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
-    """What the gateway needs to serve one deployment's Predict itself (as ``_plan`` would)."""
+    """What the gateway needs to serve one deployment's Predict itself."""
 
     deployment: str
     model: str

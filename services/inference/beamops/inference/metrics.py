@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .domain import DeploymentUsage
+
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -45,6 +47,24 @@ class InferenceMetrics:
                                       "Times a deployment's model was reloaded in Triton because "
                                       "the process running its code died", ["deployment"],
                                       registry=registry)
+
+    def record_usage(self, deployment: str, usage: DeploymentUsage) -> None:
+        """What the gateway served for ``deployment``, into the series Predict feeds."""
+        if usage.requests:
+            self.requests.labels(deployment, usage.version).inc(usage.requests)
+        for reason, count in usage.errors:
+            if count:
+                self.errors.labels(deployment, reason).inc(count)
+        if usage.latency_s:
+            latency = self.latency.labels(deployment)
+            for seconds in usage.latency_s:
+                latency.observe(seconds)
+        if usage.coalesced:
+            self.coalesced.labels(deployment).inc(usage.coalesced)
+        if usage.batch_rows:
+            batch_size = self.batch_size.labels(deployment)
+            for rows in usage.batch_rows:
+                batch_size.observe(rows)
 
     def register_into(self, registry: CollectorRegistry) -> None:
         for collector in (self.requests, self.errors, self.latency, self.batch_size, self.coalesced,

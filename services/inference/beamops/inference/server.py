@@ -2,10 +2,10 @@
 
 Builds the parts and hands them to each other: the store, the registry adapter (its own gRPC
 channel), Triton (the bundled one, or an external one), the model repository, alerts, metrics,
-the deployment manager, and the servicers. It then starts beamops-gateway, the data plane, in
-front of itself; the returned server's ``gateway_port`` and ``gateway_address`` say where it
-listens. The bundled Triton runs inside that gateway's process (``triton_in_gateway``, the
-default), else as a tritonserver process started and supervised here. The deployments are
+the deployment manager, the router, and the servicers. It then starts beamops-gateway, the data
+plane, in front of itself; the returned server's ``gateway_port`` and ``gateway_address`` say
+where it listens. The bundled Triton runs inside that gateway's process (``triton_in_gateway``,
+the default), else as a tritonserver process started and supervised here. The deployments are
 restored once Triton runs.
 """
 
@@ -26,22 +26,23 @@ from beamops.runtime.auth import Principal, authenticator_for
 from beamops.runtime.server import RunningServer, Service, create_grpc_server, run
 
 from .alerts import AlertBook
-from .bundled_triton import TritonPaths
-from .data_plane import DataPlane
-from .deployments import DeploymentManager, Options
-from .gateway_servicer import GatewayServicer
-from .gateway_supervisor import (
+from .control.deployments import DeploymentManager, Options
+from .control.registry_client import RegistryClient
+from .control.routing import Router
+from .gateway.data_plane import DataPlane
+from .gateway.servicer import GatewayServicer
+from .gateway.supervisor import (
     EmbeddedTriton, GatewaySupervisor, GatewayTls, local_address, missing_binary_message,
 )
 from .malloc_tuning import tune_malloc
 from .metrics import InferenceMetrics
-from .model_repository import ModelRepository
-from .registry_client import RegistryClient
 from .servicer import InferenceServicer
 from .settings import InferenceSettings
 from .store import SqlStore
-from .triton_backend import TritonBackend
-from .triton_supervisor import TritonSupervisor, free_port
+from .triton.backend import TritonBackend
+from .triton.bundled import TritonPaths
+from .triton.repository import ModelRepository
+from .triton.supervisor import TritonSupervisor, free_port
 
 
 #: Who the gateway is to this service (its token is valid in this process only).
@@ -117,6 +118,7 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
     alerts = AlertBook(store, metrics)
     repository = ModelRepository(repository_root, backend_kind)
     manager = DeploymentManager(store, registry, backend, repository, alerts, metrics, options)
+    router = Router(manager.deployments, registry)
     authenticator = authenticator_for(settings, extra={gateway_token: GATEWAY_PRINCIPAL})
     data_plane = DataPlane(settings.max_message_bytes)
     services = [
@@ -127,7 +129,8 @@ async def create_server(settings: InferenceSettings) -> InferenceServer:
         ),
         Service(
             descriptor=gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"],
-            servicer=GatewayServicer(manager, authenticator, settings.gateway_auth_cache_s),
+            servicer=GatewayServicer(manager, router.resolve, authenticator,
+                                     settings.gateway_auth_cache_s),
             add_to_server=gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server,
         ),
     ]

@@ -12,8 +12,9 @@ from beamops.runtime.interceptors import metadata_value
 
 from . import convert
 from .alerts import AlertBook
-from .data_plane import DataPlane
-from .deployments import Caller, DeploymentManager
+from .control.deployments import DeploymentManager
+from .domain import Caller
+from .gateway.data_plane import DataPlane
 
 log = logging.getLogger(__name__)
 MAX_PAGE, DEFAULT_PAGE = 1000, 100

@@ -13,7 +13,8 @@ refused with INVALID_ARGUMENT, a message naming the kind and saying what is allo
 request field at fault. Names reach URLs, logs, shell commands, Triton model names and folders of
 the Triton model repository; the inference service makes the Triton names of two deployments
 whose names differ only in case different even when compared ignoring case
-(``model_repository.triton_name``), so case-insensitive filesystems cannot mix them up.
+(``beamops.inference.triton.repository.triton_name``), so case-insensitive filesystems cannot
+mix them up.
 Every message quotes the name with :func:`ascii` (no control or bidi characters), cut at 40.
 """
 

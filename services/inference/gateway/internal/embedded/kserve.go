@@ -14,7 +14,7 @@ import (
 )
 
 // KServe answers the calls of Triton's own gRPC API (GRPCInferenceService) that the inference
-// service makes through tritonclient (triton_backend.py): readiness, explicit model load and
+// service makes through tritonclient (triton/backend.py): readiness, explicit model load and
 // unload, and ModelInfer with raw tensors. It is served on loopback for the service only, behind
 // RequireToken; every other method, like the repository index, shared memory, logging and trace
 // settings, answers UNIMPLEMENTED.

@@ -33,12 +33,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .alerts import AlertBook
-from .bundled_triton import TritonPaths, end_stubs, new_shm_prefix
-from .bundled_triton import environment as triton_environment
-from .leftovers import stop_leftover
-from .metrics import InferenceMetrics
-from .triton_supervisor import free_port, triton_back, triton_down
+from ..alerts import AlertBook
+from ..metrics import InferenceMetrics
+from ..triton.bundled import TritonPaths, end_stubs, new_shm_prefix
+from ..triton.bundled import environment as triton_environment
+from ..triton.leftovers import stop_leftover
+from ..triton.supervisor import free_port, triton_back, triton_down
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Triton model repository the service owns: one folder per Triton model name.
 
 ``<repository>/<triton name>/config.pbtxt`` and ``<repository>/<triton name>/1/model.onnx``;
-for the bundled Triton (Python backend) ``1/model.py`` (``triton_model/model.py``) sits beside
+for the bundled Triton (Python backend) ``1/model.py`` (``triton/model/model.py``) sits beside
 the ONNX file. The config comes from the version's signature (:func:`config_for`). Triton model
 names are ``<deployment>__<version with . as _>`` (``__g<generation>`` appended when that name is
 already in use, e.g. a replace with other serving settings).
@@ -25,10 +25,10 @@ from pathlib import Path
 
 from beamops.common.v1 import tensor_pb2
 
-from .domain import ServingConfig, Signature
-from .triton_config import config_pbtxt
+from ..domain import ServingConfig, Signature
+from .config import config_pbtxt
 
-MODEL_PY = Path(__file__).resolve().parent / "triton_model" / "model.py"
+MODEL_PY = Path(__file__).resolve().parent / "model" / "model.py"
 
 TRITON_TYPES = {
     tensor_pb2.DATA_TYPE_BOOL: "TYPE_BOOL",

@@ -16,7 +16,7 @@ import grpc
 from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs, registry_service_pb2_grpc
 from beamops.runtime import errors
 
-from .domain import FeatureReference, ResolvedVersion, Signature, TensorSig
+from ..domain import FeatureReference, ResolvedVersion, Signature, TensorSig
 
 _CODES = {
     grpc.StatusCode.NOT_FOUND: errors.NotFound,

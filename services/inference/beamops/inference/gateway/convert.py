@@ -11,8 +11,8 @@ from beamops.runtime.auth import Authentication
 from beamops.runtime.errors import InvalidArgument
 from beamops.tensors import TensorError, check_tensor
 
-from .convert import signature
-from .domain import DeploymentUsage, GatewayRoute, RawTensor, UsageSample
+from ..convert import signature
+from ..domain import DeploymentUsage, GatewayRoute, RawTensor, UsageSample
 
 #: An ErrorInfo reason (INVALID_ARGUMENT, UNAVAILABLE, ...): the label of the errors series.
 _REASON = re.compile(r"^[A-Z][A-Z_]{0,39}$")

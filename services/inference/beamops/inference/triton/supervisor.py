@@ -14,11 +14,11 @@ import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .alerts import AlertBook
-from .bundled_triton import BundledTriton, TritonPaths, TritonStartError
-from .domain import AlertKind, Severity
+from ..alerts import AlertBook
+from ..domain import AlertKind, Severity
+from ..metrics import InferenceMetrics
+from .bundled import BundledTriton, TritonPaths, TritonStartError
 from .leftovers import stop_leftover
-from .metrics import InferenceMetrics
 
 log = logging.getLogger(__name__)
 BACKEND_ALERT = "backend/unavailable"

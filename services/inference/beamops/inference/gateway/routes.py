@@ -12,13 +12,13 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from .domain import SERVING_STATES, Deployment, GatewayRoute
-from .model_repository import effective_max_batch_size
+from ..domain import SERVING_STATES, Deployment, GatewayRoute
+from ..triton.repository import effective_max_batch_size
 
 
 def route_for(dep: Deployment, default_max_batch_size: int, drift: bool) -> GatewayRoute | None:
     """The route of a deployment, or None when Predict would refuse it (not serving, or nothing
-    served yet): the same test and the same max_batch_size as ``DeploymentManager._plan``."""
+    served yet), with the max_batch_size of its Triton config (``config_for``)."""
     served = dep.current
     if dep.state not in SERVING_STATES or served is None:
         return None

@@ -20,8 +20,8 @@ import numpy as np
 from beamops.common.v1 import tensor_pb2
 from beamops.tensors import DTYPES
 
-from . import drift
-from .domain import (
+from . import stats
+from ..domain import (
     DriftReport, FeatureDrift, FeatureKind, FeatureReference, RawTensor, Signature, Thresholds,
 )
 
@@ -88,7 +88,7 @@ class DriftMonitor:
         self.references = references
         self.features = features_for(signature, references)
         self.active = bool(references) and not thresholds.disabled and bool(self.features)
-        self.window = drift.Window(thresholds.window_size, len(self.features)) if self.active else None
+        self.window = stats.Window(thresholds.window_size, len(self.features)) if self.active else None
         self._by_tensor: dict[str, list[tuple[int, int]]] = {}
         for column, f in enumerate(self.features):
             self._by_tensor.setdefault(f.tensor, []).append((column, f.index))
@@ -202,8 +202,8 @@ class DriftMonitor:
                                       f"min_samples {self.thresholds.min_samples}")
             return out
         try:
-            out.psi = drift.psi(f.reference.bin_edges, f.reference.counts, column)
-            out.ks_statistic, out.ks_p_value = drift.ks(
+            out.psi = stats.psi(f.reference.bin_edges, f.reference.counts, column)
+            out.ks_statistic, out.ks_p_value = stats.ks(
                 f.reference.bin_edges, f.reference.counts, column, f.reference.count)
         except ValueError as exc:
             out.unavailable_reason = f"reference unusable: {exc}"

@@ -5,7 +5,7 @@ Pure function, no I/O. Tensors are ``(name, triton_dtype, dims)`` tuples, e.g.
 (Triton adds it) and dynamic batching is switched on; ``-1`` marks a variable dimension.
 
 ``backend="python"`` serves the ONNX file through the bundled Triton's Python backend
-(``triton_model/model.py`` running ONNX Runtime on CPU); ``backend="onnxruntime"`` writes
+(``model/model.py`` running ONNX Runtime on CPU); ``backend="onnxruntime"`` writes
 ``platform: "onnxruntime_onnx"`` for a full Triton (the official container, GPU).
 """
 

@@ -1,7 +1,10 @@
 """Deployments: what is served, how it gets loaded into Triton, and how it switches versions.
 
 No gRPC here. The manager gets its parts through its constructor: the store, the registry
-adapter, the Triton backend, the model repository, the alert book and the metrics.
+adapter, the Triton backend, the model repository, the alert book and the metrics. It owns the
+deployments; what reads them gets a read-only view (:attr:`DeploymentManager.deployments`): the
+alias follower (``following.py``) and the drift watch (``drift/watch.py``), which the manager
+makes and runs, and the router (``routing.py``), which the server makes for the gateway.
 
 Switching versions (alias moved, Rollback, Deploy with replace) never fails a request: the new
 version is loaded under a new Triton model name and must be ready; only then does the deployment
@@ -14,68 +17,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from beamops.runtime.errors import (
-    AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, NotFound,
-    Unavailable,
+    AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, Unavailable,
 )
 from beamops.runtime.names import check_name
 
-from .alerts import AlertBook
-from .domain import (
-    SERVING_STATES, AlertKind, Deployment, DeploymentUsage, DriftReport, GatewayRoute,
-    ResolvedVersion, ServedVersion, ServingConfig, Severity, State, Target, TargetKind, Thresholds,
+from ..alerts import AlertBook
+from ..domain import (
+    SERVING_STATES, AlertKind, Caller, DeployCommand, Deployment, DeploymentUsage, DriftReport,
+    GatewayRoute, ResolvedVersion, ServedVersion, ServingConfig, Severity, State, Target, TargetKind,
     utcnow,
 )
-from .drift_monitor import DriftMonitor
-from .gateway_control import RouteTable, route_for
-from .metrics import InferenceMetrics
-from .model_repository import (
-    ModelRepository, config_for, is_triton_name_of, triton_name,
-)
+from ..drift.watch import DriftWatch
+from ..gateway.routes import RouteTable, route_for
+from ..metrics import InferenceMetrics
+from ..triton.repository import ModelRepository, config_for, is_triton_name_of, triton_name
+from .following import AliasFollower
+from .routing import named
 
 log = logging.getLogger(__name__)
 
 GATEWAY_SYNC_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks: their principal name, and the authorization value to forward to the registry."""
-
-    name: str
-    auth: str | None
-
-
-@dataclass
-class DeployCommand:
-    model: str
-    target: Target | None
-    name: str = ""
-    serving: ServingConfig = field(default_factory=ServingConfig)
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    replace: bool = False
-    return_immediately: bool = False
-    reason: str = ""
-    idempotency_key: str = ""
-
-
-#: Pauses between attempts at watching the registry's alias events (doubling).
-ALIAS_WATCH_MIN_PAUSE_S, ALIAS_WATCH_MAX_PAUSE_S = 0.5, 5.0
-
-
-@dataclass(frozen=True)
-class Route:
-    """Which deployment a Predict wants: a name, or a model narrowed by version/alias/run."""
-
-    deployment: str = ""
-    model: str = ""
-    version: str = ""
-    alias: str = ""
-    global_tag: str = ""
-    run: int | None = None
 
 
 @dataclass
@@ -100,7 +66,11 @@ class DeploymentManager:
         self._repository, self._alerts, self._metrics = repository, alerts, metrics
         self._options = options
         self._deployments: dict[str, Deployment] = {d.name: d for d in store.deployments()}
-        self._monitors: dict[str, DriftMonitor] = {}
+        #: The deployments by name, read-only and always current.
+        self.deployments: Mapping[str, Deployment] = MappingProxyType(self._deployments)
+        self._aliases = AliasFollower(self.deployments, registry, self._follow_to, self._spawn,
+                                      options.service_auth, options.alias_poll_interval_s)
+        self._drift = DriftWatch(self.deployments, alerts, metrics, options.drift_tick_s)
         self._locks: dict[str, asyncio.Lock] = {}
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -115,9 +85,9 @@ class DeploymentManager:
     async def start(self) -> None:
         """Restores stored deployments into Triton, then follows aliases and watches drift."""
         self._tasks.append(asyncio.create_task(self._restore_all(), name="restore"))
-        self._tasks.append(asyncio.create_task(self._follow_aliases(), name="aliases"))
-        self._tasks.append(asyncio.create_task(self._watch_aliases(), name="alias-events"))
-        self._tasks.append(asyncio.create_task(self._watch_drift(), name="drift"))
+        self._tasks.append(asyncio.create_task(self._aliases.poll(), name="aliases"))
+        self._tasks.append(asyncio.create_task(self._aliases.watch(), name="alias-events"))
+        self._tasks.append(asyncio.create_task(self._drift.watch(), name="drift"))
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._background]:
@@ -195,16 +165,16 @@ class DeploymentManager:
     # ---- queries --------------------------------------------------------------------------------
 
     def get(self, name: str) -> Deployment:
-        dep = self._deployments.get(name)
-        if dep is None:
-            raise NotFound(f"no deployment named {name!r}", deployment=name)
-        return dep
+        return named(self._deployments, name)
 
     def list(self, model: str = "", state: State | None = None) -> list[Deployment]:
         return [d for _, d in sorted(self._deployments.items())
                 if (not model or d.model == model) and (state is None or d.state == state)]
 
-    # ---- deploy / undeploy / rollback -------------------------------------------------------------
+    def drift_report(self, name: str) -> DriftReport:
+        return self._drift.report(self.get(name))
+
+    # ---- deploy / undeploy / rollback / an alias moved -----------------------------------------------
 
     async def deploy(self, cmd: DeployCommand, caller: Caller) -> Deployment:
         name = cmd.name or cmd.model
@@ -256,7 +226,7 @@ class DeploymentManager:
             if dep.current is not None:
                 await self._retire(dep.current.triton_name)
             self._deployments.pop(name, None)
-            self._monitors.pop(name, None)
+            self._drift.forget(name)
             self._refresh_routes()
             self._store.delete_deployment(name)
             self._alerts.resolve_prefix(f"{name}/")
@@ -289,57 +259,23 @@ class DeploymentManager:
             await self._switch(dep, resolved, caller, reason, "deployment.rollback")
             return self._deployments[name]
 
-    # ---- routing ----------------------------------------------------------------------------------
-
-    async def resolve(self, route: Route, caller: Caller | None) -> str:
-        """The name of the serving deployment a route names, for the gateway, which answers it
-        (FAILED_PRECONDITION, with its state and why, for a deployment that does not serve)."""
-        dep = await self._select(route, caller)
-        if dep.state not in SERVING_STATES or dep.current is None:
-            raise FailedPrecondition(
-                f"deployment {dep.name!r} is {dep.state.value}, not serving"
-                + (f": {dep.state_message}" if dep.state_message else ""), deployment=dep.name)
-        return dep.name
-
-    async def _select(self, route: Route, caller: Caller | None) -> Deployment:
-        if route.deployment:
-            return self.get(route.deployment)
-        if not route.model:
-            raise InvalidArgument("name a deployment or a model", field="route")
-        candidates = [d for d in self._deployments.values() if d.model == route.model]
-        if not candidates:
-            raise NotFound(f"model {route.model!r} has no deployment", model=route.model)
-        serving = [d for d in candidates if d.current is not None]
-        if route.version:
-            chosen = [d for d in serving if d.current.version == route.version]
-            if not chosen:
-                raise NotFound(f"version {route.version} of {route.model!r} is not deployed",
-                               model=route.model)
-            return _pick(chosen)
-        if route.alias:
-            chosen = [d for d in candidates if d.following_alias and d.target.value == route.alias]
-            if chosen:
-                return _pick(chosen)
-            resolved = await self._registry.resolve_alias(route.model, route.alias,
-                                                          caller.auth if caller else None)
-            return await self._select(Route(model=route.model, version=resolved.version), caller)
-        if route.run is not None:
-            tags = {d.target.value for d in candidates if d.target.kind == TargetKind.GLOBAL_TAG_RUN}
-            tag = route.global_tag or (tags.pop() if len(tags) == 1 else "")
-            if not tag:
-                raise FailedPrecondition(f"name the global tag: {route.model!r} has "
-                                         f"{'several' if tags else 'no'} global-tag deployments")
-            resolved = await self._registry.resolve_global_tag(route.model, tag, route.run,
-                                                               caller.auth if caller else None)
-            return await self._select(Route(model=route.model, version=resolved.version), caller)
-        versions = {d.current.version for d in serving}
-        if len(versions) > 1:
-            raise FailedPrecondition(
-                f"model {route.model!r} has deployments serving {', '.join(sorted(versions))}; "
-                "name a deployment, version or alias", model=route.model)
-        return _pick(serving or candidates)
+    async def _follow_to(self, name: str, resolved: ResolvedVersion) -> None:
+        """The alias ``name`` follows points at ``resolved`` now (the alias follower says so):
+        switches to it, unless the deployment was undeployed, pinned or switched meanwhile."""
+        async with self._lock(name):
+            dep = self._deployments.get(name)
+            if dep is None or not dep.following_alias or dep.current is None \
+                    or dep.current.version == resolved.version:
+                return
+            actor = Caller(resolved.moved_by or self._options.service_name, self._options.service_auth)
+            await self._switch(dep, resolved, actor,
+                               f"alias {dep.target.value!r} moved to {resolved.version}",
+                               "deployment.follow_alias")
 
     # ---- the gateway (compiled data plane) ------------------------------------------------------------
+    # The route table is derived from the deployments: every change of one (``_put``, removals)
+    # refreshes it, and a switch waits until the gateway serves with it (``_first_load``,
+    # ``_retire``). So the manager keeps it; ``gateway.routes.RouteTable`` does the work.
 
     def routes(self) -> tuple[int, tuple[GatewayRoute, ...]]:
         """The generation and the routes of what the gateway may serve itself (recomputed: a
@@ -370,8 +306,7 @@ class DeploymentManager:
         default = self._options.default_max_batch_size
         routes = []
         for dep in self._deployments.values():
-            monitor = self._monitor(dep)
-            route = route_for(dep, default, monitor is not None and monitor.window is not None)
+            route = route_for(dep, default, self._drift.watches(dep))
             if route is not None:
                 routes.append(route)
         self._routes.update(routes)
@@ -381,149 +316,12 @@ class DeploymentManager:
 
         Usage of a deployment that no longer exists is dropped; samples of a version that is no
         longer served (a switch since) are dropped, its counts are kept."""
-        m = self._metrics
         for usage in usages:
             dep = self._deployments.get(usage.deployment)
             if dep is None:
                 continue
-            name = dep.name
-            if usage.requests:
-                m.requests.labels(name, usage.version).inc(usage.requests)
-            for reason, count in usage.errors:
-                if count:
-                    m.errors.labels(name, reason).inc(count)
-            if usage.latency_s:
-                latency = m.latency.labels(name)
-                for seconds in usage.latency_s:
-                    latency.observe(seconds)
-            if usage.coalesced:
-                m.coalesced.labels(name).inc(usage.coalesced)
-            if usage.batch_rows:
-                batch_size = m.batch_size.labels(name)
-                for rows in usage.batch_rows:
-                    batch_size.observe(rows)
-            if usage.samples:
-                monitor = self._monitor(dep)
-                if monitor is None or monitor.window is None or monitor.version != usage.version:
-                    continue
-                for sample in usage.samples:
-                    monitor.observe(sample.inputs, sample.outputs)
-
-    # ---- drift ------------------------------------------------------------------------------------
-
-    def drift_report(self, name: str) -> DriftReport:
-        dep = self.get(name)
-        monitor = self._monitor(dep)
-        if monitor is None:
-            return DriftReport(deployment=name, model=dep.model, thresholds=dep.thresholds,
-                               window_size=dep.thresholds.window_size,
-                               unavailable_reason="no version is served yet")
-        return monitor.report()
-
-    def _monitor(self, dep: Deployment) -> DriftMonitor | None:
-        if dep.current is None:
-            return None
-        monitor = self._monitors.get(dep.name)
-        if monitor is None or monitor.version != dep.current.version or monitor.thresholds != dep.thresholds:
-            monitor = DriftMonitor(dep.name, dep.model, dep.current.version, dep.current.signature,
-                                   dep.current.references, dep.thresholds)
-            self._monitors[dep.name] = monitor
-        return monitor
-
-    def evaluate_drift(self, dep: Deployment) -> DriftReport | None:
-        """Computes the report when due and fires/resolves the deployment's drift alerts."""
-        monitor = self._monitor(dep)
-        if monitor is None or not monitor.active or not monitor.due():
-            return None
-        report = monitor.report()
-        m = self._metrics
-        for f in report.features:
-            key = f"{dep.name}/drift/{f.kind.value}/{f.tensor}[{f.index}]"
-            labels = (dep.name, f.kind.value, f.tensor, str(f.index))
-            if not f.available:
-                continue
-            m.drift_psi.labels(*labels).set(f.psi)
-            m.drift_ks.labels(*labels).set(f.ks_statistic)
-            if f.psi_exceeded or f.ks_exceeded:
-                what = f"{'input' if f.kind.value == 'INPUT' else 'output'} {f.tensor}[{f.index}]"
-                if f.feature:
-                    what += f" ({f.feature})"
-                scores = []
-                if f.psi_exceeded:
-                    scores.append(f"PSI {f.psi:.3g} > {report.thresholds.psi:g}")
-                if f.ks_exceeded:
-                    scores.append(f"KS {f.ks_statistic:.3g} > {report.thresholds.ks_statistic:g}")
-                self._alerts.fire(key, AlertKind.DRIFT, Severity.WARNING,
-                                  f"{dep.name}: {what} {', '.join(scores)}", deployment=dep.name,
-                                  model=dep.model, version=report.version, feature_drift=f)
-            else:
-                self._alerts.resolve(key)
-        return report
-
-    async def _watch_drift(self) -> None:
-        while True:
-            await asyncio.sleep(self._options.drift_tick_s)
-            for dep in list(self._deployments.values()):
-                try:
-                    self.evaluate_drift(dep)
-                except Exception:  # noqa: BLE001 - keep watching the others
-                    log.exception("drift evaluation of %s failed", dep.name)
-
-    # ---- alias following ----------------------------------------------------------------------------
-
-    async def _follow_aliases(self) -> None:
-        while True:
-            await asyncio.sleep(self._options.alias_poll_interval_s)
-            for dep in list(self._deployments.values()):
-                if not dep.following_alias or dep.state != State.READY or dep.current is None:
-                    continue
-                try:
-                    await self.follow_alias(dep.name)
-                except Exception as exc:  # noqa: BLE001 - next poll retries
-                    log.warning("following alias of %s: %s", dep.name, exc)
-
-    async def _watch_aliases(self) -> None:
-        """Follows alias moves as the registry records them (WatchAliasEvents), so a move reaches
-        traffic as soon as the new version is loaded; the poll above stays as a safety net."""
-        after, pause = None, ALIAS_WATCH_MIN_PAUSE_S
-        while True:
-            try:
-                async for event_id, model, alias in self._registry.alias_events(after, self._options.service_auth):
-                    after, pause = event_id, ALIAS_WATCH_MIN_PAUSE_S
-                    for dep in list(self._deployments.values()):
-                        if dep.following_alias and dep.model == model and dep.target.value == alias:
-                            self._spawn(self._follow_logged(dep.name))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the registry is away: watch again later
-                log.info("watching alias moves: %s; again in %.1f s", exc, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, ALIAS_WATCH_MAX_PAUSE_S)
-
-    async def _follow_logged(self, name: str) -> None:
-        try:
-            await self.follow_alias(name)
-        except Exception as exc:  # noqa: BLE001 - the poll retries
-            log.warning("following alias of %s: %s", name, exc)
-
-    async def follow_alias(self, name: str) -> None:
-        """Switches ``name`` to the version its alias points at now, if it moved."""
-        auth = self._options.service_auth
-        dep = self._deployments.get(name)
-        if dep is None or not dep.following_alias or dep.current is None:
-            return
-        resolved = await self._registry.resolve_alias(dep.model, dep.target.value, auth)
-        if resolved.version == dep.current.version:
-            return
-        async with self._lock(name):
-            dep = self._deployments.get(name)
-            if dep is None or not dep.following_alias or dep.current is None \
-                    or dep.current.version == resolved.version:
-                return
-            actor = Caller(resolved.moved_by or self._options.service_name, auth)
-            await self._switch(dep, resolved, actor,
-                               f"alias {dep.target.value!r} moved to {resolved.version}",
-                               "deployment.follow_alias")
+            self._metrics.record_usage(dep.name, usage)
+            self._drift.observe(dep, usage)
 
     # ---- internals -------------------------------------------------------------------------------
 
@@ -650,7 +448,7 @@ class DeploymentManager:
             state=State.READY, current=served, previous=old, next_version="", state_message="",
             serving_since=utcnow(), changed_by=caller.name, change_reason=reason)))
         self._alerts.resolve(f"{dep.name}/switch")
-        self._alerts.resolve_prefix(f"{dep.name}/drift/")
+        self._drift.resolve_alerts(dep.name)
         if old.triton_name != served.triton_name:
             await self._retire(old.triton_name)
         await self._audit(action, self._deployments[dep.name], reason, caller,
@@ -722,15 +520,6 @@ class DeploymentManager:
             for name in self._repository.names():  # leftovers of a switch cut short
                 if is_triton_name_of(name, dep.name) and name != dep.current.triton_name:
                     self._repository.remove(name)
-
-
-def _pick(deployments: list[Deployment]) -> Deployment:
-    """Of several deployments a model selector matches: the first by name of those serving, else
-    the first by name (Predict then says why it does not serve). The gateway picks the same way
-    (its routes.Table.Select)."""
-    ordered = sorted(deployments, key=lambda d: d.name)
-    return next((d for d in ordered if d.state in SERVING_STATES and d.current is not None),
-                ordered[0])
 
 
 def _validate(cmd: DeployCommand, name: str) -> None:
