@@ -7,19 +7,17 @@ or the state forbids it); 7 unavailable (service down: retry later); 8 data loss
 
 from __future__ import annotations
 
-from typing import Optional
-
 import grpc
 import typer
 
 from beamops import errors
-from beamops.client import Client
 
 from beamops.runtime.errors import BeamopsError as ServerSideError
 
 from .output import Output
+from .root import State, app
 
-app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
+__all__ = ["EXIT_CODES", "SERVER_EXIT_CODES", "State", "app", "exit_code", "main"]
 
 EXIT_CODES = {
     errors.NotFoundError: 3,
@@ -36,34 +34,9 @@ EXIT_CODES = {
 SERVER_EXIT_CODES = {"NOT_FOUND": 3, "INVALID_ARGUMENT": 5, "ALREADY_EXISTS": 6}
 
 
-class State:
-    """What every command gets: the client (created on first use) and the output."""
-
-    def __init__(self, token: str | None, json_mode: bool) -> None:
-        self._token = token
-        self._client: Client | None = None
-        self.out = Output(json_mode)
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = Client(self._token)
-        return self._client
-
-
-@app.callback()
-def _global_options(
-    ctx: typer.Context,
-    token: Optional[str] = typer.Option(None, envvar="BEAMOPS_TOKEN",
-                                        help="Bearer token (default: from `make up`'s config)."),
-    json_mode: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-) -> None:
-    ctx.obj = State(token, json_mode)
-
-
 def main() -> None:
     """Run the CLI, turning beamops errors into a message and an exit code."""
-    from . import commands  # noqa: F401  (registers the sub-commands)
+    from . import commands  # noqa: F401  (registers the sub-commands on .root's app)
 
     try:
         code = app(standalone_mode=False)  # click returns the code of typer.Exit here

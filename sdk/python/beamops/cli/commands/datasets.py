@@ -8,7 +8,7 @@ from typing import Callable, Iterator, List, Optional
 
 import typer
 
-from ..app import app
+from ..root import app
 
 datasets = typer.Typer(help="ROOT datasets: register, list, show, split.", no_args_is_help=True)
 app.add_typer(datasets, name="datasets")

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from ..app import app
+from ..root import app
 
 COLUMNS = ["deployment", "model", "version", "state", "follows", "since", "changed by", "reason"]
 

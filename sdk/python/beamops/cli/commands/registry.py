@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..app import app
+from ..root import app
 
 models = typer.Typer(help="Models and their parameters versions.", no_args_is_help=True)
 alias = typer.Typer(help="Movable names (production, staging, ...) for parameters versions.", no_args_is_help=True)

@@ -7,7 +7,7 @@ import typer
 from beamops.config import SERVICES
 from beamops.health import health_status
 
-from ..app import app
+from ..root import app
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from ..app import app
+from ..root import app
 
 token = typer.Typer(help="Bearer tokens (administrators, on the server machine).", no_args_is_help=True)
 app.add_typer(token, name="token")

@@ -7,7 +7,7 @@ from typing import List
 
 import typer
 
-from ..app import app
+from ..root import app
 
 train = typer.Typer(help="Train a model from a job spec (YAML).", no_args_is_help=True)
 jobs = typer.Typer(help="Training jobs: list, show, cancel.", no_args_is_help=True)
