@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from beamops.data.sources import SourceKind, SourcePolicy, SourceResolver, host_allowed
+from beamops.data.netguard import host_allowed
+from beamops.data.sources import SourceKind, SourcePolicy, SourceResolver
 from beamops.runtime.errors import InvalidArgument, NotFound, PermissionDenied
 
 

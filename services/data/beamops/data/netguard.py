@@ -1,8 +1,9 @@
 """Which network addresses the data service may connect to (server-side request forgery guard).
 
-The host allowlist (``remote_hosts``) is checked by name when a source is parsed
-(:mod:`.sources`). A name is not enough: an allowed name can resolve to 127.0.0.1 or
-169.254.169.254 (a DNS trick), and an allowed HTTPS server can answer with a redirect to one.
+The host allowlist (``remote_hosts``) is checked by name (:func:`host_allowed`, here) when a
+source is parsed (:mod:`.sources`). A name is not enough: an allowed name can resolve to
+127.0.0.1 or 169.254.169.254 (a DNS trick), and an allowed HTTPS server can answer with a
+redirect to one.
 So, before any connection:
 
 - the host's addresses are resolved, and every one must be a public (globally routable) address,
@@ -63,6 +64,29 @@ def _ip(value: str) -> IPAddress | None:
     return ip
 
 
+def host_allowed(host: str, port: int | None, allowlist: Iterable[str]) -> bool:
+    """True when ``host[:port]`` matches an allowlist entry ("host", "host:port", "*.domain")."""
+    host = host.lower()
+    for entry in allowlist:
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        entry_host, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+        if entry_port and (port is None or str(port) != entry_port):
+            continue
+        if entry_host.startswith("*."):
+            if host.endswith(entry_host[1:]) and host != entry_host[2:]:
+                return True
+        elif host == entry_host:
+            return True
+    return False
+
+
+def _has_port(entry: str) -> bool:
+    head, sep, tail = entry.rpartition(":")
+    return bool(sep) and tail.isdigit() and bool(head)
+
+
 def is_public(ip: IPAddress) -> bool:
     """Globally routable unicast: not loopback, private, link-local, shared, reserved, multicast."""
     return ip.is_global and not ip.is_multicast
@@ -96,8 +120,6 @@ class AddressGuard:
 
     def check_name(self, host: str, port: int | None, *, what: str = "") -> None:
         """The host name (or IP literal) is on the allowlist and, if a literal, an allowed address."""
-        from .sources import host_allowed  # the one place names are matched
-
         where = f"{host}:{port}" if port else host
         if not host_allowed(host, port, self.allowlist):
             raise PermissionDenied(f"host {where!r}{what} is not on this service's list of allowed hosts")

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from beamops.runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 
-from .netguard import AddressGuard
+from .netguard import AddressGuard, host_allowed
 
 GLOB_CHARS = set("*?[")
 MAX_SOURCE_LENGTH = 4096
@@ -76,29 +76,6 @@ class SourcePolicy:
     data_roots: Sequence[Path]
     remote_hosts: Sequence[str] = ()
     allow_http: bool = False
-
-
-def host_allowed(host: str, port: int | None, allowlist: Iterable[str]) -> bool:
-    """True when ``host[:port]`` matches an allowlist entry ("host", "host:port", "*.domain")."""
-    host = host.lower()
-    for entry in allowlist:
-        entry = entry.strip().lower()
-        if not entry:
-            continue
-        entry_host, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
-        if entry_port and (port is None or str(port) != entry_port):
-            continue
-        if entry_host.startswith("*."):
-            if host.endswith(entry_host[1:]) and host != entry_host[2:]:
-                return True
-        elif host == entry_host:
-            return True
-    return False
-
-
-def _has_port(entry: str) -> bool:
-    head, sep, tail = entry.rpartition(":")
-    return bool(sep) and tail.isdigit() and bool(head)
 
 
 class SourceResolver:
