@@ -14,7 +14,8 @@ import os
 import grpc
 import pytest
 
-from beamops.registry.artifacts import S3ArtifactStore, S3Location
+from beamops.registry.artifacts import S3ArtifactStore
+from beamops.registry.s3_location import S3Location
 from beamops.registry.server import create_server
 from beamops.registry.settings import RegistrySettings
 from beamops.registry.v1 import model_pb2, registry_service_pb2 as rs

@@ -95,7 +95,7 @@ def test_shared_tokens_file_is_on_a_volume_every_service_mounts():
 
 
 def test_registry_keeps_artifacts_in_the_bucket_compose_creates():
-    from beamops.registry.artifacts import S3Location
+    from beamops.registry.s3_location import S3Location
     from beamops.registry.settings import RegistrySettings
 
     environment = COMPOSE["services"]["registry"]["environment"]

@@ -10,6 +10,8 @@ from pydantic_settings import SettingsConfigDict
 
 from beamops.runtime.settings import ServiceSettings
 
+from .s3_location import S3Location, check_endpoint_url
+
 GiB = 1024**3
 
 
@@ -37,8 +39,6 @@ class RegistrySettings(ServiceSettings):
     @field_validator("artifact_store")
     @classmethod
     def _check_artifact_store(cls, value: str) -> str:
-        from .artifacts import S3Location  # noqa: PLC0415
-
         value = value.strip()
         if value:
             S3Location.parse(value)
@@ -47,8 +47,6 @@ class RegistrySettings(ServiceSettings):
     @field_validator("s3_endpoint_url")
     @classmethod
     def _check_s3_endpoint_url(cls, value: str) -> str:
-        from .artifacts import check_endpoint_url  # noqa: PLC0415
-
         return check_endpoint_url(value.strip())
 
     @property
