@@ -1,6 +1,7 @@
 """Item 9: oversized messages are RESOURCE_EXHAUSTED; huge page and chunk sizes are clamped
-(no error); tensors whose declared shape disagrees with their bytes, with negative or enormous
-dimensions, are INVALID_ARGUMENT; and every server is still healthy afterwards.
+(no error); negative page sizes, page tokens the server did not issue, and tensors whose
+declared shape disagrees with their bytes, with negative or enormous dimensions, are
+INVALID_ARGUMENT; and every server is still healthy afterwards.
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ async def test_every_service_refuses_oversized_messages_and_clamps_page_sizes(tm
                 call, request_type = unary(channel, method)
                 # Over the message limit: refused by gRPC before any handler runs.
                 await expect_error(call(request_type(page_token="x" * 200_000), metadata=md, timeout=10), RE)
-                # Huge or negative page sizes: the same answer as the default page size.
+                # Huge page sizes: the same answer as the default page size; negative ones and
+                # page tokens the server did not issue (garbage, a bare offset) are refused.
                 default = await status_of(call(request_type(page_size=0), metadata=md, timeout=10))
                 assert await status_of(call(request_type(page_size=INT32_MAX), metadata=md, timeout=10)) == default
-                assert await status_of(call(request_type(page_size=-1), metadata=md, timeout=10)) in (default, IA)
+                assert await status_of(call(request_type(page_size=-1), metadata=md, timeout=10)) == IA
+                for token in ("garbage!", "100", "x" * 1000):
+                    assert await status_of(call(request_type(page_token=token), metadata=md, timeout=10)) == IA
             assert await healthy(channel), service.name
 
 

@@ -110,6 +110,11 @@ async def test_datasets_are_listed_and_described(data_client):
     rest = await data_client.stub.ListDatasets(
         pb.ListDatasetsRequest(page_size=1, page_token=page.next_page_token), metadata=md)
     assert [d.name for d in rest.datasets] == ["zmumu"]
+    assert rest.next_page_token == ""  # a full last page is the last page
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # the token of another query
+        await data_client.stub.ListDatasets(
+            pb.ListDatasetsRequest(page_size=1, page_token=page.next_page_token, tags=["dimuon"]), metadata=md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in err.value.details()
     got = await data_client.stub.GetDataset(pb.GetDatasetRequest(dataset="zmumu"), metadata=md)
     assert got.dataset.version_count == 1 and got.dataset.created_by == "publisher-user"
 

@@ -35,6 +35,14 @@ async def test_good_names_and_listing(registry):
                                           metadata=md)
     assert [m.name for m in page.models] + [m.name for m in rest.models] == names
     assert rest.next_page_token == ""
+    # A token is only good for the query that issued it: other filters, or another list, are refused.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await registry.stub.ListModels(rs.ListModelsRequest(name_prefix="jet", page_token=page.next_page_token),
+                                       metadata=md)
+    assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, "page_token", "other filters")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await registry.stub.ListIovTags(rs.ListIovTagsRequest(page_token=page.next_page_token), metadata=md)
+    assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, "page_token", "another listing")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await registry.create_model("jet-tagger")
     assert_clear(err.value, grpc.StatusCode.ALREADY_EXISTS, "jet-tagger")

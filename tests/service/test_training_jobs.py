@@ -136,3 +136,7 @@ async def test_list_jobs_filters_and_pages_and_idempotency_keys_return_the_same_
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await env.training.ListJobs(ts.ListJobsRequest(page_token="garbage!"), metadata=env.md("reader"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # the token of another query
+        await env.training.ListJobs(ts.ListJobsRequest(page_size=1, page_token=page1.next_page_token,
+                                                       submitted_by="someone-else"), metadata=env.md("reader"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in err.value.details()

@@ -5,7 +5,6 @@ No gRPC here. Methods are blocking (they read files); the servicer runs them in 
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import re
 import threading
@@ -16,6 +15,7 @@ from typing import Callable, Sequence
 from beamops.runtime.errors import (
     DataLoss, FailedPrecondition, InvalidArgument, NotFound,
 )
+from beamops.runtime.pages import Listing, page_size
 
 from . import parquet_io, rootio, splitting, statistics
 from .rootio import OpenFiles
@@ -35,7 +35,6 @@ from .store import DataStore
 from beamops.runtime.names import check_name  # the one name rule of every resource kind
 
 VERSION_ID = re.compile(r"^dsv-[0-9a-f]{16}$")
-DEFAULT_PAGE, MAX_PAGE = 100, 1000
 MAX_TAGS, MAX_TAG_LENGTH, MAX_DESCRIPTION = 64, 128, 10_000
 
 
@@ -56,24 +55,8 @@ def _shown(value: str) -> str:
     return ascii(value if len(value) <= 60 else value[:60] + "...")
 
 
-def page_bounds(page_size: int, page_token: str) -> tuple[int, int]:
-    limit = DEFAULT_PAGE if page_size <= 0 else min(page_size, MAX_PAGE)
-    if not page_token:
-        return 0, limit
-    try:
-        text = base64.urlsafe_b64decode(page_token.encode()).decode()
-        kind, _, value = text.partition(":")
-        offset = int(value)
-        if kind != "o" or offset < 0:
-            raise ValueError
-    except Exception:
-        raise InvalidArgument("the page token is not valid; start again with an empty one",
-                              field="page_token") from None
-    return offset, limit
-
-
-def next_token(offset: int, limit: int, got: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset + limit}".encode()).decode() if got >= limit else ""
+DATASETS = Listing("data.datasets")  # by offset, ordered by name
+VERSIONS = Listing("data.dataset_versions")  # by offset, newest first
 
 
 def _check_metadata(description: str, tags: Sequence[str]) -> list[str]:
@@ -382,18 +365,21 @@ class DataCatalog:
             raise NotFound(f"no dataset named {name!r}", dataset=name)
         return found
 
-    def list_datasets(self, page_size: int, page_token: str, prefix: str, tags: Sequence[str],
+    def list_datasets(self, size: int, token: str, prefix: str, tags: Sequence[str],
                       created_by: str) -> tuple[list[Dataset], str]:
-        offset, limit = page_bounds(page_size, page_token)
-        items = self._store.list_datasets(offset, limit, prefix, created_by, list(tags))
-        return items, next_token(offset, limit, len(items))
+        limit, query = page_size(size), {"name_prefix": prefix, "tags": sorted(tags), "created_by": created_by}
+        offset = DATASETS.offset(token, query)
+        items = self._store.list_datasets(offset, limit + 1, prefix, created_by, list(tags))
+        return items[:limit], (DATASETS.token(offset + limit, query) if len(items) > limit else "")
 
-    def list_versions(self, dataset: str, page_size: int, page_token: str, tags: Sequence[str],
+    def list_versions(self, dataset: str, size: int, token: str, tags: Sequence[str],
                       only_from_files: bool) -> tuple[list[DatasetVersion], str]:
+        limit = page_size(size)
         self.get_dataset(dataset)
-        offset, limit = page_bounds(page_size, page_token)
-        items = self._store.list_versions(dataset, offset, limit, list(tags), only_from_files)
-        return items, next_token(offset, limit, len(items))
+        query = {"dataset": dataset, "tags": sorted(tags), "only_registered_from_files": only_from_files}
+        offset = VERSIONS.offset(token, query)
+        items = self._store.list_versions(dataset, offset, limit + 1, list(tags), only_from_files)
+        return items[:limit], (VERSIONS.token(offset + limit, query) if len(items) > limit else "")
 
     def lineage(self, dataset: str, version_id: str) -> tuple[list[LineageNode], list[FileRecord]]:
         start = self.get_version(dataset, version_id)

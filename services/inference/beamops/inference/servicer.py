@@ -9,6 +9,7 @@ from beamops.inference.v1 import inference_service_pb2 as pb, inference_service_
 from beamops.runtime.auth import current_principal
 from beamops.runtime.errors import InvalidArgument
 from beamops.runtime.interceptors import metadata_value
+from beamops.runtime.pages import Listing
 
 from . import convert
 from .alerts import AlertBook
@@ -17,24 +18,12 @@ from .domain import Caller
 from .gateway.data_plane import DataPlane
 
 log = logging.getLogger(__name__)
-MAX_PAGE, DEFAULT_PAGE = 1000, 100
+DEPLOYMENTS = Listing("inference.deployments")  # by offset, sorted by name
+ALERTS = Listing("inference.alerts")  # by offset, newest first
 
 
 def _caller(context) -> Caller:
     return Caller(current_principal().name, metadata_value(context, "authorization") or None)
-
-
-def _page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
-    size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
-    try:
-        start = int(page_token) if page_token else 0
-        if start < 0:
-            raise ValueError
-    except ValueError:
-        raise InvalidArgument("page_token is invalid: pass next_page_token from the previous "
-                              "page", field="page_token") from None
-    end = start + size
-    return items[start:end], (str(end) if end < len(items) else "")
 
 
 class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
@@ -57,7 +46,8 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
 
     async def ListDeployments(self, req, context):
         items = self._deployments.list(req.model, convert.state(req.state))
-        page, token = _page(items, req.page_size, req.page_token)
+        page, token = DEPLOYMENTS.slice(items, req.page_size, req.page_token,
+                                        {"model": req.model, "state": req.state})
         return pb.ListDeploymentsResponse(deployments=[convert.deployment(d) for d in page],
                                           next_page_token=token)
 
@@ -94,6 +84,8 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             raise InvalidArgument("start_time is after end_time", field="start_time")
         items = self._alerts.list(req.deployment, req.min_severity, convert.alert_state(req.state),
                                   start, end)
-        page, token = _page(items, req.page_size, req.page_token)
+        query = {"deployment": req.deployment, "min_severity": req.min_severity, "state": req.state,
+                 "start_time": start, "end_time": end}
+        page, token = ALERTS.slice(items, req.page_size, req.page_token, query)
         return pb.ListAlertsResponse(alerts=[convert.alert(a) for a in page], next_page_token=token)
 

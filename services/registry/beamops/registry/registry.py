@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, or_
 from sqlmodel import Session, select
 
 from beamops.common.v1 import auth_pb2
+from beamops.runtime.pages import Listing, page_size
 from beamops.runtime.errors import (
     AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
     ResourceExhausted,
@@ -38,7 +39,6 @@ from .entities import (
 )
 from .names import check_action, check_filename, check_name, check_tags, check_text
 from .onnx_signature import signature_difference
-from .pagination import decode_token, encode_token, page_size
 from .tables import (
     AliasEventRow, AliasRow, ArtifactRow, AuditEventRow, GlobalTagRow, IdempotencyKeyRow, IovEntryRow,
     IovTagRow, ModelPermissionRow, ModelRow, ModelTypeRow, ParametersDatasetRow, ParametersRow,
@@ -51,6 +51,18 @@ log = logging.getLogger(__name__)
 ALWAYS_PROTECTED = frozenset({"production"})
 MAX_SINCE = 2**63 - 1
 SHA256_CHARS = frozenset("0123456789abcdef")
+
+# Every list is keyset-paginated (the token holds the last key seen) except parameters ordered by
+# a metric (an offset); tokens are bound to the listing and its filters (beamops.runtime.pages).
+MODELS = Listing("registry.models")
+MODEL_PERMISSIONS = Listing("registry.model_permissions")
+MODEL_TYPES = Listing("registry.model_types")
+PARAMETERS = Listing("registry.parameters_versions")
+ALIASES = Listing("registry.aliases")
+ALIAS_HISTORY = Listing("registry.alias_history")
+IOV_TAGS = Listing("registry.iov_tags")
+IOVS = Listing("registry.iovs")
+AUDIT_EVENTS = Listing("registry.audit_events")
 
 
 def _now_us() -> int:
@@ -121,16 +133,18 @@ class Registry:
 
     def list_models(self, size: int = 0, token: str = "", name_prefix: str = "",
                     tags: dict[str, str] | None = None) -> Page:
-        size, key, tags = page_size(size), decode_token(token, "after"), tags or {}
+        tags = tags or {}
+        query = {"name_prefix": name_prefix, "tags": tags}
+        size, after = page_size(size), MODELS.position(token, query)
         with self.store.read() as s:
-            query = select(ModelRow).order_by(ModelRow.name)
+            stmt = select(ModelRow).order_by(ModelRow.name)
             if name_prefix:
-                query = query.where(ModelRow.name.startswith(name_prefix, autoescape=True))
-            if key:
-                query = query.where(ModelRow.name > str(key["after"]))
-            rows = self._filtered(s, query, size, lambda r: _has_tags(r.tags, tags))
+                stmt = stmt.where(ModelRow.name.startswith(name_prefix, autoescape=True))
+            if after is not None:
+                stmt = stmt.where(ModelRow.name > str(after))
+            rows = self._filtered(s, stmt, size, lambda r: _has_tags(r.tags, tags))
         items = [records.model(r) for r in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1].name}) if len(rows) > size else "")
+        return Page(items, MODELS.token(rows[size - 1].name, query) if len(rows) > size else "")
 
     def update_model(self, caller: Caller, name: str, description: str,
                      tags: dict[str, str] | None, reason: str = "",
@@ -224,16 +238,17 @@ class Registry:
 
     def list_model_permissions(self, model: str, size: int = 0, token: str = "") -> Page:
         check_name(model, "model name", field="model")
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), MODEL_PERMISSIONS.position(token, {"model": model})
         with self.store.read() as s:
             mrow = self._model_row(s, model)
             query = (select(ModelPermissionRow).where(ModelPermissionRow.model_id == mrow.id)
                      .order_by(ModelPermissionRow.principal))
-            if key:
-                query = query.where(ModelPermissionRow.principal > str(key["after"]))
+            if after is not None:
+                query = query.where(ModelPermissionRow.principal > str(after))
             rows = list(s.exec(query.limit(size + 1)).all())
         items = [records.model_permission(r, model) for r in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1].principal}) if len(rows) > size else "")
+        return Page(items, MODEL_PERMISSIONS.token(rows[size - 1].principal, {"model": model})
+                    if len(rows) > size else "")
 
     def remove_model_permission(self, caller: Caller, model: str, principal: str, reason: str = "") -> None:
         check_name(model, "model name", field="model")
@@ -300,15 +315,15 @@ class Registry:
 
     def list_model_types(self, model: str, size: int = 0, token: str = "") -> Page:
         check_name(model, "model name", field="model")
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), MODEL_TYPES.position(token, {"model": model})
         with self.store.read() as s:
             mrow = self._model_row(s, model)
             query = select(ModelTypeRow).where(ModelTypeRow.model_id == mrow.id).order_by(ModelTypeRow.id)
-            if key:
-                query = query.where(ModelTypeRow.id > int(key["after"]))
+            if after is not None:
+                query = query.where(ModelTypeRow.id > int(after))
             rows = s.exec(query.limit(size + 1)).all()
             items = [records.model_type(r, model) for r in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1].id}) if len(rows) > size else "")
+        return Page(items, MODEL_TYPES.token(rows[size - 1].id, {"model": model}) if len(rows) > size else "")
 
     # ----------------------------------------------------------------- artifacts
 
@@ -496,7 +511,7 @@ class Registry:
         by_metric = query.order in ("metric_desc", "metric_asc")
         if by_metric and not query.order_metric:
             raise InvalidArgument("order_metric is needed to order by a metric", field="order_metric")
-        key = decode_token(token, "offset" if by_metric else "after")
+        key = PARAMETERS.position(token, query)  # an offset when by_metric, else the last id seen
         with self.store.read() as s:
             stmt = select(ParametersRow)
             if query.model:
@@ -532,19 +547,19 @@ class Registry:
                 rows = [r for r in s.exec(stmt).all() if keep(r)]
                 rows.sort(key=lambda r: (r.metrics[query.order_metric], r.id),
                           reverse=query.order == "metric_desc")
-                offset = int(key["offset"]) if key else 0
+                offset = int(key) if key is not None else 0
                 page = rows[offset:offset + size]
                 more = offset + size < len(rows)
-                next_token = encode_token({"offset": offset + size}) if more else ""
+                next_token = PARAMETERS.token(offset + size, query) if more else ""
             else:
                 ascending = query.order == "create_time_asc"
                 stmt = stmt.order_by(ParametersRow.id if ascending else ParametersRow.id.desc())
-                if key:
-                    after = int(key["after"])
+                if key is not None:
+                    after = int(key)
                     stmt = stmt.where(ParametersRow.id > after if ascending else ParametersRow.id < after)
                 rows = self._filtered(s, stmt, size, keep)
                 page = rows[:size]
-                next_token = encode_token({"after": rows[size - 1].id}) if len(rows) > size else ""
+                next_token = PARAMETERS.token(rows[size - 1].id, query) if len(rows) > size else ""
             return Page([self._parameters(s, r) for r in page], next_token)
 
     def get_lineage(self, model: str, version: str) -> LineageReport:
@@ -674,17 +689,17 @@ class Registry:
 
     def list_aliases(self, model: str, size: int = 0, token: str = "") -> Page:
         check_name(model, "model name", field="model")
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), ALIASES.position(token, {"model": model})
         with self.store.read() as s:
             mrow = self._model_row(s, model)
             stmt = (select(AliasRow, ParametersRow.major, ParametersRow.minor)
                     .join(ParametersRow, ParametersRow.id == AliasRow.parameters_id)
                     .where(AliasRow.model_id == mrow.id).order_by(AliasRow.name))
-            if key:
-                stmt = stmt.where(AliasRow.name > str(key["after"]))
+            if after is not None:
+                stmt = stmt.where(AliasRow.name > str(after))
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.alias(r, model, f"{a}.{b}") for r, a, b in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1][0].name}) if len(rows) > size else "")
+        return Page(items, ALIASES.token(rows[size - 1][0].name, {"model": model}) if len(rows) > size else "")
 
     def alias_events_after(self, after_id: int | None, limit: int = 100) -> tuple[int, list[tuple[int, AliasEvent]]]:
         """Alias changes of every model recorded after event ``after_id``, oldest first, at most
@@ -703,17 +718,18 @@ class Registry:
         check_name(model, "model name", field="model")
         if alias:
             check_name(alias, "alias name", field="alias")
-        size, key = page_size(size), decode_token(token, "after")
+        query = {"model": model, "alias": alias}
+        size, after = page_size(size), ALIAS_HISTORY.position(token, query)
         with self.store.read() as s:
             mrow = self._model_row(s, model)
             stmt = select(AliasEventRow).where(AliasEventRow.model_id == mrow.id).order_by(AliasEventRow.id.desc())
             if alias:
                 stmt = stmt.where(AliasEventRow.alias == alias)
-            if key:
-                stmt = stmt.where(AliasEventRow.id < int(key["after"]))
+            if after is not None:
+                stmt = stmt.where(AliasEventRow.id < int(after))
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.alias_event(r, model) for r in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1].id}) if len(rows) > size else "")
+        return Page(items, ALIAS_HISTORY.token(rows[size - 1].id, query) if len(rows) > size else "")
 
     # ----------------------------------------------------------------- intervals of validity
 
@@ -747,18 +763,18 @@ class Registry:
             return records.iov_tag(row, s.get(ModelRow, row.model_id).name)
 
     def list_iov_tags(self, model: str = "", size: int = 0, token: str = "") -> Page:
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), IOV_TAGS.position(token, {"model": model})
         with self.store.read() as s:
             stmt = (select(IovTagRow, ModelRow.name).join(ModelRow, ModelRow.id == IovTagRow.model_id)
                     .order_by(IovTagRow.name))
             if model:
                 check_name(model, "model name", field="model")
                 stmt = stmt.where(IovTagRow.model_id == self._model_row(s, model).id)
-            if key:
-                stmt = stmt.where(IovTagRow.name > str(key["after"]))
+            if after is not None:
+                stmt = stmt.where(IovTagRow.name > str(after))
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.iov_tag(r, m) for r, m in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1][0].name}) if len(rows) > size else "")
+        return Page(items, IOV_TAGS.token(rows[size - 1][0].name, {"model": model}) if len(rows) > size else "")
 
     def append_iov(self, caller: Caller, tag: str, since: int, version: str, reason: str = "") -> IovEntry:
         check_name(tag, "tag name", field="tag")
@@ -789,19 +805,19 @@ class Registry:
 
     def list_iovs(self, tag: str, size: int = 0, token: str = "") -> Page:
         check_name(tag, "tag name", field="tag")
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), IOVS.position(token, {"tag": tag})
         with self.store.read() as s:
             trow = self._tag_row(s, tag)
             model = s.get(ModelRow, trow.model_id).name
             stmt = (select(IovEntryRow, ParametersRow.major, ParametersRow.minor)
                     .join(ParametersRow, ParametersRow.id == IovEntryRow.parameters_id)
                     .where(IovEntryRow.tag_id == trow.id).order_by(IovEntryRow.since))
-            if key:
-                stmt = stmt.where(IovEntryRow.since > int(key["after"]))
+            if after is not None:
+                stmt = stmt.where(IovEntryRow.since > int(after))
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.iov_entry(tag, e.since, model, f"{a}.{b}", e.created_by, e.reason, e.create_us)
                      for e, a, b in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1][0].since}) if len(rows) > size else "")
+        return Page(items, IOVS.token(rows[size - 1][0].since, {"tag": tag}) if len(rows) > size else "")
 
     def resolve_iov(self, tag: str, point: int, cached_only: bool = False) -> tuple[IovEntry, int] | None:
         """The entry valid at ``point`` (greatest since <= point) and the next since (0 if none)."""
@@ -873,7 +889,7 @@ class Registry:
     # ----------------------------------------------------------------- audit
 
     def list_audit_events(self, query: AuditQuery, size: int = 0, token: str = "") -> Page:
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), AUDIT_EVENTS.position(token, query)
         with self.store.read() as s:
             stmt = select(AuditEventRow).order_by(AuditEventRow.id.desc())
             if query.model:
@@ -886,11 +902,11 @@ class Registry:
                 stmt = stmt.where(AuditEventRow.event_us >= records.to_us(query.start_time))
             if query.end_time:
                 stmt = stmt.where(AuditEventRow.event_us < records.to_us(query.end_time))
-            if key:
-                stmt = stmt.where(AuditEventRow.id < int(key["after"]))
+            if after is not None:
+                stmt = stmt.where(AuditEventRow.id < int(after))
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.audit_event(r) for r in rows[:size]]
-        return Page(items, encode_token({"after": rows[size - 1].id}) if len(rows) > size else "")
+        return Page(items, AUDIT_EVENTS.token(rows[size - 1].id, query) if len(rows) > size else "")
 
     def record_audit_event(self, caller: Caller, action: str, model: str = "", resource: str = "",
                            reason: str = "", details: dict[str, str] | None = None) -> AuditEvent:

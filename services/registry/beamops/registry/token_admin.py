@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 from beamops.runtime.auth import ROLE_NAMES, ROLES_BY_NAME, TokenStore
 from beamops.runtime.errors import FailedPrecondition, InvalidArgument
+from beamops.runtime.pages import Listing, page_size
 
 from .entities import Caller, Page
 from .names import check_text
-from .pagination import decode_token, encode_token, page_size
 from .registry import Registry
+
+
+TOKENS = Listing("registry.tokens")  # keyset: the last name seen
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,10 @@ class TokenAdmin:
                                      "record it; the revocation stands") from None
 
     def list(self, size: int = 0, token: str = "") -> Page:
-        size, key = page_size(size), decode_token(token, "after")
+        size, after = page_size(size), TOKENS.position(token)
         names = sorted(self._store().names().items())
-        if key:
-            names = [(n, r) for n, r in names if n > str(key["after"])]
+        if after is not None:
+            names = [(n, r) for n, r in names if n > str(after)]
         items = [TokenInfo(n, ROLES_BY_NAME[r]) for n, r in names[:size]]
         more = len(names) > size
-        return Page(items, encode_token({"after": items[-1].name}) if more else "")
+        return Page(items, TOKENS.token(items[-1].name) if more else "")

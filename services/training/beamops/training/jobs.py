@@ -187,8 +187,7 @@ class JobManager:
         return self.store.get(job_id)
 
     def list(self, filter: JobFilter, page_size: int, page_token: str) -> tuple[list[JobRecord], str]:
-        if page_size < 0:
-            raise InvalidArgument("page_size must not be negative", field="page_size")
+        """Newest first; the store applies beamops.runtime.pages (page-size rule, signed tokens)."""
         return self.store.list(filter, page_size, page_token)
 
     async def watch(self, job_id: str, after: int = 0, exclude_logs: bool = False) -> AsyncIterator[EventRecord]:

@@ -7,7 +7,6 @@ that updates the job, so a watcher resuming after sequence N misses nothing.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -17,10 +16,12 @@ from typing import Any, Iterable, Protocol
 from sqlalchemy import Column, Index, Text, UniqueConstraint, event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from beamops.runtime.errors import InvalidArgument, NotFound
+from beamops.runtime.errors import NotFound
+from beamops.runtime.pages import Listing, page_size
 
 from .spec import TrainingSpec
 
+JOBS = Listing("training.jobs")  # keyset on (submit_us, job_id), newest first
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
@@ -85,7 +86,7 @@ class JobStore(Protocol):
     def find_by_key(self, submitted_by: str, key: str, since: datetime) -> JobRecord | None: ...
     def update(self, job_id: str, events: Iterable[tuple[str, dict]] = (), **changes: Any) -> JobRecord: ...
     def events(self, job_id: str, after: int, limit: int = 1000) -> list[EventRecord]: ...
-    def list(self, filter: JobFilter, page_size: int, page_token: str) -> tuple[list[JobRecord], str]: ...
+    def list(self, filter: JobFilter, size: int, page_token: str) -> tuple[list[JobRecord], str]: ...
     def unfinished(self) -> list[JobRecord]: ...
 
 
@@ -259,8 +260,9 @@ class SqlJobStore:
             return [EventRecord(r.job_id, r.sequence, _dt(r.time_us), r.kind, json.loads(r.payload))
                     for r in rows]
 
-    def list(self, filter: JobFilter, page_size: int, page_token: str) -> tuple[list[JobRecord], str]:
-        size = 100 if page_size <= 0 else min(page_size, 1000)
+    def list(self, filter: JobFilter, size: int, page_token: str) -> tuple[list[JobRecord], str]:
+        size = page_size(size)
+        after = JOBS.position(page_token, filter)  # keyset: the last (submit_us, job_id) seen
         query = select(JobRow)
         if filter.states:
             query = query.where(JobRow.state.in_(filter.states))
@@ -271,36 +273,22 @@ class SqlJobStore:
             needle = (f"|{filter.dataset}:{filter.dataset_version_id}|" if filter.dataset_version_id
                       else f"|{filter.dataset}:")
             query = query.where(JobRow.datasets.contains(needle, autoescape=True))
-        if page_token:
-            submit_us, job_id = _decode_token(page_token)
+        if after is not None:
+            submit_us, job_id = after
             query = query.where((JobRow.submit_us < submit_us)
                                 | ((JobRow.submit_us == submit_us) & (JobRow.job_id < job_id)))
         query = query.order_by(JobRow.submit_us.desc(), JobRow.job_id.desc()).limit(size + 1)
         with Session(self.engine) as s:
             rows = s.exec(query).all()
             jobs = [self._record(r) for r in rows[:size]]
-            token = _encode_token(rows[size - 1].submit_us, rows[size - 1].job_id) if len(rows) > size else ""
+            last = rows[size - 1] if len(rows) > size else None
+            token = JOBS.token([last.submit_us, last.job_id], filter) if last is not None else ""
         return jobs, token
 
     def unfinished(self) -> list[JobRecord]:
         with Session(self.engine) as s:
             rows = s.exec(select(JobRow).where(JobRow.state.in_((QUEUED, RUNNING)))).all()
             return [self._record(r) for r in rows]
-
-
-def _encode_token(submit_us: int, job_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([submit_us, job_id]).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[int, str]:
-    try:
-        submit_us, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(submit_us, int) or not isinstance(job_id, str):
-            raise ValueError
-        return submit_us, job_id
-    except (ValueError, TypeError):
-        raise InvalidArgument("the page token is not valid; pass next_page_token from the previous "
-                              "response", field="page_token") from None
 
 
 __all__ = ["JobRecord", "EventRecord", "JobFilter", "JobStore", "SqlJobStore", "replace"]
