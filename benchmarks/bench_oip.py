@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import re
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc as tc
 import tritonclient.http as th
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -85,6 +87,31 @@ def first_change(call, changed, timeout_s: float = 30.0) -> float:
         if changed(call()):
             return time.monotonic() - started
     return float("inf")
+
+
+def stream_end_after_revocation(address: str, model: str, tokens: TokenStore, name: str) -> float:
+    """Seconds from revoking ``name``'s token to the end of its open, idle ModelStreamInfer."""
+    token = tokens.create(name, auth_pb2.ROLE_READER)
+    sent: queue.Queue = queue.Queue()
+    x = np.zeros((1, N_FEATURES), np.float32)
+    request = service_pb2.ModelInferRequest(
+        model_name=model, id="s1", raw_input_contents=[x.tobytes()],
+        inputs=[service_pb2.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=list(x.shape))])
+    with grpc.insecure_channel(address) as channel:
+        answers = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(
+            iter(sent.get, None), metadata=(("authorization", f"Bearer {token}"),))
+        sent.put(request)
+        next(answers)  # answered: the stream is open and admitted
+        started = time.monotonic()
+        tokens.revoke(name)
+        try:
+            next(answers)  # nothing more is sent: it ends by itself
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise
+        ended = time.monotonic() - started
+        sent.put(None)
+    return ended
 
 
 def grpc_infer(address: str, model: str, token: str):
@@ -173,6 +200,9 @@ def main() -> None:
             refusals.append(first_change(call, lambda v: v == "refused"))
         rows.append({"measure": "token revoked -> first refusal (OIP gRPC), p50 of 5", "beamops": _median(refusals),
                      "baseline": None, "unit": "s", "ratio": None, "goal": "< 0.1 s"})
+        ends = [stream_end_after_revocation(beamops_grpc, "mlp", tokens, f"stream-shift-{i}") for i in range(5)]
+        rows.append({"measure": "token revoked -> its open ModelStreamInfer ends, max of 5", "beamops": max(ends),
+                     "baseline": None, "unit": "s", "ratio": None, "goal": "< 1 s"})
         second = publish_onnx(f"127.0.0.1:{reg_port}", md, "mlp", mlp_onnx(seed=2), MLP_SIGNATURE, alias="",
                               new_model=False)
         moves, call = [], grpc_infer(beamops_grpc, "mlp", admin)

@@ -235,6 +235,31 @@ async def test_callers_tokens_are_checked_and_a_revoked_token_stops_working(depl
     assert_clear(err, grpc.StatusCode.UNAUTHENTICATED, "revoked")
 
 
+async def test_a_revoked_token_ends_open_streams_on_both_ports(deployed):
+    """An idle PredictStream whose token is revoked ends by itself with UNAUTHENTICATED, made to
+    the gateway's port or to the service's (which passes it to the gateway)."""
+    stack, _server, direct, gateway = deployed
+    for i, stub in enumerate((gateway, direct)):
+        name = f"stream-shift-{i}"
+        md = (("authorization", f"Bearer {stack.tokens.store.create(name, auth_pb2.ROLE_READER)}"),)
+        sent: asyncio.Queue = asyncio.Queue()
+
+        async def requests(sent: asyncio.Queue = sent):
+            while (item := await sent.get()) is not None:
+                yield item
+
+        call = stub.PredictStream(requests(), metadata=md)
+        await sent.put(pb.PredictStreamRequest(request_id="r1", deployment="jets", inputs=[to_tensor("x", _x(2))]))
+        first = await call.read()
+        assert first.request_id == "r1" and first.status.code == 0, first
+        stack.tokens.store.revoke(name)
+        # Nothing more is sent: the stream must end by itself (bounded, not timed).
+        code = await asyncio.wait_for(call.code(), timeout=30)
+        assert code == grpc.StatusCode.UNAUTHENTICATED, (code, await call.details())
+        assert "revoked" in await call.details()
+        await sent.put(None)
+
+
 async def test_stream_serves_deployments_and_model_selectors(deployed):
     stack, _server, direct, gateway = deployed
 

@@ -14,9 +14,11 @@ import asyncio
 import numpy as np
 import onnxruntime as ort
 import pytest
+import grpc
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from beamops.common.v1 import auth_pb2
@@ -276,6 +278,32 @@ async def test_a_revoked_token_is_refused_on_every_front_although_answers_are_ca
             break
         await asyncio.sleep(0.05)
     assert admitted == {"grpc": False, "rest": False}, "a revoked token kept working from the cache"
+
+
+async def test_a_revoked_token_ends_an_open_model_stream(served):
+    """ModelStreamInfer, idle after its first answer, ends by itself with UNAUTHENTICATED once its
+    token is revoked."""
+    stack, _, address, _, _ = served
+    token = stack.tokens.store.create("stream-shift", auth_pb2.ROLE_READER)
+    sent: asyncio.Queue = asyncio.Queue()
+
+    async def queued():
+        while (item := await sent.get()) is not None:
+            yield item
+
+    x = _x(1)
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(
+            queued(), metadata=(("authorization", f"Bearer {token}"),))
+        await sent.put(service_pb2.ModelInferRequest(
+            model_name="jets", id="s1", raw_input_contents=[x.tobytes()],
+            inputs=[service_pb2.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=list(x.shape))]))
+        first = await call.read()
+        assert first.error_message == "" and first.infer_response.id == "s1", first
+        stack.tokens.store.revoke("stream-shift")
+        code = await asyncio.wait_for(call.code(), timeout=30)  # nothing more is sent
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "revoked" in await call.details()
+        await sent.put(None)
 
 
 # ---- REST --------------------------------------------------------------------------------------

@@ -48,21 +48,76 @@ type Cache struct {
 	mu         sync.RWMutex
 	entries    map[string]entry
 	refusalTTL time.Duration
+	changed    chan struct{} // closed (and replaced) by Clear
 }
 
 // New is a cache in front of authorize.
 func New(authorize AuthorizeFunc) *Cache {
-	return &Cache{authorize: authorize, now: time.Now, entries: map[string]entry{}, refusalTTL: DefaultRefusalTTL}
+	return &Cache{authorize: authorize, now: time.Now, entries: map[string]entry{}, refusalTTL: DefaultRefusalTTL,
+		changed: make(chan struct{})}
 }
 
 // SetClock replaces time.Now (tests).
 func (c *Cache) SetClock(now func() time.Time) { c.now = now }
 
-// Clear drops every cached answer (a token was revoked somewhere).
+// Clear drops every cached answer (a token was revoked somewhere) and wakes the guards of
+// long streams (Guard), which check their callers again.
 func (c *Cache) Clear() {
 	c.mu.Lock()
 	c.entries = map[string]entry{}
+	close(c.changed)
+	c.changed = make(chan struct{})
 	c.mu.Unlock()
+}
+
+// StreamRecheck is how often Guard checks a long stream's caller even without a Clear (a
+// token that expires: a JWT's exp).
+const StreamRecheck = 5 * time.Second
+
+// Guard watches the caller of a long stream: it returns check's refusal (UNAUTHENTICATED or
+// PERMISSION_DENIED) as soon as the caller is refused, checking again at every Clear and every
+// StreamRecheck; nil once ctx ends. A control plane that cannot be asked ends nothing.
+func (c *Cache) Guard(ctx context.Context, check func() *rpcstatus.Error) *rpcstatus.Error {
+	tick := time.NewTicker(StreamRecheck)
+	defer tick.Stop()
+	for {
+		c.mu.RLock()
+		changed := c.changed
+		c.mu.RUnlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+		}
+		if e := check(); e != nil && (e.Code == codes.Unauthenticated || e.Code == codes.PermissionDenied) {
+			return e
+		}
+	}
+}
+
+// Guarded runs serve, a long stream's handler, until it returns, or until guard refuses the
+// caller: then stop is called (the stream sends nothing more after it returns), serve's context
+// is cancelled, and the call ends at once with the refusal.
+func Guarded(ctx context.Context, guard func(context.Context) *rpcstatus.Error, requestID string,
+	serve func(context.Context) error, stop func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	refused := make(chan *rpcstatus.Error, 1)
+	go func() {
+		if e := guard(ctx); e != nil {
+			refused <- e
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case e := <-refused:
+		stop()
+		return e.Err(requestID)
+	}
 }
 
 // Len is the number of cached answers.

@@ -142,3 +142,86 @@ func TestCacheIsDroppedWhenFull(t *testing.T) {
 		t.Fatalf("%d entries after overflow", c.Len())
 	}
 }
+
+func TestGuardEndsAStreamWhenItsCallerIsRefusedAfterAClear(t *testing.T) {
+	f, c := setup()
+	token := "Bearer good"
+	check := func() *rpcstatus.Error { return c.Check(context.Background(), token, "PredictStream") }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	result := make(chan *rpcstatus.Error, 1)
+	go func() { result <- c.Guard(ctx, check) }()
+
+	// A Clear while the caller is still admitted ends nothing.
+	c.Clear()
+	select {
+	case e := <-result:
+		t.Fatalf("admitted caller's stream ended: %v", e)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// The control plane being away ends nothing either.
+	f.mu.Lock()
+	f.down = true
+	f.mu.Unlock()
+	c.Clear()
+	select {
+	case e := <-result:
+		t.Fatalf("stream ended while the control plane was away: %v", e)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Revoked: the next Clear ends it with the refusal.
+	f.mu.Lock()
+	f.down = false
+	f.mu.Unlock()
+	token = "Bearer revoked"
+	c.Clear()
+	select {
+	case e := <-result:
+		if e == nil || e.Code != codes.Unauthenticated {
+			t.Fatalf("refusal %v", e)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the stream of a revoked caller did not end")
+	}
+	// A stream that ends first: Guard returns nil.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() { result <- c.Guard(ctx2, check) }()
+	cancel2()
+	if e := <-result; e != nil {
+		t.Fatalf("ended stream: %v", e)
+	}
+}
+
+func TestGuardedStopsSendingAndReturnsTheRefusal(t *testing.T) {
+	stopped := make(chan struct{})
+	refuse := make(chan struct{})
+	serveEnded := make(chan struct{})
+	err := Guarded(context.Background(), func(ctx context.Context) *rpcstatus.Error {
+		<-refuse
+		return rpcstatus.New(codes.Unauthenticated, "revoked")
+	}, "rid-1", func(ctx context.Context) error {
+		close(refuse)
+		<-ctx.Done() // serve runs until its context is cancelled
+		close(serveEnded)
+		return nil
+	}, func() { close(stopped) })
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("%v", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("stop was not called before returning")
+	}
+	select {
+	case <-serveEnded:
+	case <-time.After(2 * time.Second):
+		t.Fatal("serve's context was not cancelled")
+	}
+	// serve returning first: its error, no stop.
+	err = Guarded(context.Background(), func(ctx context.Context) *rpcstatus.Error { <-ctx.Done(); return nil }, "rid-2",
+		func(context.Context) error { return nil }, func() { t.Error("stop called") })
+	if err != nil {
+		t.Fatal(err)
+	}
+}

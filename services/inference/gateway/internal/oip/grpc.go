@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
+	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 )
 
@@ -96,44 +97,60 @@ func unary[Req, Resp proto.Message](ss grpc.ServerStream, req Req,
 }
 
 // streamInfer is ModelStreamInfer: every request is answered on the stream (an error in
-// error_message), in completion order, at most StreamInFlight at once.
+// error_message), in completion order, at most StreamInFlight at once; the stream ends at once
+// with the refusal when the caller's token is revoked or expires (or its certificate is
+// unmapped) meanwhile.
 func (f *Front) streamInfer(ss grpc.ServerStream) error {
-	ctx := ss.Context()
-	c := callOf(ctx)
+	c := callOf(ss.Context())
 	ss.SetTrailer(metadata.Pairs(rpcstatus.RequestIDKey, c.RequestID))
-	slots := make(chan struct{}, StreamInFlight)
-	var wg sync.WaitGroup
+	if e := f.admit(ss.Context(), c, "ModelStreamInfer", false); e != nil {
+		return e.Err(c.RequestID)
+	}
 	var sendMu sync.Mutex
 	var sendErr error
-	defer wg.Wait()
-	for {
-		req := &tritonpb.ModelInferRequest{}
-		if err := ss.RecvMsg(req); err != nil {
-			wg.Wait()
-			if err == io.EOF {
-				return sendErr
-			}
-			return err
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			resp, e := f.ModelInfer(ctx, c, req)
-			out := &tritonpb.ModelStreamInferResponse{InferResponse: resp}
-			if e != nil {
-				out = &tritonpb.ModelStreamInferResponse{ErrorMessage: e.Message,
-					InferResponse: &tritonpb.ModelInferResponse{ModelName: req.GetModelName(), Id: req.GetId()}}
-			}
-			sendMu.Lock()
-			defer sendMu.Unlock()
-			if sendErr == nil {
-				sendErr = ss.SendMsg(out)
-			}
-		}()
+	guard := func(ctx context.Context) *rpcstatus.Error {
+		return f.Auth.Guard(ctx, func() *rpcstatus.Error { return f.admit(ctx, c, "ModelStreamInfer", false) })
 	}
+	stop := func() {
+		sendMu.Lock()
+		sendErr = context.Canceled
+		sendMu.Unlock()
+	}
+	return auth.Guarded(ss.Context(), guard, c.RequestID, func(ctx context.Context) error {
+		slots := make(chan struct{}, StreamInFlight)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for {
+			req := &tritonpb.ModelInferRequest{}
+			if err := ss.RecvMsg(req); err != nil {
+				wg.Wait()
+				if err == io.EOF {
+					sendMu.Lock()
+					defer sendMu.Unlock()
+					return sendErr
+				}
+				return err
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				resp, e := f.ModelInfer(ctx, c, req)
+				out := &tritonpb.ModelStreamInferResponse{InferResponse: resp}
+				if e != nil {
+					out = &tritonpb.ModelStreamInferResponse{ErrorMessage: e.Message,
+						InferResponse: &tritonpb.ModelInferResponse{ModelName: req.GetModelName(), Id: req.GetId()}}
+				}
+				sendMu.Lock()
+				defer sendMu.Unlock()
+				if sendErr == nil {
+					sendErr = ss.SendMsg(out)
+				}
+			}()
+		}
+	}, stop)
 }

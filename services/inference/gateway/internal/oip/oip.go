@@ -33,6 +33,7 @@ var Extensions = []string{"model_configuration", "model_repository", "statistics
 type Authorizer interface {
 	Check(ctx context.Context, authorization, method string) *rpcstatus.Error
 	CheckCertificate(ctx context.Context, subject, method string) *rpcstatus.Error
+	Guard(ctx context.Context, check func() *rpcstatus.Error) *rpcstatus.Error
 }
 
 // Front answers the protocol. Routes, Plane and Auth are required.

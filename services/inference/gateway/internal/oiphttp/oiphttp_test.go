@@ -43,6 +43,12 @@ func (fakeAuth) Check(_ context.Context, authorization, _ string) *rpcstatus.Err
 	return rpcstatus.New(codes.Unauthenticated, "the token is not valid")
 }
 
+// Guard never refuses (REST has no long streams).
+func (fakeAuth) Guard(ctx context.Context, _ func() *rpcstatus.Error) *rpcstatus.Error {
+	<-ctx.Done()
+	return nil
+}
+
 func (fakeAuth) CheckCertificate(_ context.Context, subject, _ string) *rpcstatus.Error {
 	if subject == "CN=cms-hlt,O=CERN" {
 		return nil

@@ -33,9 +33,10 @@ const (
 // reading the stream while that many are pending.
 const StreamInFlight = 64
 
-// Authorizer admits callers (auth.Cache).
+// Authorizer admits callers, and watches those of long streams (auth.Cache).
 type Authorizer interface {
 	Check(ctx context.Context, authorization, method string) *rpcstatus.Error
+	Guard(ctx context.Context, check func() *rpcstatus.Error) *rpcstatus.Error
 }
 
 // Gateway is the beamops front: it serves and forwards. All fields are required except

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/beamops/beamops/services/inference/gateway/internal/auth"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rawcodec"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/wire"
@@ -19,7 +20,8 @@ import (
 
 // predictStream answers each request with one response (request_id and a google.rpc.Status),
 // in completion order; at most StreamInFlight requests are in flight; the stream ends once every
-// request is answered after the client closed its side.
+// request is answered after the client closed its side, or at once with the refusal when the
+// caller's token is revoked or expires meanwhile.
 func (g *Gateway) predictStream(ss grpc.ServerStream) error {
 	ctx := ss.Context()
 	rid := requestID(ctx)
@@ -28,11 +30,23 @@ func (g *Gateway) predictStream(ss grpc.ServerStream) error {
 	if e := g.Auth.Check(ctx, authorization, "PredictStream"); e != nil {
 		return e.Err(rid)
 	}
+	guard := func(ctx context.Context) *rpcstatus.Error {
+		return g.Auth.Guard(ctx, func() *rpcstatus.Error { return g.Auth.Check(ctx, authorization, "PredictStream") })
+	}
 	s := &stream{g: g, ss: ss, authorization: authorization, slots: make(chan struct{}, StreamInFlight),
 		inflight: map[string]struct{}{}}
-	s.ctx, s.cancel = context.WithCancel(ctx)
-	defer s.cancel()
-	return s.run()
+	return auth.Guarded(ctx, guard, rid, func(ctx context.Context) error {
+		s.ctx, s.cancel = context.WithCancel(ctx)
+		defer s.cancel()
+		return s.run()
+	}, s.stopSending)
+}
+
+// stopSending: the handler returns now (the caller was refused); nothing more is sent.
+func (s *stream) stopSending() {
+	s.sendMu.Lock()
+	s.closed = true
+	s.sendMu.Unlock()
 }
 
 type stream struct {
