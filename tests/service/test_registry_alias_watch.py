@@ -7,6 +7,7 @@ import asyncio
 import grpc
 import pytest
 
+from beamops.common.v1 import auth_pb2
 from beamops.registry.v1 import registry_service_pb2 as rs
 from tests.fixtures.registry import assert_clear
 
@@ -53,3 +54,25 @@ async def test_watching_needs_a_token_and_a_sane_resume_point(registry):
         await registry.stub.WatchAliasEvents(rs.WatchAliasEventsRequest(after_event_id=-1),
                                              metadata=registry.md("reader")).read()
     assert_clear(err.value, grpc.StatusCode.INVALID_ARGUMENT, "after_event_id")
+
+
+async def test_a_revoked_token_ends_an_open_watch(registry):
+    """An idle stream ends by itself with UNAUTHENTICATED once its token is revoked (the runtime's
+    auth interceptor checks open streams again when the tokens change): every service's streams."""
+    await _setup(registry)
+    token = registry.tokens.store.create("night-watch", auth_pb2.ROLE_READER)
+    call = registry.stub.WatchAliasEvents(rs.WatchAliasEventsRequest(),
+                                          metadata=(("authorization", f"Bearer {token}"),))
+    await asyncio.sleep(0.3)  # the watch has started
+    await _moves(registry, ("production", "1.0"))
+    got = await asyncio.wait_for(call.read(), 10)
+    assert got.event.to_version == "1.0"
+    other = registry.stub.WatchAliasEvents(rs.WatchAliasEventsRequest(), metadata=registry.md("reader"))
+    await asyncio.sleep(0.3)
+    registry.tokens.store.revoke("night-watch")
+    code = await asyncio.wait_for(call.code(), 30)  # nothing moves: it must end by itself
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "revoked" in await call.details()
+    # Another reader's watch, open across the revocation, goes on.
+    await _moves(registry, ("production", "1.1"))
+    assert (await asyncio.wait_for(other.read(), 10)).event.to_version == "1.1"
+    other.cancel()

@@ -184,6 +184,47 @@ class ErrorInterceptor(BehaviorInterceptor):
         await context.abort_with_status(status_for(exc, method, request_id_var.get()))
 
 
+#: How often an open stream's caller is checked again without a change of the tokens (a token
+#: that expires: a JWT's exp).
+STREAM_RECHECK_S = 5.0
+#: How often the tokens (and the client certificate mapping) are looked at for a change.
+TOKEN_POLL_S = 0.2
+
+
+class _TokenChanges:
+    """One watcher per server for every open stream: ``next()`` returns when the authenticator's
+    answers may have changed (its revision moved), or after STREAM_RECHECK_S at the latest."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+        self._changed: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._waiting = 0  # streams waiting now; the watcher ends when none is left
+
+    async def next(self) -> None:
+        if self._task is None or self._task.done():
+            self._changed = asyncio.Event()
+            self._task = asyncio.create_task(self._poll())
+        self._waiting += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._waiting -= 1
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        seen, recheck_at = self._authenticator.revision(), loop.time() + STREAM_RECHECK_S
+        while True:
+            await asyncio.sleep(TOKEN_POLL_S)
+            if not self._waiting:
+                return
+            now = self._authenticator.revision()
+            if now != seen or loop.time() >= recheck_at:
+                seen, recheck_at = now, loop.time() + STREAM_RECHECK_S
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
+
+
 class AuthInterceptor(BehaviorInterceptor):
     """Checks the bearer token and the role each RPC declares; fails closed.
 
@@ -200,17 +241,47 @@ class AuthInterceptor(BehaviorInterceptor):
                                else Authenticator(tokens, jwt))
         self._policy = policy
         self._rules: dict[str, tuple[bool, str, Role | None]] = {}
+        self._changes = _TokenChanges(self._authenticator)
 
     async def call_unary(self, method, context, call):
         self._admit(method, context)
         return await call()
 
     async def call_stream(self, method, context, stream):
-        self._admit(method, context)
-        async for item in stream():
-            yield item
+        """A stream whose caller is refused again while it runs (a token revoked or expired)
+        ends at once with that refusal: the caller is checked again whenever the tokens change
+        and every :data:`STREAM_RECHECK_S`."""
+        if not self._admit(method, context):
+            async for item in stream():
+                yield item
+            return
+        task, refused = asyncio.current_task(), []
 
-    def _admit(self, method: str, context) -> None:
+        async def guard() -> None:
+            while True:
+                await self._changes.next()
+                try:
+                    self._authenticate(context)
+                except (errors.Unauthenticated, errors.PermissionDenied) as exc:
+                    refused.append(exc)
+                    task.cancel()
+                    return
+
+        guarding = asyncio.create_task(guard())
+        try:
+            async for item in stream():
+                yield item
+        except asyncio.CancelledError:
+            if not refused:
+                raise
+            task.uncancel()
+            raise refused[0] from None
+        finally:
+            guarding.cancel()
+
+    def _admit(self, method: str, context) -> bool:
+        """Admits the caller of ``method`` or raises; True when a token was checked (not a public
+        method, authentication on)."""
         rule = self._rules.get(method)
         if rule is None:
             public = method.startswith(PUBLIC_PREFIXES)
@@ -218,7 +289,7 @@ class AuthInterceptor(BehaviorInterceptor):
                                           self._policy.get(method))
         public, name, required = rule
         if public:
-            return
+            return False
         if required is None:
             raise errors.PermissionDenied(f"{name} declares no access policy, so nobody may call it")
         principal = self._authenticate(context)
@@ -228,6 +299,7 @@ class AuthInterceptor(BehaviorInterceptor):
                 f"{principal.name!r} has the {ROLE_NAMES[principal.role]} role"
             )
         set_current_principal(principal)
+        return self._authenticator.enabled
 
     def _authenticate(self, context) -> Principal:
         if not self._authenticator.enabled:
