@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from beamops.common.v1 import tensor_pb2
 from beamops.inference.v1 import deployment_pb2 as dpb, inference_service_pb2 as pb
 from beamops.tensors import from_tensor, to_tensor
 from tests.fixtures.gateway import settled
@@ -95,6 +96,9 @@ async def test_deploy_by_alias_and_predict_like_onnxruntime(inference_stack, via
         await refused([to_tensor("x", x)], '"nope"', output_names=["nope"])
         await refused([to_tensor("x", _x(65))], '"x"', "max_batch_size")
         await refused([to_tensor("x", _x(100000))], code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+        # A 1,000-dimension shape: a short message that fits the trailers, not RESOURCE_EXHAUSTED.
+        deep = tensor_pb2.Tensor(name="x", dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[1] * 1000, raw_data=bytes(4))
+        await refused([deep], '"x"', "(1000 dimensions)")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Predict(pb.PredictRequest(deployment="nope", inputs=[to_tensor("x", x)]),
                                metadata=stack.md("reader"))

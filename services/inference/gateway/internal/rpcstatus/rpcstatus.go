@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -104,17 +105,34 @@ func ReasonOf(code codes.Code) string {
 	return "UNKNOWN"
 }
 
+// MaxMessage is the longest message a status carries, in bytes: a status travels in the
+// trailers (message and details, which hold it again), which gRPC caps at 8 KiB, so a longer
+// message would turn the caller's answer into RESOURCE_EXHAUSTED. Longer ones are cut.
+const MaxMessage = 1024
+
+func capped(message string) string {
+	if len(message) <= MaxMessage {
+		return message
+	}
+	cut := MaxMessage
+	for cut > 0 && !utf8.RuneStart(message[cut]) {
+		cut--
+	}
+	return message[:cut] + " ..."
+}
+
 // Proto is the google.rpc.Status of status_for(exc, method, requestID).
 func (e *Error) Proto(requestID string) *spb.Status {
+	message := capped(e.Message)
 	details := make([]*anypb.Any, 0, 3)
 	details = append(details, mustPack(&errdetails.ErrorInfo{Reason: e.Reason, Domain: Domain, Metadata: e.Metadata}))
 	details = append(details, mustPack(&errdetails.RequestInfo{RequestId: requestID}))
 	if e.Code == codes.InvalidArgument && e.Field != "" {
 		details = append(details, mustPack(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: e.Field, Description: e.Message},
+			{Field: e.Field, Description: message},
 		}}))
 	}
-	return &spb.Status{Code: int32(e.Code), Message: e.Message, Details: details}
+	return &spb.Status{Code: int32(e.Code), Message: message, Details: details}
 }
 
 // Err is the error a handler returns for e: gRPC sends its details as grpc-status-details-bin.

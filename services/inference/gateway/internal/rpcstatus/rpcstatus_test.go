@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -140,5 +141,20 @@ func TestRequestIDs(t *testing.T) {
 	}
 	if got := RequestID(metadata.Pairs("x-request-id", "bad id")); len(got) != 32 {
 		t.Error("a bad id is replaced by a fresh one")
+	}
+}
+
+func TestLongMessagesAreCutToFitTheTrailers(t *testing.T) {
+	long := strings.Repeat("é", 3000) // 6000 bytes, two per rune
+	st := InvalidField(long, "inputs[0].shape").Proto("rid")
+	if len(st.Message) > MaxMessage+4 || !strings.HasSuffix(st.Message, " ...") || !utf8.ValidString(st.Message) {
+		t.Fatalf("message of %d bytes: %q...", len(st.Message), st.Message[:20])
+	}
+	raw, err := proto.Marshal(st)
+	if err != nil || len(raw) > 4096 {
+		t.Fatalf("details of %d bytes (%v)", len(raw), err)
+	}
+	if short := New(codes.NotFound, "no deployment named \"x\"").Proto("rid"); short.Message != "no deployment named \"x\"" {
+		t.Fatalf("a short message changed: %q", short.Message)
 	}
 }

@@ -288,11 +288,19 @@ func (o *Outputs) ShapeOutput(t *tensor.Tensor) {
 	}
 }
 
-// ints writes a shape as [2, 3].
+// shownDims is how many dimensions of a shape a message shows.
+const shownDims = 16
+
+// ints writes a shape as [2, 3]; one of more than shownDims dimensions as
+// [1, 2, ..., 16, ... (1000 dimensions)].
 func ints(values []int64) string {
 	var b strings.Builder
 	b.WriteByte('[')
 	for i, v := range values {
+		if i == shownDims {
+			b.WriteString(", ... (" + strconv.Itoa(len(values)) + " dimensions)")
+			break
+		}
 		if i > 0 {
 			b.WriteString(", ")
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -200,5 +201,20 @@ func TestCheckTensor(t *testing.T) {
 		if CheckTensor(&tensor.Tensor{Name: "x", Dtype: dtype, Shape: []int64{3}, Data: make([]byte, 3*size)}, MaxElements) != "" {
 			t.Errorf("dtype %d refused", dtype)
 		}
+	}
+}
+
+func TestAThousandDimensionShapeMakesAShortMessage(t *testing.T) {
+	shape := make([]int64, 1000)
+	for i := range shape {
+		shape[i] = 1
+	}
+	c := NewChecker([]Spec{{Name: "x", Dtype: 11, Shape: []int64{-1, 4}}}, 64)
+	_, _, e := c.Check([]tensor.Tensor{{Name: "x", Dtype: 11, Shape: shape, Data: make([]byte, 4)}}, nil, "Predict", "r")
+	if e == nil || e.Code != codes.InvalidArgument {
+		t.Fatalf("%v", e)
+	}
+	if len(e.Message) > 300 || !strings.Contains(e.Message, "(1000 dimensions)") {
+		t.Fatalf("message of %d bytes: %s", len(e.Message), e.Message)
 	}
 }
