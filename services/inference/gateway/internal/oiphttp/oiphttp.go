@@ -228,27 +228,29 @@ func (s *server) repositoryIndex(w http.ResponseWriter, r *http.Request, c oip.C
 // load and unload deploy and undeploy (the Front's RepositoryModelLoad/Unload); the body's
 // optional "parameters" are Triton's: {"parameters": {"config": "...", "version": "1.2"}}.
 func (s *server) load(w http.ResponseWriter, r *http.Request, c oip.Call) {
-	params, herr := s.repositoryParameters(w, r)
-	if herr != nil {
-		writeError(w, herr.status, herr.msg)
-		return
-	}
-	req := &tritonpb.RepositoryModelLoadRequest{ModelName: r.PathValue("name"), Parameters: params}
-	if _, e := s.front.RepositoryModelLoad(r.Context(), c, req); e != nil {
-		fail(w, e)
-		return
-	}
-	writeEmpty(w, http.StatusOK)
+	s.repositoryCall(w, r, func(name string, params map[string]*tritonpb.ModelRepositoryParameter) *rpcstatus.Error {
+		_, e := s.front.RepositoryModelLoad(r.Context(), c, &tritonpb.RepositoryModelLoadRequest{ModelName: name, Parameters: params})
+		return e
+	})
 }
 
 func (s *server) unload(w http.ResponseWriter, r *http.Request, c oip.Call) {
+	s.repositoryCall(w, r, func(name string, params map[string]*tritonpb.ModelRepositoryParameter) *rpcstatus.Error {
+		_, e := s.front.RepositoryModelUnload(r.Context(), c, &tritonpb.RepositoryModelUnloadRequest{ModelName: name, Parameters: params})
+		return e
+	})
+}
+
+// repositoryCall reads a load or unload body and answers what call does with it: an empty 200,
+// or the error.
+func (s *server) repositoryCall(w http.ResponseWriter, r *http.Request,
+	call func(name string, params map[string]*tritonpb.ModelRepositoryParameter) *rpcstatus.Error) {
 	params, herr := s.repositoryParameters(w, r)
 	if herr != nil {
 		writeError(w, herr.status, herr.msg)
 		return
 	}
-	req := &tritonpb.RepositoryModelUnloadRequest{ModelName: r.PathValue("name"), Parameters: params}
-	if _, e := s.front.RepositoryModelUnload(r.Context(), c, req); e != nil {
+	if e := call(r.PathValue("name"), params); e != nil {
 		fail(w, e)
 		return
 	}
