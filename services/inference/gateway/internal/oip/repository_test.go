@@ -11,35 +11,14 @@ import (
 	inferencev1 "github.com/beamops/beamops/clients/go/gen/beamops/inference/v1"
 
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
+	"github.com/beamops/beamops/services/inference/gateway/internal/oip/oiptest"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 )
 
-// fakeDeployer records what it is asked and answers err.
-type fakeDeployer struct {
-	deploys   []*inferencev1.DeployRequest
-	undeploys []*inferencev1.UndeployRequest
-	auths     []string
-	err       *rpcstatus.Error
-}
-
-func (d *fakeDeployer) Deploy(_ context.Context, authorization string, req *inferencev1.DeployRequest) *rpcstatus.Error {
-	d.deploys = append(d.deploys, req)
-	d.auths = append(d.auths, authorization)
-	return d.err
-}
-
-func (d *fakeDeployer) Undeploy(_ context.Context, authorization string, req *inferencev1.UndeployRequest) *rpcstatus.Error {
-	d.undeploys = append(d.undeploys, req)
-	d.auths = append(d.auths, authorization)
-	return d.err
-}
-
-func (d *fakeDeployer) calls() int { return len(d.deploys) + len(d.undeploys) }
-
 // deployingFront is front's table (jets, jets-next of model jets, other) with a fake deployer.
-func deployingFront(t *testing.T) (*Front, *fakeDeployer) {
+func deployingFront(t *testing.T) (*Front, *oiptest.Deployer) {
 	f, _ := front(t)
-	d := &fakeDeployer{}
+	d := &oiptest.Deployer{}
 	f.Deployer = d
 	return f, d
 }
@@ -71,12 +50,12 @@ func versionTarget(v string) *inferencev1.DeploymentTarget {
 }
 
 // checkDeploy checks the one Deploy made: want, with any non-empty Reason.
-func checkDeploy(t *testing.T, d *fakeDeployer, want *inferencev1.DeployRequest) {
+func checkDeploy(t *testing.T, d *oiptest.Deployer, want *inferencev1.DeployRequest) {
 	t.Helper()
-	if len(d.deploys) != 1 || len(d.undeploys) != 0 {
-		t.Fatalf("%d deploys, %d undeploys, want one deploy %v", len(d.deploys), len(d.undeploys), want)
+	if len(d.Deploys) != 1 || len(d.Undeploys) != 0 {
+		t.Fatalf("%d deploys, %d undeploys, want one deploy %v", len(d.Deploys), len(d.Undeploys), want)
 	}
-	got := proto.Clone(d.deploys[0]).(*inferencev1.DeployRequest)
+	got := proto.Clone(d.Deploys[0]).(*inferencev1.DeployRequest)
 	if strings.TrimSpace(got.Reason) == "" {
 		t.Errorf("Deploy without a reason for the audit log: %v", got)
 	}
@@ -89,7 +68,7 @@ func checkDeploy(t *testing.T, d *fakeDeployer, want *inferencev1.DeployRequest)
 func TestRepositoryModelLoadDeploysProductionByDefault(t *testing.T) {
 	f, d := deployingFront(t)
 	for _, params := range []map[string]*tritonpb.ModelRepositoryParameter{nil, {}} {
-		d.deploys, d.auths = nil, nil
+		d.Deploys, d.Auths = nil, nil
 		resp, e := f.RepositoryModelLoad(context.Background(), deployer, &tritonpb.RepositoryModelLoadRequest{
 			ModelName: "bdt", Parameters: params})
 		if e != nil || resp == nil {
@@ -99,8 +78,8 @@ func TestRepositoryModelLoadDeploysProductionByDefault(t *testing.T) {
 		if DefaultLoadAlias != "production" {
 			t.Errorf("default alias %q", DefaultLoadAlias)
 		}
-		if len(d.auths) != 1 || d.auths[0] != deployer.Authorization {
-			t.Errorf("authorization %q, want the caller's %q", d.auths, deployer.Authorization)
+		if len(d.Auths) != 1 || d.Auths[0] != deployer.Authorization {
+			t.Errorf("authorization %q, want the caller's %q", d.Auths, deployer.Authorization)
 		}
 	}
 }
@@ -142,21 +121,21 @@ func TestRepositoryModelLoadOfAServedDeployment(t *testing.T) {
 			t.Errorf("%s: %v %v", name, resp, e)
 		}
 	}
-	if d.calls() != 2 {
-		t.Fatalf("reloads: %v", d.deploys)
+	if d.Calls() != 2 {
+		t.Fatalf("reloads: %v", d.Deploys)
 	}
-	checkDeploy(t, &fakeDeployer{deploys: d.deploys[:1]}, &inferencev1.DeployRequest{Model: "jets", Name: "jets",
+	checkDeploy(t, &oiptest.Deployer{Deploys: d.Deploys[:1]}, &inferencev1.DeployRequest{Model: "jets", Name: "jets",
 		Target: aliasTarget("production"), Replace: true})
-	checkDeploy(t, &fakeDeployer{deploys: d.deploys[1:2]}, &inferencev1.DeployRequest{Model: "jets", Name: "jets-next",
+	checkDeploy(t, &oiptest.Deployer{Deploys: d.Deploys[1:2]}, &inferencev1.DeployRequest{Model: "jets", Name: "jets-next",
 		Target: versionTarget("1.1"), Replace: true})
-	d.deploys, d.auths = nil, nil
+	d.Deploys, d.Auths = nil, nil
 	// A target named: switched, as the deployment of its own model (jets-next serves model jets).
 	if _, e := f.RepositoryModelLoad(context.Background(), deployer, &tritonpb.RepositoryModelLoadRequest{ModelName: "jets-next",
 		Parameters: map[string]*tritonpb.ModelRepositoryParameter{"version": intParam(1000000)}}); e != nil {
 		t.Fatal(e)
 	}
 	checkDeploy(t, d, &inferencev1.DeployRequest{Model: "jets", Name: "jets-next", Target: versionTarget("1.0"), Replace: true})
-	d.deploys = nil
+	d.Deploys = nil
 	if _, e := f.RepositoryModelLoad(context.Background(), deployer, &tritonpb.RepositoryModelLoadRequest{ModelName: "other",
 		Parameters: map[string]*tritonpb.ModelRepositoryParameter{"alias": strParam("production")}}); e != nil {
 		t.Fatal(e)
@@ -201,8 +180,8 @@ func TestRepositoryModelLoadRefusesParameters(t *testing.T) {
 		if e == nil || e.Code != codes.InvalidArgument || e.Field != "parameters" {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT on parameters", name, e)
 		}
-		if d.calls() != 0 {
-			t.Errorf("%s: deployed %v", name, d.deploys)
+		if d.Calls() != 0 {
+			t.Errorf("%s: deployed %v", name, d.Deploys)
 		}
 	}
 	// The refusal names the parameter it does not take.
@@ -232,7 +211,7 @@ func TestRepositoryCallsNeedADeployerATokenAndAName(t *testing.T) {
 			if e := call(f, Call{Authorization: auth}, "jets"); e == nil || e.Code != codes.Unauthenticated {
 				t.Errorf("%s, authorization %q: %v", method, auth, e)
 			}
-			if d.calls() != 0 {
+			if d.Calls() != 0 {
 				t.Errorf("%s, authorization %q: the deployer was called", method, auth)
 			}
 		}
@@ -241,17 +220,17 @@ func TestRepositoryCallsNeedADeployerATokenAndAName(t *testing.T) {
 			f, d := deployingFront(t)
 			_, e := f.RepositoryModelLoad(ctx, Call{Authorization: "Bearer garbage"},
 				&tritonpb.RepositoryModelLoadRequest{ModelName: "jets"})
-			if e == nil || e.Code != codes.Unauthenticated || d.calls() != 0 {
-				t.Errorf("load of a served deployment with an unknown token: %v, %d calls", e, d.calls())
+			if e == nil || e.Code != codes.Unauthenticated || d.Calls() != 0 {
+				t.Errorf("load of a served deployment with an unknown token: %v, %d calls", e, d.Calls())
 			}
 		}
 		// A certificate is no deployer's token.
 		f, d := deployingFront(t)
-		if e := call(f, Call{ClientSubject: "CN=cms-hlt,O=CERN"}, "jets"); e == nil || e.Code != codes.Unauthenticated || d.calls() != 0 {
-			t.Errorf("%s with a certificate only: %v, %d calls", method, e, d.calls())
+		if e := call(f, Call{ClientSubject: "CN=cms-hlt,O=CERN"}, "jets"); e == nil || e.Code != codes.Unauthenticated || d.Calls() != 0 {
+			t.Errorf("%s with a certificate only: %v, %d calls", method, e, d.Calls())
 		}
-		if e := call(f, deployer, ""); e == nil || e.Code != codes.InvalidArgument || e.Field != "model_name" || d.calls() != 0 {
-			t.Errorf("%s without a name: %v, %d calls", method, e, d.calls())
+		if e := call(f, deployer, ""); e == nil || e.Code != codes.InvalidArgument || e.Field != "model_name" || d.Calls() != 0 {
+			t.Errorf("%s without a name: %v, %d calls", method, e, d.Calls())
 		}
 		without, _ := front(t) // no Deployer
 		e := call(without, deployer, "jets")
@@ -266,13 +245,13 @@ func TestRepositoryModelLoadPassesTheDeployersErrorOn(t *testing.T) {
 		rpcstatus.New(codes.NotFound, "no model bdt in the registry"),
 		rpcstatus.InvalidField("version 9.9 of bdt does not exist", "target.parameters_version")} {
 		f, d := deployingFront(t)
-		d.err = want
+		d.Err = want
 		resp, e := f.RepositoryModelLoad(context.Background(), deployer, &tritonpb.RepositoryModelLoadRequest{ModelName: "bdt"})
 		if resp != nil || e != want {
 			t.Errorf("load: %v %v, want %v unchanged", resp, e, want)
 		}
-		if len(d.deploys) != 1 {
-			t.Errorf("%d deploys", len(d.deploys))
+		if len(d.Deploys) != 1 {
+			t.Errorf("%d deploys", len(d.Deploys))
 		}
 	}
 }
@@ -286,22 +265,22 @@ func TestRepositoryModelUnload(t *testing.T) {
 		if e != nil || resp == nil {
 			t.Fatalf("unload %v: %v %v", params, resp, e)
 		}
-		if len(d.undeploys) != 1 || len(d.deploys) != 0 {
-			t.Fatalf("unload %v: %d undeploys, %d deploys", params, len(d.undeploys), len(d.deploys))
+		if len(d.Undeploys) != 1 || len(d.Deploys) != 0 {
+			t.Fatalf("unload %v: %d undeploys, %d deploys", params, len(d.Undeploys), len(d.Deploys))
 		}
-		got := d.undeploys[0]
+		got := d.Undeploys[0]
 		if got.GetName() != "jets-next" || strings.TrimSpace(got.GetReason()) == "" {
 			t.Errorf("Undeploy %v", got)
 		}
-		if d.auths[0] != deployer.Authorization {
-			t.Errorf("authorization %q", d.auths[0])
+		if d.Auths[0] != deployer.Authorization {
+			t.Errorf("authorization %q", d.Auths[0])
 		}
 	}
 	// A deployment the gateway does not serve itself is the control plane's to find.
 	f, d := deployingFront(t)
 	if _, e := f.RepositoryModelUnload(ctx, deployer, &tritonpb.RepositoryModelUnloadRequest{ModelName: "bdt"}); e != nil ||
-		len(d.undeploys) != 1 || d.undeploys[0].GetName() != "bdt" {
-		t.Errorf("unload of bdt: %v %v", e, d.undeploys)
+		len(d.Undeploys) != 1 || d.Undeploys[0].GetName() != "bdt" {
+		t.Errorf("unload of bdt: %v %v", e, d.Undeploys)
 	}
 	for name, params := range map[string]map[string]*tritonpb.ModelRepositoryParameter{
 		"version":             {"version": strParam("1.2")},
@@ -310,13 +289,13 @@ func TestRepositoryModelUnload(t *testing.T) {
 	} {
 		f, d := deployingFront(t)
 		_, e := f.RepositoryModelUnload(ctx, deployer, &tritonpb.RepositoryModelUnloadRequest{ModelName: "jets", Parameters: params})
-		if e == nil || e.Code != codes.InvalidArgument || e.Field != "parameters" || d.calls() != 0 {
-			t.Errorf("%s: %v, %d calls", name, e, d.calls())
+		if e == nil || e.Code != codes.InvalidArgument || e.Field != "parameters" || d.Calls() != 0 {
+			t.Errorf("%s: %v, %d calls", name, e, d.Calls())
 		}
 	}
 	want := rpcstatus.New(codes.PermissionDenied, "needs the deployer role")
 	f, d = deployingFront(t)
-	d.err = want
+	d.Err = want
 	if resp, e := f.RepositoryModelUnload(ctx, deployer, &tritonpb.RepositoryModelUnloadRequest{ModelName: "jets"}); resp != nil || e != want {
 		t.Errorf("unload: %v %v, want %v unchanged", resp, e, want)
 	}

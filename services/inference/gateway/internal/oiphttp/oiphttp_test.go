@@ -27,6 +27,7 @@ import (
 	tritonpb "github.com/beamops/beamops/services/inference/gateway/gen/triton"
 	"github.com/beamops/beamops/services/inference/gateway/internal/dataplane"
 	"github.com/beamops/beamops/services/inference/gateway/internal/oip"
+	"github.com/beamops/beamops/services/inference/gateway/internal/oip/oiptest"
 	"github.com/beamops/beamops/services/inference/gateway/internal/routes"
 	"github.com/beamops/beamops/services/inference/gateway/internal/rpcstatus"
 	"github.com/beamops/beamops/services/inference/gateway/internal/tensor"
@@ -687,30 +688,10 @@ func TestDatatypes(t *testing.T) {
 	}
 }
 
-// fakeDeployer records the Deploy and Undeploy calls that reach it and answers err.
-type fakeDeployer struct {
-	deploys   []*inferencev1.DeployRequest
-	undeploys []*inferencev1.UndeployRequest
-	auths     []string
-	err       *rpcstatus.Error
-}
-
-func (d *fakeDeployer) Deploy(_ context.Context, authorization string, req *inferencev1.DeployRequest) *rpcstatus.Error {
-	d.deploys = append(d.deploys, req)
-	d.auths = append(d.auths, authorization)
-	return d.err
-}
-
-func (d *fakeDeployer) Undeploy(_ context.Context, authorization string, req *inferencev1.UndeployRequest) *rpcstatus.Error {
-	d.undeploys = append(d.undeploys, req)
-	d.auths = append(d.auths, authorization)
-	return d.err
-}
-
 // deployingHandler serves newFront(true) (deployment jets) with a fake deployer.
-func deployingHandler() (http.Handler, *fakeDeployer) {
+func deployingHandler() (http.Handler, *oiptest.Deployer) {
 	f := newFront(true)
-	d := &fakeDeployer{}
+	d := &oiptest.Deployer{}
 	f.Deployer = d
 	return Handler(f, limit), d
 }
@@ -767,26 +748,26 @@ func TestRepositoryLoad(t *testing.T) {
 			t.Errorf("%s: %d %s", name, r.status, r.body)
 			continue
 		}
-		if len(d.deploys) != 1 || len(d.undeploys) != 0 {
-			t.Errorf("%s: %d deploys, %d undeploys", name, len(d.deploys), len(d.undeploys))
+		if len(d.Deploys) != 1 || len(d.Undeploys) != 0 {
+			t.Errorf("%s: %d deploys, %d undeploys", name, len(d.Deploys), len(d.Undeploys))
 			continue
 		}
-		got := d.deploys[0]
+		got := d.Deploys[0]
 		if got.GetModel() != "bdt" || got.GetName() != "bdt" || !got.GetReplace() || got.GetReason() == "" ||
 			got.GetTarget().GetParametersVersion() != c.version || got.GetTarget().GetAlias() != c.alias {
 			t.Errorf("%s: Deploy %v, want version %q alias %q", name, got, c.version, c.alias)
 		}
-		if d.auths[0] != "Bearer good" {
-			t.Errorf("%s: authorization %q", name, d.auths[0])
+		if d.Auths[0] != "Bearer good" {
+			t.Errorf("%s: authorization %q", name, d.Auths[0])
 		}
 	}
 	// A deployment served already, no target named: loaded again with what it serves.
 	h, d := deployingHandler()
-	if r := do(t, h, "POST", "/v2/repository/models/jets/load", nil); r.status != 200 || len(d.deploys) != 1 ||
-		d.deploys[0].GetTarget().GetParametersVersion() != "1.2" {
-		t.Errorf("load of jets: %d %s, deploys %v", r.status, r.body, d.deploys)
+	if r := do(t, h, "POST", "/v2/repository/models/jets/load", nil); r.status != 200 || len(d.Deploys) != 1 ||
+		d.Deploys[0].GetTarget().GetParametersVersion() != "1.2" {
+		t.Errorf("load of jets: %d %s, deploys %v", r.status, r.body, d.Deploys)
 	}
-	if r := do(t, h, "GET", path, nil); r.status != 405 || r.header.Get("Allow") != "POST" || len(d.deploys) != 1 {
+	if r := do(t, h, "GET", path, nil); r.status != 405 || r.header.Get("Allow") != "POST" || len(d.Deploys) != 1 {
 		t.Errorf("GET load: %d %v", r.status, r.header)
 	}
 }
@@ -821,7 +802,7 @@ func TestRepositoryLoadErrors(t *testing.T) {
 		if msg := r.errorMessage(t); r.status != c.status || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: %d %q, want %d saying %s", name, r.status, msg, c.status, c.want)
 		}
-		if len(d.deploys)+len(d.undeploys) != 0 {
+		if len(d.Deploys)+len(d.Undeploys) != 0 {
 			t.Errorf("%s: the deployer was called", name)
 		}
 	}
@@ -843,13 +824,13 @@ func TestRepositoryDeployerErrors(t *testing.T) {
 	} {
 		for _, op := range []string{"load", "unload"} {
 			h, d := deployingHandler()
-			d.err = c.e
+			d.Err = c.e
 			r := do(t, h, "POST", "/v2/repository/models/bdt/"+op, nil)
 			if msg := r.errorMessage(t); r.status != c.status || msg != c.msg {
 				t.Errorf("%s, %v: %d %q, want %d %q", op, c.e.Code, r.status, msg, c.status, c.msg)
 			}
-			if len(d.deploys)+len(d.undeploys) != 1 {
-				t.Errorf("%s, %v: %d deploys, %d undeploys", op, c.e.Code, len(d.deploys), len(d.undeploys))
+			if len(d.Deploys)+len(d.Undeploys) != 1 {
+				t.Errorf("%s, %v: %d deploys, %d undeploys", op, c.e.Code, len(d.Deploys), len(d.Undeploys))
 			}
 		}
 	}
@@ -863,9 +844,9 @@ func TestRepositoryUnload(t *testing.T) {
 			t.Errorf("%q: %d %s", body, r.status, r.body)
 			continue
 		}
-		if len(d.undeploys) != 1 || len(d.deploys) != 0 || d.undeploys[0].GetName() != "jets" || d.undeploys[0].GetReason() == "" ||
-			d.auths[0] != "Bearer good" {
-			t.Errorf("%q: undeploys %v, deploys %v, authorization %q", body, d.undeploys, d.deploys, d.auths)
+		if len(d.Undeploys) != 1 || len(d.Deploys) != 0 || d.Undeploys[0].GetName() != "jets" || d.Undeploys[0].GetReason() == "" ||
+			d.Auths[0] != "Bearer good" {
+			t.Errorf("%q: undeploys %v, deploys %v, authorization %q", body, d.Undeploys, d.Deploys, d.Auths)
 		}
 	}
 	for name, c := range map[string]struct {
@@ -885,12 +866,12 @@ func TestRepositoryUnload(t *testing.T) {
 		if msg := r.errorMessage(t); r.status != c.status || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: %d %q, want %d saying %s", name, r.status, msg, c.status, c.want)
 		}
-		if len(d.deploys)+len(d.undeploys) != 0 {
+		if len(d.Deploys)+len(d.Undeploys) != 0 {
 			t.Errorf("%s: the deployer was called", name)
 		}
 	}
 	h, d := deployingHandler()
-	if r := do(t, h, "GET", "/v2/repository/models/jets/unload", nil); r.status != 405 || len(d.undeploys) != 0 {
+	if r := do(t, h, "GET", "/v2/repository/models/jets/unload", nil); r.status != 405 || len(d.Undeploys) != 0 {
 		t.Errorf("GET unload: %d", r.status)
 	}
 }
