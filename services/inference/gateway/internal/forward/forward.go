@@ -22,9 +22,9 @@ type Forwarder struct {
 	Conn *grpc.ClientConn
 }
 
-// Outgoing is the caller's metadata for the upstream call: everything but HTTP/2 pseudo
+// outgoing is the caller's metadata for the upstream call: everything but HTTP/2 pseudo
 // headers and the headers gRPC sets itself (content-type, user-agent, te, ...).
-func Outgoing(ctx context.Context) context.Context {
+func outgoing(ctx context.Context) context.Context {
 	in, _ := metadata.FromIncomingContext(ctx)
 	out := make(metadata.MD, len(in))
 	for k, v := range in {
@@ -53,7 +53,7 @@ func skipHeader(k string) bool {
 func (f *Forwarder) Forward(ss grpc.ServerStream, method string) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
-	cs, err := f.Conn.NewStream(Outgoing(ctx), &streamDesc, method)
+	cs, err := f.Conn.NewStream(outgoing(ctx), &streamDesc, method)
 	if err != nil {
 		return err
 	}

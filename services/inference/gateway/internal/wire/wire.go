@@ -221,31 +221,3 @@ func str(b []byte) (string, bool) {
 	}
 	return unsafe.String(&b[0], len(b)), true
 }
-
-// RequestIDOf is the request_id (field 1) of a PredictStreamResponse ("" when it has none or
-// does not parse).
-func RequestIDOf(buf []byte) string {
-	id := ""
-	for len(buf) > 0 {
-		num, typ, n := protowire.ConsumeTag(buf)
-		if n < 0 {
-			return id
-		}
-		buf = buf[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(buf)
-			if m < 0 {
-				return id
-			}
-			id = string(v)
-			buf = buf[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, buf)
-		if m < 0 {
-			return id
-		}
-		buf = buf[m:]
-	}
-	return id
-}
