@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from beamops.common.v1 import lineage_pb2, tensor_pb2
 from beamops.inference.v1 import deployment_pb2 as pb
 from beamops.runtime.errors import InvalidArgument
-from beamops.tensors import to_tensor
 
 from .domain import (
     Alert, AlertState, DeployCommand, Deployment, DriftReport, FeatureDrift, ServedVersion,
@@ -105,10 +103,6 @@ def _enum_name(enum, value: int, field: str) -> str:
 
 
 # ---- domain -> protobuf ----------------------------------------------------------------------------
-
-def tensor(name: str, array: np.ndarray) -> tensor_pb2.Tensor:
-    return to_tensor(name, array)
-
 
 def signature(sig: Signature) -> tensor_pb2.Signature:
     def specs(items):
