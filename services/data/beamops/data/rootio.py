@@ -238,13 +238,15 @@ class Table:
         else:
             self._names = list(dict.fromkeys(obj.keys(recursive=True)))
         self._known = set(self._names)
+        self._addressable: dict[str, bool] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self._known
 
     def columns(self) -> list[BranchInfo]:
         if self.kind == TTREE:
-            return [_describe_branch(name, branch) for name, branch in self._branches.items()]
+            return [_describe_branch(name, branch, self.num_entries)
+                    for name, branch in self._branches.items()]
         form = self._obj.to_akform()[0]
         return [_describe_field(name, self._obj[name], form) for name in self._names]
 
@@ -260,44 +262,124 @@ class Table:
     def iterate(self, names: Sequence[str], entry_start: int, entry_stop: int,
                 step_size: int) -> Iterator[dict[str, ak.Array]]:
         """Batches of at most ``step_size`` entries, fewer when uproot estimates that the
-        arrays of that many would take more than :data:`BATCH_BYTES`."""
+        arrays of that many would take more than :data:`BATCH_BYTES`. When uproot fails
+        without saying where, the batch's branches are read one by one so that the error
+        names the branch that fails."""
+        step_size = self._bounded(names, entry_start, entry_stop, step_size)
+        chunks = self._chunks(names, entry_start, entry_stop, step_size)
+        start = entry_start
+        while True:
+            try:
+                start, stop, arrays = next(chunks)
+            except StopIteration:
+                return
+            except (OSError, MemoryError, BeamopsError):  # the transport's, ours: no branch's
+                raise
+            except Exception as exc:
+                raise self._unreadable(exc, names, start, min(start + step_size, entry_stop)) from None
+            yield self._whole(arrays, stop - start)
+            start = stop
+
+    def _bounded(self, names: Sequence[str], entry_start: int, entry_stop: int, step_size: int) -> int:
         # The estimate reads every basket's key: cheap locally; over XRootD a round trip per
         # basket (and uproot's key reads fail there), so remote reads keep ``step_size``.
-        if self.kind == TTREE:
-            branches = [self._branches[n] for n in names]
-            wanted = {id(branch) for branch in branches}
-            if self._ref.is_local:
-                fits = self._obj.num_entries_for(BATCH_BYTES, filter_branch=lambda b: id(b) in wanted,
-                                                 entry_start=entry_start, entry_stop=entry_stop)
-                step_size = max(1, min(step_size, int(fits)))
-            yield from self._iterate_branches(branches, names, entry_start, entry_stop, step_size)
-            return
-        if self._ref.is_local:
-            step_size = max(1, min(step_size, int(self._obj.num_entries_for(
-                BATCH_BYTES, list(names), entry_start=entry_start, entry_stop=entry_stop))))
-        for start in range(entry_start, entry_stop, step_size):
-            stop = min(start + step_size, entry_stop)
-            read = self._obj.arrays(list(names), entry_start=start, entry_stop=stop, library="ak",
-                                    how=dict)
-            yield {name: _member(read, name) for name in names}
+        if not self._ref.is_local:
+            return step_size
+        if self._by_paths(names):
+            selection: dict[str, Any] = {"expressions": list(names)}
+        else:
+            wanted = {id(self._branches[name]) for name in names}
+            selection = {"filter_branch": lambda branch: id(branch) in wanted}
+        fits = self._obj.num_entries_for(BATCH_BYTES, entry_start=entry_start, entry_stop=entry_stop,
+                                         **selection)
+        return max(1, min(step_size, int(fits)))
 
+    def _chunks(self, names: Sequence[str], entry_start: int, entry_stop: int,
+                step_size: int) -> Iterator[tuple[int, int, dict[str, ak.Array]]]:
+        """(start, stop, arrays) of consecutive batches."""
+        if self.kind == RNTUPLE:
+            # uproot decodes a whole cluster for any entries of it: each cluster is read once
+            # and its batches are sliced from it.
+            for start, stop in self._cluster_spans(entry_start, entry_stop, step_size):
+                read = self._obj.arrays(list(names), entry_start=start, entry_stop=stop,
+                                        library="ak", how=dict)
+                arrays = {name: _member(read, name) for name in names}
+                for first in range(start, stop, step_size):
+                    last = min(first + step_size, stop)
+                    yield first, last, {n: a[first - start:last - start] for n, a in arrays.items()}
+        elif self._by_paths(names):
+            for arrays, report in self._obj.iterate(list(names), step_size=step_size,
+                                                    entry_start=entry_start, entry_stop=entry_stop,
+                                                    library="ak", how=dict, report=True):
+                yield report.tree_entry_start, report.tree_entry_stop, arrays
+        else:
+            for start in range(entry_start, entry_stop, step_size):
+                stop = min(start + step_size, entry_stop)
+                yield start, stop, {name: self._branches[name].array(
+                    entry_start=start, entry_stop=stop, library="ak") for name in names}
 
-    def _iterate_branches(self, branches: list[Any], names: Sequence[str], entry_start: int,
-                          entry_stop: int, step_size: int) -> Iterator[dict[str, ak.Array]]:
-        """The branch objects themselves are selected (uproot's expressions would parse paths
-        such as "Particle/Particle.DeltaEta"); uproot names its arrays by branch name."""
-        path_of = {branch.name: name for branch, name in zip(branches, names)}
-        if len(path_of) == len(names):
-            wanted = {id(branch) for branch in branches}
-            for chunk in self._obj.iterate(filter_branch=lambda b: id(b) in wanted,
-                                           step_size=step_size, entry_start=entry_start,
-                                           entry_stop=entry_stop, library="ak", how=dict):
-                yield {path_of[key]: array for key, array in chunk.items()}
-            return
-        for start in range(entry_start, entry_stop, step_size):  # two paths, one branch name
-            stop = min(start + step_size, entry_stop)
-            yield {name: branch.array(entry_start=start, entry_stop=stop, library="ak")
-                   for branch, name in zip(branches, names)}
+    def _cluster_spans(self, entry_start: int, entry_stop: int, step_size: int) -> list[tuple[int, int]]:
+        """[start, stop) of whole clusters within the entries, small neighbours merged while
+        they hold at most ``step_size`` entries together."""
+        spans: list[tuple[int, int]] = []
+        for cluster in self._obj.cluster_summaries:
+            first = int(cluster.num_first_entry)
+            start, stop = max(first, entry_start), min(first + int(cluster.num_entries), entry_stop)
+            if start >= stop:
+                continue
+            if spans and spans[-1][1] == start and stop - spans[-1][0] <= step_size:
+                spans[-1] = (spans[-1][0], stop)
+            else:
+                spans.append((start, stop))
+        return spans or [(entry_start, entry_stop)]
+
+    def _unreadable(self, exc: Exception, names: Sequence[str], start: int, stop: int) -> Exception:
+        """DataLoss naming the branch that fails, when one does alone; else uproot's error."""
+        culprit = names[0] if len(names) == 1 else None
+        for name in names if culprit is None else ():
+            try:
+                self._arrays([name], start, stop)
+            except (OSError, MemoryError, BeamopsError):
+                return exc
+            except Exception as alone:  # uproot raises many kinds for bad bytes
+                culprit, exc = name, alone
+                break
+        if culprit is None:
+            return exc
+        return DataLoss(f"file {self._ref.url!r}: branch {culprit!r} cannot be read (truncated, "
+                        f"corrupt or stored in a way uproot does not read): {_clean(exc, self._ref)}",
+                        file=self._ref.url)
+
+    def _arrays(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+        return next(self._chunks(names, start, stop, stop - start))[2]
+
+    def _by_paths(self, names: Sequence[str]) -> bool:
+        """Whether uproot finds each TTree branch listed in ``names`` by that path. uproot then
+        takes a path as a branch, not as an expression, in a few steps (selecting branches by
+        object makes it look each up by its short name again, through the whole tree: minutes
+        for a tree of 2,000 branches). In a tree holding two branches of one name it may not;
+        those branches are then read one by one. RNTuple fields are always found by path."""
+        if self.kind == RNTUPLE:
+            return True
+        for name in names:
+            if name not in self._addressable:
+                try:
+                    found = self._obj.get(name)
+                except Exception:  # uproot's lookup raises what the path's pieces make it raise
+                    found = None
+                self._addressable[name] = found is self._branches[name]
+            if not self._addressable[name]:
+                return False
+        return True
+
+    def _whole(self, arrays: dict[str, ak.Array], entries: int) -> dict[str, ak.Array]:
+        """``arrays`` when each has ``entries`` entries; a branch filled fewer times than its
+        tree (uproot then gives what it holds) is damage in the file."""
+        for name, array in arrays.items():
+            if len(array) != entries:
+                raise DataLoss(f"file {self._ref.url!r}: branch {name!r} holds fewer entries than "
+                               f"its tree ({len(array)} where {entries} were read)", file=self._ref.url)
+        return arrays
 
 
 def index_fields(ntuple: Any) -> None:
@@ -399,9 +481,12 @@ def _column(name: str, type_name: str, shape: Shape, title: str) -> BranchInfo:
                       reason=shape.reason)
 
 
-def _describe_branch(name: str, branch: Any) -> BranchInfo:
+def _describe_branch(name: str, branch: Any, tree_entries: int) -> BranchInfo:
     title = str(branch.title or "")
-    type_name = str(branch.typename)
+    try:
+        type_name = str(branch.typename)
+    except Exception:  # noqa: BLE001 - uproot names no type for some it cannot interpret
+        type_name = "?"
     interp = branch.interpretation
     if isinstance(interp, uproot.interpretation.grouped.AsGrouped):
         shape = Shape(dtype=None, reason="it holds sub-branches: select those")
@@ -412,6 +497,9 @@ def _describe_branch(name: str, branch: Any) -> BranchInfo:
             shape = classify(interp.awkward_form(branch.file))
         except Exception:  # noqa: BLE001 - uproot's word: it has no array form for this branch
             shape = Shape(dtype=None, reason="uproot cannot give it as arrays")
+    if shape.dtype is not None and int(branch.num_entries) != tree_entries:
+        shape = Shape(dtype=None, reason=f"it was filled {int(branch.num_entries)} times, its tree "
+                                         f"{tree_entries}: its entries cannot be matched")
     return _column(name, type_name, shape, title)
 
 
