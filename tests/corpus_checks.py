@@ -48,6 +48,7 @@ NUMERIC_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", 
 LAYOUTS = {1: "flat", 2: "jagged", 3: "fixed"}  # dataset_pb2.BranchLayout values
 REFUSED = (grpc.StatusCode.DATA_LOSS, grpc.StatusCode.INVALID_ARGUMENT)
 MAX_READ_CALLS = 64  # per object, when a read fails and the failing branches are searched for
+MAX_REFUSED_READS = 5  # per object: branches uproot cannot read, each read alone
 MAX_DIAGNOSED = 10   # value mismatches explained (first differing entry) per object
 FILE_TIMEOUT_S = 240.0  # all the service calls of one file (pytest-timeout stops a test at 300 s)
 
@@ -85,7 +86,8 @@ class Expected:
     layout: str | None = None  # "flat", "fixed", "jagged" when numeric; else None
     dtype: str | None = None
     shape: tuple[int, ...] = ()
-    unreadable: bool = False   # uproot cannot interpret or read it
+    unreadable: bool = False   # uproot cannot interpret it
+    read_error: str = ""       # uproot interprets it as numbers, yet cannot read it: why
 
     @property
     def numeric(self) -> bool:
@@ -236,7 +238,7 @@ def _describe_ttree(tree, items: dict, ref: ObjectRef) -> None:
                 try:
                     arrays[name] = items[name].array(library="ak")
                 except Exception as exc:
-                    ref.branches[name] = Expected(name, _why(exc), unreadable=True)
+                    ref.branches[name].read_error = _why(exc)
     _keep(ref, arrays)
 
 
@@ -252,15 +254,20 @@ def _describe_rntuple(items: dict, ref: ObjectRef) -> None:
         try:
             arrays[name] = items[name].array(library="ak")
         except Exception as exc:
-            ref.branches[name] = Expected(name, _why(exc), unreadable=True)
+            ref.branches[name].read_error = _why(exc)
     _keep(ref, arrays)
 
 
 def _keep(ref: ObjectRef, arrays: dict[str, ak.Array]) -> None:
-    """Keep the values read (as numpy), re-checking each one's layout on the array itself."""
+    """Keep the values read (as numpy), re-checking each one's layout on the array itself. A
+    branch holding fewer entries than its tree (filled fewer times) is no column of it."""
     for name, array in arrays.items():
         expected = ref.branches[name] = _expect(name, array.layout.form)
         if not expected.numeric:
+            continue
+        if len(array) != ref.num_entries:
+            ref.branches[name] = Expected(name, f"{expected.type_text} (uproot reads {len(array)} "
+                                                f"entries, its {ref.kind} has {ref.num_entries})")
             continue
         try:
             if expected.layout == "jagged":
@@ -436,16 +443,36 @@ async def check_object(client, dataset: str, url: str, file_name: str, ref: Obje
         result.failures.append(f"entry_count {version.entry_count}, uproot has {ref.num_entries}")
     if version.schema.tree_name != ref.path:
         result.failures.append(f"schema.tree_name {version.schema.tree_name!r}, expected {ref.path!r}")
-    names = _check_schema(version.schema, ref, result)
+    names, unreadable = _check_schema(version.schema, ref, result)
     if names:
         await _check_values(client, dataset, version.version_id, names, ref, result)
     elif not result.failures:
         result.note = "no numeric branch to stream"
+    for name in unreadable[:MAX_REFUSED_READS]:
+        await _expect_refused_read(client, dataset, version.version_id, name, ref, result)
     return result
 
 
-def _check_schema(schema, ref: ObjectRef, result: ObjectResult) -> list[str]:
-    """Compare the schema with uproot's keys; return the branches the schema calls numeric."""
+async def _expect_refused_read(client, dataset: str, version_id: str, name: str, ref: ObjectRef,
+                               result: ObjectResult) -> None:
+    """A branch uproot cannot read: reading it alone must be refused cleanly, naming it."""
+    why = ref.branches[name].read_error
+    try:
+        table = await client.read_table(dataset, version_id, branches=[name])
+    except grpc.aio.AioRpcError as err:
+        problem = _clean_refusal(err, echo=[name])
+        if problem is None and name not in err.details():
+            problem = f"refused without naming the branch ({_rpc(err)})"
+        if problem:
+            result.failures.append(f"read of {name!r}, which uproot cannot read ({why}): {problem}")
+        return
+    result.failures.append(f"read of {name!r} gave {table.num_rows} rows, yet uproot cannot read "
+                           f"it ({why})")
+
+
+def _check_schema(schema, ref: ObjectRef, result: ObjectResult) -> tuple[list[str], list[str]]:
+    """Compare the schema with uproot's keys; return the branches the schema calls numeric
+    whose values uproot read, and those uproot cannot read."""
     listed = [b.name for b in schema.branches]
     by_name = {b.name: b for b in schema.branches}
     if len(by_name) != len(listed):
@@ -498,7 +525,8 @@ def _check_schema(schema, ref: ObjectRef, result: ObjectResult) -> list[str]:
                     f"{name} ({list(branch.fixed_shape)}, uproot {list(want.shape)})")
     for what, which in problems.items():
         result.failures.append(f"{what}: {len(which)} branches, e.g. {which[:3]}")
-    return [n for n in numeric if n in ref.values]
+    return ([n for n in numeric if n in ref.values],
+            [n for n in numeric if ref.branches[n].read_error])
 
 
 async def _check_values(client, dataset: str, version_id: str, names: list[str], ref: ObjectRef,
