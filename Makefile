@@ -62,7 +62,7 @@ lint: gateway  ## Check the code: ruff (Python), gofmt and go vet (each Go modul
 test: lint protos triton gateway system-deps  ## Lint, install what the tests need and run the whole suite.
 	$(BIN)/python -m pytest
 
-test-corpus: protos  ## Every TTree and RNTuple of the ROOT corpus through the data service (over 20 min; docs/root-corpus.md).
+test-corpus: protos  ## Only the ROOT corpus: every TTree and RNTuple through the data service (2 min; docs/root-corpus.md).
 	$(BIN)/python -m pytest -m corpus tests/integration/test_root_corpus_conformance.py
 
 test-unit: protos  ## Only the fast unit tests.

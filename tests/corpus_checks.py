@@ -450,6 +450,9 @@ async def check_object(client, dataset: str, url: str, file_name: str, ref: Obje
         result.note = "no numeric branch to stream"
     for name in unreadable[:MAX_REFUSED_READS]:
         await _expect_refused_read(client, dataset, version.version_id, name, ref, result)
+    if unreadable:
+        result.note = (f"{len(unreadable)} branches uproot cannot read, each refused by name "
+                       f"(DATA_LOSS; {min(len(unreadable), MAX_REFUSED_READS)} tried)")
     return result
 
 
