@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import beamops
@@ -117,6 +118,23 @@ async def test_bad_inputs_get_the_same_status_message_and_details_on_both_ports(
         "beamops_inference_errors_total", {"deployment": "jets", "code": "INVALID_ARGUMENT"}),
         lambda n: (n or 0) >= 2 * len(cases))
     assert errors >= 2 * len(cases)
+
+
+async def test_a_caller_without_a_valid_token_is_refused_before_its_request_is_read(deployed):
+    """Requests over max_message_bytes (2 MiB here): a received one would be RESOURCE_EXHAUSTED,
+    so UNAUTHENTICATED shows the caller was refused from its metadata alone, on every front."""
+    stack, server, direct, gateway = deployed
+    big = pb.PredictRequest(deployment="jets", inputs=[to_tensor("x", _x(100000))])  # 3.2 MB
+    infer = service_pb2.ModelInferRequest(model_name="jets", raw_input_contents=[b"\0" * (3 << 20)])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.gateway_port}",
+                                         options=[("grpc.max_send_message_length", 8 << 20)]) as channel:
+        oip = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        front = inference_service_pb2_grpc.InferenceServiceStub(channel)
+        for metadata in ((), (("authorization", "Bearer not-a-token"),)):
+            for method, request in ((front.Predict, big), (direct.Predict, big), (oip.ModelInfer, infer)):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await method(request, metadata=metadata)
+                assert_clear(err.value, grpc.StatusCode.UNAUTHENTICATED)
 
 
 async def test_every_selector_is_answered_by_the_data_plane_and_other_calls_are_forwarded(deployed):

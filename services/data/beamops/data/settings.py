@@ -16,6 +16,8 @@ class DataSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "data"
     port: int = 50052
+    max_request_bytes: int = Field(16 * MiB, description="Largest request message accepted (at "
+                                   "most max_message_bytes): a dataset's list of sources.")
 
     data_roots: list[Path] = Field(
         default_factory=list,

@@ -27,7 +27,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from beamops.runtime.settings import ServiceSettings
+from beamops.runtime.settings import MiB, ServiceSettings
 
 #: Where ``make gateway`` puts the binary: services/inference/gateway/bin/ (this package lives in
 #: services/inference/beamops/inference/).
@@ -39,6 +39,8 @@ class InferenceSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "inference"
     port: int = 50054
+    max_request_bytes: int = Field(64 * MiB, description="Largest request message accepted (at "
+                                   "most max_message_bytes): Predict's tensors.")
 
     # --- Triton -------------------------------------------------------------------------------
     triton_url: str = Field("", description="host:port of an external Triton (gRPC); empty: "

@@ -58,17 +58,19 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
     """
 
     def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
+        return self.wrap(handler_call_details.method, await continuation(handler_call_details))
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
         if handler is None:
             return None
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
+        key = (method, id(handler))  # a method may have two handlers: its own and a refusal
+        cached = self._wrapped.get(key)
         if cached is None or cached[0] is not handler:
             cached = (handler, _wrap_handler(handler, method, self))
-            self._wrapped[method] = cached
+            self._wrapped[key] = cached
         return cached[1]
 
     async def call_unary(self, method: str, context, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -228,6 +230,10 @@ class _TokenChanges:
 class AuthInterceptor(BehaviorInterceptor):
     """Checks the bearer token and the role each RPC declares; fails closed.
 
+    The check reads the call's metadata only, before the request message: a refused call is
+    answered by a handler that never reads its request, so a caller without a valid token
+    cannot make the server receive, hold or parse a message.
+
     The checks themselves are an :class:`~beamops.runtime.auth.Authenticator` (pass one, or
     the tokens store and optional JWT verifier it is built from). ``jwt`` also accepts OpenID
     Connect JWTs (three dot-separated parts). ``tokens=None`` disables authentication (every
@@ -242,16 +248,37 @@ class AuthInterceptor(BehaviorInterceptor):
         self._policy = policy
         self._rules: dict[str, tuple[bool, str, Role | None]] = {}
         self._changes = _TokenChanges(self._authenticator)
+        self._refusals: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def call_unary(self, method, context, call):
-        self._admit(method, context)
-        return await call()
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        try:
+            self._admit(method, _authorization(handler_call_details.invocation_metadata))
+        except errors.BeamopsError as exc:
+            _refusal.set(exc)
+            return self.wrap(method, self._refusal_for(method, handler))
+        return self.wrap(method, handler)
+
+    def _refusal_for(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A handler that raises the call's refusal; it takes a request stream, which it never
+        reads, whatever the method's shape (the wire does not tell them apart)."""
+        refusal = self._refusals.get(method)
+        if refusal is None:
+            async def refuse(requests, context):
+                raise _refusal.get()
+
+            refusal = self._refusals[method] = grpc.stream_unary_rpc_method_handler(
+                refuse, response_serializer=handler.response_serializer)
+        return refusal
 
     async def call_stream(self, method, context, stream):
         """A stream whose caller is refused again while it runs (a token revoked or expired)
         ends at once with that refusal: the caller is checked again whenever the tokens change
         and every :data:`STREAM_RECHECK_S`."""
-        if not self._admit(method, context):
+        if not self._authenticator.enabled or self._rule(method)[0]:
             async for item in stream():
                 yield item
             return
@@ -261,7 +288,7 @@ class AuthInterceptor(BehaviorInterceptor):
             while True:
                 await self._changes.next()
                 try:
-                    self._authenticate(context)
+                    self._authenticate(metadata_value(context, "authorization"))
                 except (errors.Unauthenticated, errors.PermissionDenied) as exc:
                     refused.append(exc)
                     task.cancel()
@@ -279,32 +306,46 @@ class AuthInterceptor(BehaviorInterceptor):
         finally:
             guarding.cancel()
 
-    def _admit(self, method: str, context) -> bool:
-        """Admits the caller of ``method`` or raises; True when a token was checked (not a public
-        method, authentication on)."""
+    def _rule(self, method: str) -> tuple[bool, str, Role | None]:
         rule = self._rules.get(method)
         if rule is None:
             public = method.startswith(PUBLIC_PREFIXES)
             rule = self._rules[method] = (public, method.rsplit("/", 1)[-1],
                                           self._policy.get(method))
-        public, name, required = rule
+        return rule
+
+    def _admit(self, method: str, authorization: str) -> None:
+        """Admits the caller of ``method`` (its principal becomes the call's) or raises."""
+        public, name, required = self._rule(method)
         if public:
-            return False
+            return
         if required is None:
             raise errors.PermissionDenied(f"{name} declares no access policy, so nobody may call it")
-        principal = self._authenticate(context)
+        principal = self._authenticate(authorization)
         if not principal.may(required):
             raise errors.PermissionDenied(
                 f"{name} needs the {ROLE_NAMES[required]} role; the token of "
                 f"{principal.name!r} has the {ROLE_NAMES[principal.role]} role"
             )
         set_current_principal(principal)
-        return self._authenticator.enabled
 
-    def _authenticate(self, context) -> Principal:
+    def _authenticate(self, authorization: str) -> Principal:
         if not self._authenticator.enabled:
             return ANONYMOUS_ADMIN
-        return self._authenticator.authenticate(metadata_value(context, "authorization"))
+        return self._authenticator.authenticate(authorization)
+
+
+#: The refusal of the call being answered by a refusal handler (set where the call was checked).
+_refusal: contextvars.ContextVar[Exception] = contextvars.ContextVar("beamops_refusal")
+
+
+def _authorization(metadata) -> str:
+    """The last ``authorization`` value of invocation metadata (like ``dict()``)."""
+    value = ""
+    for k, v in metadata or ():
+        if k == "authorization":
+            value = v
+    return value
 
 
 class _RichStatus(

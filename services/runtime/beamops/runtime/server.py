@@ -67,8 +67,12 @@ class RunningServer:
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", min(settings.max_request_bytes, settings.max_message_bytes)),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        # A fixed receive window per stream (no BDP probing, which grows it to megabytes): a call
+        # refused before its message is read leaves at most one window of it in the server.
+        ("grpc.http2.bdp_probe", 0),
         ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -113,7 +117,8 @@ async def create_grpc_server(
         ErrorInterceptor(),
         AuthInterceptor(authenticator, policy_for(s.descriptor for s in services)),
     ]
-    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings),
+                             maximum_concurrent_rpcs=settings.max_concurrent_calls)
     for service in services:
         service.add_to_server(service.servicer, server)
 

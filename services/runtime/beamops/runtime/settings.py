@@ -32,6 +32,13 @@ class ServiceSettings(BaseSettings):
     )
     var_dir: Path = Field(Path("var"), description="Folder for this service's state.")
     max_message_bytes: int = Field(64 * MiB, description="Largest gRPC message accepted or sent.")
+    max_request_bytes: int = Field(
+        8 * MiB, description="Largest request message accepted (at most max_message_bytes): what "
+        "one caller can make the server hold per call.")
+    max_concurrent_calls: int = Field(
+        2000, description="Calls and streams served at once; more are RESOURCE_EXHAUSTED.")
+    max_streams_per_connection: int = Field(
+        100, description="Calls at once on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS).")
     drain_s: float = Field(
         1.0, description="On SIGTERM, time spent NOT_SERVING but still answering, for load balancers."
     )

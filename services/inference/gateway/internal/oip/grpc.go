@@ -33,32 +33,37 @@ func (f *Front) Handle(method string, ss grpc.ServerStream) (handled bool, err e
 	}
 	switch name {
 	case "ServerLive":
-		return true, unary(ss, &tritonpb.ServerLiveRequest{}, f.ServerLive)
+		return true, unary(ss, nil, &tritonpb.ServerLiveRequest{}, f.ServerLive)
 	case "ServerReady":
-		return true, unary(ss, &tritonpb.ServerReadyRequest{}, f.ServerReady)
+		return true, unary(ss, nil, &tritonpb.ServerReadyRequest{}, f.ServerReady)
 	case "ServerMetadata":
-		return true, unary(ss, &tritonpb.ServerMetadataRequest{}, f.ServerMetadata)
+		return true, unary(ss, f.caller("ServerMetadata", true), &tritonpb.ServerMetadataRequest{}, f.ServerMetadata)
 	case "ModelReady":
-		return true, unary(ss, &tritonpb.ModelReadyRequest{}, f.ModelReady)
+		return true, unary(ss, f.caller("ModelReady", true), &tritonpb.ModelReadyRequest{}, f.ModelReady)
 	case "ModelMetadata":
-		return true, unary(ss, &tritonpb.ModelMetadataRequest{}, f.ModelMetadata)
+		return true, unary(ss, f.caller("ModelMetadata", true), &tritonpb.ModelMetadataRequest{}, f.ModelMetadata)
 	case "ModelConfig":
-		return true, unary(ss, &tritonpb.ModelConfigRequest{}, f.ModelConfig)
+		return true, unary(ss, f.caller("ModelConfig", true), &tritonpb.ModelConfigRequest{}, f.ModelConfig)
 	case "ModelStatistics":
-		return true, unary(ss, &tritonpb.ModelStatisticsRequest{}, f.ModelStatistics)
+		return true, unary(ss, f.caller("ModelStatistics", true), &tritonpb.ModelStatisticsRequest{}, f.ModelStatistics)
 	case "RepositoryIndex":
-		return true, unary(ss, &tritonpb.RepositoryIndexRequest{}, f.RepositoryIndex)
+		return true, unary(ss, f.caller("RepositoryIndex", true), &tritonpb.RepositoryIndexRequest{}, f.RepositoryIndex)
 	case "RepositoryModelLoad":
-		return true, unary(ss, &tritonpb.RepositoryModelLoadRequest{}, f.RepositoryModelLoad)
+		return true, unary(ss, f.repositoryCaller("RepositoryModelLoad"), &tritonpb.RepositoryModelLoadRequest{}, f.RepositoryModelLoad)
 	case "RepositoryModelUnload":
-		return true, unary(ss, &tritonpb.RepositoryModelUnloadRequest{}, f.RepositoryModelUnload)
+		return true, unary(ss, f.repositoryCaller("RepositoryModelUnload"), &tritonpb.RepositoryModelUnloadRequest{}, f.RepositoryModelUnload)
 	case "ModelInfer":
-		return true, unary(ss, &tritonpb.ModelInferRequest{}, f.ModelInfer)
+		return true, unary(ss, f.caller("ModelInfer", false), &tritonpb.ModelInferRequest{}, f.ModelInfer)
 	case "ModelStreamInfer":
 		return true, f.streamInfer(ss)
 	}
 	c := callOf(ss.Context())
 	return true, unimplemented(name).Err(c.RequestID)
+}
+
+// caller checks the caller of method (see admit).
+func (f *Front) caller(method string, setup bool) func(context.Context, Call) *rpcstatus.Error {
+	return func(ctx context.Context, c Call) *rpcstatus.Error { return f.admit(ctx, c, method, setup) }
 }
 
 func callOf(ctx context.Context) Call {
@@ -81,11 +86,18 @@ func VerifiedSubject(state tls.ConnectionState) string {
 	return Subject(state.VerifiedChains[0][0])
 }
 
-// unary reads one request, answers it with h, and sets the request id trailer.
-func unary[Req, Resp proto.Message](ss grpc.ServerStream, req Req,
-	h func(context.Context, Call, Req) (Resp, *rpcstatus.Error)) error {
+// unary checks the caller with admit (nil: no credentials needed) before it reads the request,
+// so that an unknown caller costs no memory; then it reads one request, answers it with h (which
+// checks again, from the cache) and sets the request id trailer.
+func unary[Req, Resp proto.Message](ss grpc.ServerStream, admit func(context.Context, Call) *rpcstatus.Error,
+	req Req, h func(context.Context, Call, Req) (Resp, *rpcstatus.Error)) error {
 	c := callOf(ss.Context())
 	ss.SetTrailer(metadata.Pairs(rpcstatus.RequestIDKey, c.RequestID))
+	if admit != nil {
+		if e := admit(ss.Context(), c); e != nil {
+			return e.Err(c.RequestID)
+		}
+	}
 	if err := ss.RecvMsg(req); err != nil {
 		return err
 	}

@@ -83,18 +83,25 @@ func (f *Front) RepositoryModelUnload(ctx context.Context, c Call, req *tritonpb
 	return &tritonpb.RepositoryModelUnloadResponse{}, nil
 }
 
-// repositoryCall checks what both calls need: a deployer here, a valid token (the control
-// plane checks its role), and a model name.
+// repositoryCaller checks the caller of a repository call: a deployer here and a valid token (the
+// control plane checks its role).
+func (f *Front) repositoryCaller(method string) func(context.Context, Call) *rpcstatus.Error {
+	return func(ctx context.Context, c Call) *rpcstatus.Error {
+		if f.Deployer == nil {
+			return rpcstatus.New(codes.Unimplemented, method+" needs the control plane, which this gateway runs without")
+		}
+		authorization := strings.TrimSpace(c.Authorization)
+		if authorization == "" {
+			return rpcstatus.New(codes.Unauthenticated, method+" changes what is served: send a deployer's token "+
+				"(authorization: Bearer <token>)")
+		}
+		return f.Auth.Check(ctx, authorization, method)
+	}
+}
+
+// repositoryCall checks what both calls need: the caller (repositoryCaller) and a model name.
 func (f *Front) repositoryCall(ctx context.Context, c Call, method, name string) (string, *rpcstatus.Error) {
-	if f.Deployer == nil {
-		return "", rpcstatus.New(codes.Unimplemented, method+" needs the control plane, which this gateway runs without")
-	}
-	authorization := strings.TrimSpace(c.Authorization)
-	if authorization == "" {
-		return "", rpcstatus.New(codes.Unauthenticated, method+" changes what is served: send a deployer's token "+
-			"(authorization: Bearer <token>)")
-	}
-	if e := f.Auth.Check(ctx, authorization, method); e != nil {
+	if e := f.repositoryCaller(method)(ctx, c); e != nil {
 		return "", e
 	}
 	if name == "" {

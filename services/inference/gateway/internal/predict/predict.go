@@ -88,6 +88,11 @@ func (g *Gateway) predict(ss grpc.ServerStream) error {
 	ctx := ss.Context()
 	rid := requestID(ctx)
 	ss.SetTrailer(metadata.Pairs(rpcstatus.RequestIDKey, rid))
+	// The caller is checked before its request is read: an unknown one costs no memory.
+	authorization := lastValue(ctx, "authorization")
+	if e := g.Auth.Check(ctx, authorization, "Predict"); e != nil {
+		return e.Err(rid)
+	}
 	fr := new(rawcodec.Frame)
 	if err := ss.RecvMsg(fr); err != nil {
 		if err == io.EOF {
@@ -100,10 +105,6 @@ func (g *Gateway) predict(ss grpc.ServerStream) error {
 	fr.Free()
 	if err != nil {
 		return rpcstatus.New(codes.InvalidArgument, "the request is not a valid PredictRequest message").Err(rid)
-	}
-	authorization := lastValue(ctx, "authorization")
-	if e := g.Auth.Check(ctx, authorization, "Predict"); e != nil {
-		return e.Err(rid)
 	}
 	route, e := g.routeFor(ctx, authorization, &req)
 	if e != nil {

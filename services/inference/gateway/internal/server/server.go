@@ -47,6 +47,10 @@ import (
 const coalesceMaxBytes = 4 << 20
 
 // Config is what the command line sets.
+// MaxStreamsPerConnection is the HTTP/2 MAX_CONCURRENT_STREAMS the gateway advertises: calls at
+// once on one client connection (grpc-go's default is unbounded), as the Python services do.
+const MaxStreamsPerConnection = 100
+
 type Config struct {
 	Listen            string            // HOST:PORT
 	Service           string            // HOST:PORT of the Python inference service
@@ -168,6 +172,7 @@ func (s *Server) start(cfg Config) error {
 		grpc.ForceServerCodecV2(rawcodec.Codec{}),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(MaxStreamsPerConnection),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ReadBufferSize(256 << 10), grpc.WriteBufferSize(256 << 10),
