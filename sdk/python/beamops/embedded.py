@@ -7,7 +7,9 @@
 The ONNX artifact is downloaded once into a cache keyed by its sha256
 (``~/.cache/beamops/models``, or ``$BEAMOPS_CACHE_DIR``), its sha256 verified on download and on
 every load. The cache also remembers what each name resolved to last, so when the registry cannot
-be reached the model still loads from the cache (``model.from_cache`` is then True).
+be reached the model still loads from the cache (``model.from_cache`` is then True). A model that
+stores tensors as external data is refused before ONNX Runtime sees it (it would read files of
+this machine, relative to the current directory: ``beamops.onnx_external``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import numpy as np
 from beamops.files import write_atomically
 from beamops.registry.v1 import registry_service_pb2 as rs
 
-from .errors import BeamopsError, DataLossError, NotFoundError, from_rpc_error
+from .errors import BeamopsError, DataLossError, InvalidArgumentError, NotFoundError, from_rpc_error
+from .onnx_external import load_self_contained
 
 _VERSION = re.compile(r"^\d+\.\d+$")
 _OFFLINE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -95,6 +98,10 @@ def load_model(name: str, version_or_alias: str, client=None, *, cache_dir: Path
         path.unlink(missing_ok=True)
         raise DataLossError(f"cached artifact of {name} {version} is corrupt (sha256 mismatch); "
                             "it was removed, load again with the registry reachable")
+    try:
+        load_self_contained(data, f"{name} {version}")
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc), code=grpc.StatusCode.INVALID_ARGUMENT) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])

@@ -70,10 +70,15 @@ def xgboost_to_onnx(model, n_features: int) -> bytes:
 
 
 class OnnxPredictor:
-    """Runs an ONNX model with ONNX Runtime on CPU; predicts like the native model."""
+    """Runs an ONNX model with ONNX Runtime on CPU; predicts like the native model. A model that
+    stores tensors as external data is refused (``ExternalDataError``, a ValueError) first."""
 
     def __init__(self, onnx_bytes: bytes) -> None:
         import onnxruntime as ort
+
+        from .onnx_external import load_self_contained
+
+        load_self_contained(onnx_bytes, "the exported ONNX model")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1

@@ -13,6 +13,12 @@ TorchScript, not Python. So an artifact declared TorchScript with exactly that l
 as declared, opaque, never opened beyond its zip directory. A declared TorchScript that lacks
 the layout (a ``torch.save`` checkpoint has ``data.pkl`` but no ``code/`` nor ``constants.pkl``)
 or carries any other pickle is refused, and so is a TorchScript archive declared as anything else.
+
+ONNX models must be self-contained (``beamops.onnx_external``): a tensor stored as external data
+names a file that ONNX Runtime would read wherever the model is loaded. A declared ONNX model
+with such a tensor is refused before onnx.checker runs; an artifact declared as anything else is
+parsed as an ONNX model too when it can be one (:func:`could_be_protobuf`, a walk over its
+top-level protobuf fields), and refused the same way. The locations are never resolved.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from beamops.onnx_external import ExternalDataError, load_self_contained
 from beamops.runtime.errors import InvalidArgument
 
 from . import onnx_signature
@@ -156,8 +163,72 @@ def torchscript_pickles(path: Path) -> set[str] | None:
     return {f"{root}/data.pkl", f"{root}/constants.pkl"}
 
 
-def check_content(path: Path, fmt: str) -> Signature | None:
-    """Refuse pickle-based content; check ONNX files and return their signature."""
+_WALKED_FIELDS = 10_000  # top-level fields looked at before the whole file is parsed anyway
+
+
+def _varint(f, pos: int) -> tuple[int, int] | None:
+    f.seek(pos)
+    value = 0
+    for i, byte in enumerate(f.read(10)):
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    return None  # truncated, or longer than any varint
+
+
+def could_be_protobuf(path: Path) -> bool:
+    """False when the file cannot be a protobuf message (so neither onnx nor ONNX Runtime could
+    parse it as a model): a top-level field numbered 0 or with an invalid wire type, or one that
+    runs past the end of the file. True otherwise, and whenever unsure (groups; very many
+    fields). Reads a few bytes per top-level field, seeking over the values."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        pos = 0
+        for _ in range(_WALKED_FIELDS):
+            if pos == size:
+                return True
+            tag = _varint(f, pos)
+            if tag is None:
+                return False
+            key, pos = tag
+            wire = key & 7
+            if key >> 3 == 0 or wire in (6, 7):  # field number 0 is malformed for every parser
+                return False
+            if wire in (3, 4):  # groups: let the parser decide
+                return True
+            if wire == 0:
+                value = _varint(f, pos)
+                if value is None:
+                    return False
+                pos = value[1]
+            elif wire == 2:
+                length = _varint(f, pos)
+                if length is None:
+                    return False
+                pos = length[1] + length[0]
+            else:
+                pos += 8 if wire == 1 else 4
+            if pos > size:
+                return False
+    return True
+
+
+def check_self_contained_onnx(path: Path, what: str) -> None:
+    """For an artifact not declared ONNX: if its bytes parse as an ONNX model, refuse it when it
+    stores tensors as external data, as a declared ONNX model would be."""
+    if not could_be_protobuf(path):
+        return
+    try:
+        load_self_contained(path.read_bytes(), what)
+    except ExternalDataError as exc:
+        raise InvalidArgument(str(exc), field="chunk") from None
+    except ValueError:
+        pass  # not an ONNX model at all: nothing of it reaches ONNX Runtime
+
+
+def check_content(path: Path, fmt: str, filename: str = "") -> Signature | None:
+    """Refuse pickle-based content and ONNX models with external data; check ONNX files and
+    return their signature. ``filename`` (the uploader's) names the file in messages."""
     with open(path, "rb") as f:
         head = f.read(HEAD)
     if is_pickle(head, whole=len(head) < HEAD) or compressed_pickle(head) or numpy_object_array(head):
@@ -186,6 +257,8 @@ def check_content(path: Path, fmt: str) -> Signature | None:
             "registry refuses pickle-based files. Export the model to ONNX and upload that",
             field="chunk",
         )
+    what = filename or "the ONNX model"
     if fmt == "onnx":
-        return onnx_signature.signature_of(onnx_signature.load_checked(path))
+        return onnx_signature.signature_of(onnx_signature.load_checked(path, what))
+    check_self_contained_onnx(path, what)
     return None

@@ -1,7 +1,8 @@
 """ONNX models: check them with onnx.checker and read their input/output signature.
 
 Pure functions over an ``onnx.ModelProto``; the only I/O is :func:`load_checked`, which reads a
-file without loading external data and runs the checker.
+file without loading external data, refuses models that store tensors as external data
+(``beamops.onnx_external``: their locations are never resolved), and runs the checker.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from beamops.onnx_external import ExternalDataError, check_self_contained
 from beamops.runtime.errors import InvalidArgument
 
 from .entities import Signature, TensorSpec
@@ -32,20 +34,31 @@ ONNX_DTYPES = {
 }
 
 
-def load_checked(path: Path) -> onnx.ModelProto:
-    """Parse and check an ONNX file; INVALID_ARGUMENT with the checker's complaint if it fails."""
+def load_checked(path: Path, what: str = "the ONNX model") -> onnx.ModelProto:
+    """Parse and check an ONNX file; INVALID_ARGUMENT with the checker's complaint if it fails,
+    or if it stores tensors as external data (refused before the checker, which would look for
+    the external files). ``what`` names the file in messages (the uploader's filename)."""
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:
         raise InvalidArgument(
             "the artifact is declared as ONNX but is not a readable ONNX model", field="format"
         ) from None
+    refuse_external_data(model, what)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "invalid model"
         raise InvalidArgument(f"the ONNX model fails onnx.checker: {first_line}", field="format") from None
     return model
+
+
+def refuse_external_data(model: onnx.ModelProto, what: str = "the ONNX model") -> None:
+    """INVALID_ARGUMENT if any tensor of ``model`` keeps its data outside the file."""
+    try:
+        check_self_contained(model, what)
+    except ExternalDataError as exc:
+        raise InvalidArgument(str(exc), field="chunk") from None
 
 
 def signature_of(model: onnx.ModelProto) -> Signature:

@@ -362,7 +362,7 @@ class Registry:
                     f"bytes received hash to {sha256}; nothing was stored", model=upload.model)
             if pending.size == 0:
                 raise InvalidArgument("the artifact is empty: send its bytes after the header", field="chunk")
-            signature = check_content(pending.path, upload.format)
+            signature = check_content(pending.path, upload.format, upload.filename)
             self.artifacts.commit(pending)  # durable before the row that points at it
         except BaseException:
             pending.discard()

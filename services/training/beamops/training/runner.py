@@ -20,6 +20,7 @@ import numpy as np
 from . import metrics as metric_fns
 from .environment import code_reference, software_environment
 from beamops.onnx_export import OnnxPredictor, compare
+from beamops.onnx_external import ExternalDataError
 from .reference import reference_distributions
 from .spec import DatasetRef, TrainingSpec
 from .trainers import TrainingData, TrainingFailure, make_trainer
@@ -153,7 +154,11 @@ def run_training(job_id: str, spec: TrainingSpec, load: Loader, emit: Emit,
 
     onnx_bytes = trainer.to_onnx(train.X.shape[1])
     native = np.asarray(trainer.predict(test.X))
-    check = compare(native, OnnxPredictor(onnx_bytes).predict(test.X), spec.onnx_tolerance)
+    try:
+        predictor = OnnxPredictor(onnx_bytes)
+    except ExternalDataError as exc:
+        raise TrainingFailure(str(exc)) from None
+    check = compare(native, predictor.predict(test.X), spec.onnx_tolerance)
     log(f"ONNX check on {check.events_compared} test events: largest difference "
         f"{check.max_abs_difference:.3g} (tolerance {check.tolerance:g})")
     if not check.passed:

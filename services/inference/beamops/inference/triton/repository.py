@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 from beamops.common.v1 import tensor_pb2
+from beamops.onnx_external import ExternalDataError, load_self_contained
+from beamops.runtime.errors import FailedPrecondition
 
 from ..domain import ServingConfig, Signature
 from .config import config_pbtxt
@@ -109,7 +111,15 @@ class ModelRepository:
         root.mkdir(parents=True, exist_ok=True)
 
     def write(self, name: str, onnx_bytes: bytes, config: str) -> None:
-        """Writes the folder atomically (a temp folder renamed into place)."""
+        """Writes the folder atomically (a temp folder renamed into place). A model that stores
+        tensors as external data (which ONNX Runtime would read from beside it) is refused with
+        FAILED_PRECONDITION, and nothing is written."""
+        try:
+            load_self_contained(onnx_bytes, "the version's ONNX artifact")
+        except ExternalDataError as exc:
+            raise FailedPrecondition(f"this version cannot be served: {exc}") from None
+        except ValueError:
+            pass  # not an ONNX model at all: Triton refuses to load it
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
         try:
             (tmp / "1").mkdir()
