@@ -71,9 +71,9 @@ async def test_audit_log_records_every_mutation(registry):
     await registry.stub.CreateGlobalTag(rs.CreateGlobalTagRequest(name="gt", tags=["t"]), metadata=dep)
     await registry.stub.DeleteAlias(rs.DeleteAliasRequest(model="m", alias="production", reason="rollback"),
                                     metadata=dep)
-    recorded = await registry.stub.RecordAuditEvent(rs.RecordAuditEventRequest(
-        action="deployment.deploy", model="m", resource="deployments/m-1", details={"version": "1.0"}), metadata=pub)
-    assert recorded.event.actor == "publisher-user"
+    recorded = await registry.stub.RecordAuditEvent(rs.RecordAuditEventRequest(  # as the inference service does
+        action="deployment.deploy", model="m", resource="deployments/m-1", details={"version": "1.0"}), metadata=dep)
+    assert recorded.event.actor == "deployer-user"
 
     events = (await registry.stub.ListAuditEvents(rs.ListAuditEventsRequest(), metadata=md)).events
     assert [e.action for e in reversed(events)] == [
@@ -89,8 +89,8 @@ async def test_audit_log_records_every_mutation(registry):
     aliases_only = await registry.stub.ListAuditEvents(rs.ListAuditEventsRequest(action="alias."), metadata=md)
     assert [e.action for e in aliases_only.events] == ["alias.delete", "alias.create"]
     deployer = await registry.stub.ListAuditEvents(rs.ListAuditEventsRequest(actor="deployer-user"), metadata=md)
-    assert [e.action for e in deployer.events] == ["alias.delete", "global_tag.create", "iov.append",
-                                                  "iov_tag.create", "alias.create"]
+    assert [e.action for e in deployer.events] == ["deployment.deploy", "alias.delete", "global_tag.create",
+                                                  "iov.append", "iov_tag.create", "alias.create"]
     page = await registry.stub.ListAuditEvents(rs.ListAuditEventsRequest(page_size=4), metadata=md)
     rest = await registry.stub.ListAuditEvents(rs.ListAuditEventsRequest(page_token=page.next_page_token),
                                                metadata=md)

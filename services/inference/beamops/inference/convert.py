@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from beamops.common.v1 import lineage_pb2, tensor_pb2
 from beamops.inference.v1 import deployment_pb2 as pb
 from beamops.runtime.errors import InvalidArgument
+from beamops.runtime.text import check_line
 
 from .domain import (
     Alert, AlertState, DeployCommand, Deployment, DriftReport, FeatureDrift, ServedVersion,
@@ -78,7 +79,8 @@ def deploy_command(req) -> DeployCommand:
     return DeployCommand(
         model=req.model, target=target(req.target, req.HasField("target")), name=req.name,
         serving=serving(req.serving), thresholds=thresholds(req.drift_thresholds),
-        replace=req.replace, return_immediately=req.return_immediately, reason=req.reason,
+        replace=req.replace, return_immediately=req.return_immediately,
+        reason=check_line(req.reason, "reason"),  # kept in the audit log: one line, no control character
         idempotency_key=req.idempotency_key)
 
 

@@ -10,6 +10,7 @@ from beamops.runtime.auth import current_principal
 from beamops.runtime.errors import InvalidArgument
 from beamops.runtime.interceptors import metadata_value
 from beamops.runtime.pages import Listing
+from beamops.runtime.text import check_line
 
 from . import convert
 from .alerts import AlertBook
@@ -38,7 +39,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         return pb.DeployResponse(deployment=convert.deployment(dep))
 
     async def Undeploy(self, req, context):
-        dep = await self._deployments.undeploy(req.name, req.reason, _caller(context))
+        dep = await self._deployments.undeploy(req.name, check_line(req.reason, "reason"), _caller(context))
         return pb.UndeployResponse(deployment=convert.deployment(dep))
 
     async def GetDeployment(self, req, context):
@@ -53,7 +54,7 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
 
     async def Rollback(self, req, context):
         dep = await self._deployments.rollback(req.name, req.expected_parameters_version,
-                                               req.reason, _caller(context))
+                                               check_line(req.reason, "reason"), _caller(context))
         return pb.RollbackResponse(deployment=convert.deployment(dep))
 
     async def Predict(self, req: pb.PredictRequest, context) -> pb.PredictResponse:

@@ -3,7 +3,9 @@
 Names follow the one rule of every resource kind, :mod:`beamops.runtime.names` (1 to 100 ASCII
 letters, digits, '.', '_' and '-', starting with a letter or digit, no "..", case-sensitive and
 kept as typed); this module re-exports its ``check_name``. Audit actions, free text and artifact
-display names have their own rules below.
+display names have their own rules below; free text follows :mod:`beamops.runtime.text` (no
+control or bidirectional characters; descriptions may have tabs and line feeds, reasons are one
+line).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import re
 
 from beamops.runtime.errors import InvalidArgument
 from beamops.runtime.names import check_name
+from beamops.runtime import text
 
-__all__ = ["check_action", "check_filename", "check_name", "check_tags", "check_text"]
+__all__ = ["check_action", "check_filename", "check_name", "check_reason", "check_tags", "check_text"]
 
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31}){1,3}$")
 MAX_TEXT = 10_000
@@ -32,13 +35,15 @@ def check_action(value: str) -> str:
 
 
 def check_text(value: str, what: str, limit: int = MAX_TEXT) -> str:
-    """Free text (descriptions, reasons): any printable text up to ``limit`` characters."""
-    if len(value) > limit:
-        raise InvalidArgument(f"the {what} is {len(value)} characters long; at most {limit} are allowed",
-                              field=what)
-    if "\x00" in value:
-        raise InvalidArgument(f"the {what} contains a NUL character", field=what)
-    return value
+    """Multi-line free text (descriptions): up to ``limit`` characters, no control or bidi
+    character but tab and line feed (:func:`beamops.runtime.text.check_text`)."""
+    return text.check_text(value, what, limit=limit)
+
+
+def check_reason(value: str, what: str = "reason", limit: int = MAX_TEXT) -> str:
+    """One-line free text (the reason of a change, which the audit log keeps): up to ``limit``
+    characters, no control or bidi character at all (:func:`beamops.runtime.text.check_line`)."""
+    return text.check_line(value, what, limit=limit)
 
 
 def check_filename(value: str) -> str:

@@ -37,7 +37,8 @@ from .entities import (
     GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelPermission, ModelType, NewParameters, Page,
     ParametersQuery, ParametersVersion, Signature,
 )
-from .names import check_action, check_filename, check_name, check_tags, check_text
+from .audit_actions import check_details, check_recordable, check_server_action
+from .names import check_action, check_filename, check_name, check_reason, check_tags, check_text
 from .onnx_signature import signature_difference
 from .tables import (
     AliasEventRow, AliasRow, ArtifactRow, AuditEventRow, GlobalTagRow, IdempotencyKeyRow, IovEntryRow,
@@ -110,7 +111,7 @@ class Registry:
         check_name(name, "model name", field="name")
         check_text(description, "description")
         tags = check_tags(tags or {})
-        check_text(reason, "reason")
+        check_reason(reason)
 
         def change(s: Session) -> Model:
             if self._model_row(s, name, required=False) is not None:
@@ -152,6 +153,7 @@ class Registry:
         check_name(name, "model name", field="name")
         check_text(description, "description")
         tags = check_tags(tags or {})
+        check_reason(reason)
 
         def change(s: Session) -> Model:
             row = self._model_row(s, name, lock=True)
@@ -171,6 +173,7 @@ class Registry:
 
     def delete_model(self, caller: Caller, name: str, force: bool = False, reason: str = "") -> None:
         check_name(name, "model name", field="name")
+        check_reason(reason)
 
         def change(s: Session) -> None:
             row = self._model_row(s, name, lock=True)
@@ -218,7 +221,7 @@ class Registry:
         if role not in (auth_pb2.ROLE_READER, auth_pb2.ROLE_PUBLISHER, auth_pb2.ROLE_DEPLOYER, auth_pb2.ROLE_ADMIN):
             raise InvalidArgument("choose the role to grant: ROLE_READER, ROLE_PUBLISHER, ROLE_DEPLOYER "
                                   "or ROLE_ADMIN", field="role")
-        check_text(reason, "reason")
+        check_reason(reason)
 
         def change(s: Session) -> ModelPermission:
             mrow = self._model_row(s, model, lock=True)
@@ -253,7 +256,7 @@ class Registry:
     def remove_model_permission(self, caller: Caller, model: str, principal: str, reason: str = "") -> None:
         check_name(model, "model name", field="model")
         _check_principal(principal)
-        check_text(reason, "reason")
+        check_reason(reason)
 
         def change(s: Session) -> None:
             mrow = self._model_row(s, model, lock=True)
@@ -277,6 +280,7 @@ class Registry:
         semver = parse_semver(version, field="version")
         _check_signature(signature)
         check_text(description, "description")
+        check_reason(reason)
         code = code or {}
 
         def change(s: Session) -> ModelType:
@@ -402,6 +406,7 @@ class Registry:
         semver = parse_semver(new.model_type_version, field="model_type_version")
         check_text(new.description, "description")
         check_tags(new.tags)
+        check_reason(new.reason)
         key = new.idempotency_key
         if key and (len(key) > 200 or not key.isprintable()):
             raise InvalidArgument("idempotency_key must be at most 200 printable characters",
@@ -602,7 +607,7 @@ class Registry:
         check_name(model, "model name", field="model")
         check_name(alias, "alias name", field="alias")
         wanted = parse_params_version(version)
-        check_text(reason, "reason")
+        check_reason(reason)
 
         def change(s: Session) -> Alias:
             mrow = self._model_row(s, model, lock=True)
@@ -640,6 +645,7 @@ class Registry:
     def delete_alias(self, caller: Caller, model: str, alias: str, reason: str = "") -> None:
         check_name(model, "model name", field="model")
         check_name(alias, "alias name", field="alias")
+        check_reason(reason)
 
         def change(s: Session) -> None:
             mrow = self._model_row(s, model, lock=True)
@@ -741,6 +747,7 @@ class Registry:
             raise InvalidArgument("choose the tag's kind: IOV_KIND_RUN (since = run number) or "
                                   "IOV_KIND_TIMESTAMP (since = Unix seconds)", field="kind")
         check_text(description, "description")
+        check_reason(reason)
 
         def change(s: Session) -> IovTag:
             mrow = self._model_row(s, model)
@@ -781,7 +788,7 @@ class Registry:
         if since > MAX_SINCE:
             raise InvalidArgument(f"since must be at most {MAX_SINCE}", field="since")
         wanted = parse_params_version(version)
-        check_text(reason, "reason")
+        check_reason(reason)
 
         def change(s: Session) -> IovEntry:
             trow = self._tag_row(s, tag, lock=True)
@@ -849,6 +856,7 @@ class Registry:
         for tag in tags:
             check_name(tag, "tag name", field="tags")
         check_text(description, "description")
+        check_reason(reason)
 
         def change(s: Session) -> GlobalTag:
             if s.exec(select(GlobalTagRow.id).where(GlobalTagRow.name == name)).first() is not None:
@@ -910,29 +918,45 @@ class Registry:
 
     def record_audit_event(self, caller: Caller, action: str, model: str = "", resource: str = "",
                            reason: str = "", details: dict[str, str] | None = None) -> AuditEvent:
-        """Another service records one of its mutations; the actor is always the caller."""
+        """Another service records one of its mutations (RecordAuditEvent); the actor is always
+        the caller. Only the other services' namespaces, with the role of the change they record
+        (audit_actions); the registry's own actions are PERMISSION_DENIED here."""
         check_action(action)
+        check_recordable(caller.principal, action)
         if model:
             check_name(model, "model name", field="model")
-        check_text(resource, "resource", limit=500)
-        check_text(reason, "reason")
-        details = dict(details or {})
-        if len(details) > 50 or any(len(k) > 100 or len(v) > 2000 for k, v in details.items()):
-            raise InvalidArgument("details: at most 50 entries, keys up to 100 and values up to 2000 "
-                                  "characters", field="details")
+        check_reason(resource, "resource", limit=500)
+        check_reason(reason)
+        details = check_details(details or {})
+        return self.store.write(lambda s: records.audit_event(
+            self._audit(s, caller, action, model, resource, reason, details, recorded=True)))
+
+    def record_server_event(self, caller: Caller, action: str, model: str = "", resource: str = "",
+                            reason: str = "", details: dict[str, str] | None = None) -> AuditEvent:
+        """The registry records a change it made outside a model transaction (token_admin), in one
+        of its reserved namespaces; the actor is the caller."""
+        check_action(action)
+        check_reason(reason)
         return self.store.write(lambda s: records.audit_event(
             self._audit(s, caller, action, model, resource, reason, details)))
 
     # ----------------------------------------------------------------- helpers
 
     def _audit(self, s: Session, caller: Caller, action: str, model: str, resource: str, reason: str,
-               details: dict[str, str] | None = None) -> SimpleNamespace:
+               details: dict[str, str] | None = None, recorded: bool = False) -> SimpleNamespace:
         """Append the audit event of a mutation, in its transaction (a Core insert)."""
-        values = self._audit_values(caller, action, model, resource, reason, details)
+        values = self._audit_values(caller, action, model, resource, reason, details, recorded)
         return SimpleNamespace(id=vw.insert_audit_event(s.connection(), values), **values)
 
     def _audit_values(self, caller: Caller, action: str, model: str, resource: str, reason: str,
-                      details: dict[str, str] | None = None) -> dict:
+                      details: dict[str, str] | None = None, recorded: bool = False) -> dict:
+        """The row of one audit event. The actor is the authenticated caller, always; ``recorded``:
+        through RecordAuditEvent (checked there), else the registry's own action, which must be in
+        a reserved namespace. The reason is checked again here (one line, no control character)
+        whatever path it came by; the transaction then stores nothing."""
+        if not recorded:
+            check_server_action(action)
+        check_reason(reason)
         return dict(event_us=self._clock(), actor=caller.name, action=action, model=model,
                     resource=resource, reason=reason, details=details or {}, request_id=caller.request_id)
 

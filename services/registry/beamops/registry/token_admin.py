@@ -15,7 +15,7 @@ from beamops.runtime.errors import FailedPrecondition, InvalidArgument
 from beamops.runtime.pages import Listing, page_size
 
 from .entities import Caller, Page
-from .names import check_text
+from .names import check_reason
 from .registry import Registry
 
 
@@ -42,25 +42,25 @@ class TokenAdmin:
         """A new token for ``name``; returns it (shown once) with its info."""
         if role not in ROLE_NAMES:
             raise InvalidArgument("role must be reader, publisher, deployer or admin", field="role")
-        check_text(reason, "reason")
+        check_reason(reason)
         store = self._store()
         secret = store.create(name, role)  # validates the name; ALREADY_EXISTS if taken
         try:
-            self._registry.record_audit_event(caller, "token.create", resource=f"token/{name}",
-                                              reason=reason, details={"role": ROLE_NAMES[role]})
+            self._registry.record_server_event(caller, "token.create", resource=f"token/{name}",
+                                               reason=reason, details={"role": ROLE_NAMES[role]})
         except BaseException:
             store.revoke(name)
             raise
         return secret, TokenInfo(name, role)
 
     def revoke(self, caller: Caller, name: str, reason: str = "") -> None:
-        check_text(reason, "reason")
+        check_reason(reason)
         store = self._store()
         role = store.names().get(name)
         store.revoke(name)  # NOT_FOUND if there is none
         try:
-            self._registry.record_audit_event(caller, "token.revoke", resource=f"token/{name}",
-                                              reason=reason, details={"role": role or ""})
+            self._registry.record_server_event(caller, "token.revoke", resource=f"token/{name}",
+                                               reason=reason, details={"role": role or ""})
         except BaseException:
             # The token cannot be restored as it was (only its hash was kept): say so.
             raise FailedPrecondition(f"the token of {name!r} was revoked but the audit log could not "

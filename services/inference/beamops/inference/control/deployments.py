@@ -469,11 +469,13 @@ class DeploymentManager:
 
     async def _audit(self, action: str, dep: Deployment, reason: str, caller: Caller,
                      **details: str) -> None:
+        # The registry takes the actor from the token sent (caller.auth), never from the details
+        # ("by", "actor" are refused there): a switch made for an alias move is recorded by this
+        # service's own token, and who moved the alias is in the registry's alias.move event.
         try:
             await self._registry.record_audit(
                 action, dep.model, f"deployments/{dep.name}", reason,
-                {k: str(v) for k, v in details.items() if v} | {"deployment": dep.name,
-                                                                 "by": caller.name},
+                {k: str(v) for k, v in details.items() if v} | {"deployment": dep.name},
                 caller.auth)
         except BeamopsError as exc:
             log.error("could not record %s of %s in the registry audit log: %s",
