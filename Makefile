@@ -9,7 +9,7 @@ GOFMT ?= gofmt
 GO_MODULES := services/inference/gateway clients/go
 
 .DEFAULT_GOAL := help
-.PHONY: test-corpus help install protos stubs triton gateway up down status demo lint test test-unit bench system-deps clean
+.PHONY: test-corpus compose-env help install protos stubs triton gateway up down status demo lint test test-unit bench system-deps clean
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ system-deps: $(INSTALLED)  ## Install what the tests need outside Python: XRootD
 
 up: protos triton gateway  ## Start the four services on localhost (state in ./var); prints the admin token.
 	$(BIN)/beamops-stack up
+
+compose-env:  ## Before `docker compose up` (compose.yaml): write .env with random secrets (mode 600; kept if present).
+	@scripts/compose_env.sh
 
 down:  ## Stop everything `make up` started.
 	@if [ -x $(BIN)/beamops-stack ]; then $(BIN)/beamops-stack down; fi

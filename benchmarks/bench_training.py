@@ -112,9 +112,17 @@ def main() -> None:
     if not args.no_dask:
         from distributed import LocalCluster
 
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        from beamops.training.worker import WORKER_TOKEN_ENV
+
+        # Dask workers read with their own reader token, never the submitter's (docs/security.md).
+        worker_token = work / "dask-worker-token"
+        worker_token.write_text(TokenStore(work / "tokens.json").create("dask-worker", auth_pb2.ROLE_READER))
+        env = {WORKER_TOKEN_ENV: str(worker_token)}
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env=env)
         if not args.no_search:
-            cluster1 = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster1 = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                    env=env)
     ports = {"data": free_port(), "registry": free_port(), "training": free_port(), "training1": free_port()}
     procs = [
         start("beamops.data.server", "BEAMOPS_DATA_", ports["data"], work,

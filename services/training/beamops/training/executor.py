@@ -6,6 +6,12 @@ Both take the same payload (the job id, the validated spec, the data service add
 SIGKILL after a grace period; the Dask future is cancelled and a flag the task checks between
 iterations is set. No user string ever reaches a shell: the local worker is started with an
 argument list whose only variable part is the path of a job file the service wrote.
+
+Credentials: the local worker gets the caller's token on stdin (``forwards_caller_token``). A Dask
+task never does: task arguments are stored on the scheduler and copied to whichever worker runs
+them, so the task gets only the payload (job id, validated spec, data address) and reads with the
+workers' own reader credential (``worker.WORKER_TOKEN_ENV``); the job manager checks the
+submitter's own rights with their token when the job starts.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class WorkOutcome:
 
 class Executor(Protocol):
     name: str
+    forwards_caller_token: bool  # False: the worker reads with its own credential, not the caller's
 
     async def run(self, job_id: str, payload: dict, token: str | None, on_event: OnEvent) -> WorkOutcome: ...
 
@@ -59,6 +66,7 @@ class LocalExecutor:
     """One subprocess per job: ``[sys.executable, "-m", "beamops.training.worker", <job file>]``."""
 
     name = "local"
+    forwards_caller_token = True  # on the worker's stdin, never on disk
 
     def __init__(self, jobs_dir: Path, poll_interval_s: float = 0.2, cancel_grace_s: float = 5.0,
                  max_workers: int = 2) -> None:
@@ -204,12 +212,15 @@ class _Tail:
 
 
 class DaskExecutor:
-    """Each job is one task on a Dask cluster (a ``distributed`` scheduler address)."""
+    """Each job is one task on a Dask cluster (a ``distributed`` scheduler address, with the
+    cluster's TLS credentials as a ``distributed.Security`` for a tls:// one)."""
 
     name = "dask"
+    forwards_caller_token = False  # the task runs with the workers' own data credential
 
-    def __init__(self, scheduler_address: str, poll_interval_s: float = 0.2) -> None:
+    def __init__(self, scheduler_address: str, poll_interval_s: float = 0.2, security=None) -> None:
         self.scheduler_address = scheduler_address
+        self.security = security
         self.poll_interval_s = poll_interval_s
         self._client = None
         self._client_lock = asyncio.Lock()
@@ -222,12 +233,14 @@ class DaskExecutor:
         async with self._client_lock:
             if self._client is None:
                 try:
-                    self._client = await Client(self.scheduler_address, asynchronous=True, timeout=10)
+                    self._client = await Client(self.scheduler_address, asynchronous=True, timeout=10,
+                                                **({"security": self.security} if self.security else {}))
                 except (OSError, asyncio.TimeoutError) as exc:
                     raise ConnectionError("the Dask scheduler cannot be reached") from exc
             return self._client
 
     async def run(self, job_id: str, payload: dict, token: str | None, on_event: OnEvent) -> WorkOutcome:
+        """``token`` (the caller's) stays in this process: it is never a task argument."""
         from distributed import Queue, Variable
 
         from .worker import cancel_variable_name, events_queue_name, run_on_dask
@@ -239,7 +252,7 @@ class DaskExecutor:
         queue = await Queue(events_queue_name(job_id), client=client)  # created on the scheduler
         flag = Variable(cancel_variable_name(job_id), client=client)
         await flag.set(False)
-        future = client.submit(run_on_dask, payload, token, key=f"beamops-training-{job_id}", pure=False)
+        future = client.submit(run_on_dask, payload, key=f"beamops-training-{job_id}", pure=False)
         self._futures[job_id] = future
         await on_event({"type": "worker_started", "worker": {"kind": "dask", "key": future.key}})
 

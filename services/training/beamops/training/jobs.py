@@ -7,7 +7,10 @@ FAILED or CANCELLED. Every change is stored before anyone is told, so a restart 
 jobs a restart interrupted are marked FAILED with the reason.
 
 Credentials: the caller's token is kept in memory only, for the job's own calls to the data
-service (reading) and the registry (registering): the submitter's access rights apply.
+service (reading) and the registry (registering): the submitter's access rights apply. It never
+leaves this process for a Dask cluster: a Dask task reads with the workers' own reader
+credential, so the submitter's right to read each dataset version is checked again, with their
+token, when the job starts (and registration still uses their token).
 """
 
 from __future__ import annotations
@@ -320,6 +323,15 @@ class JobManager:
         job_id = job.job_id
         job = self._transition(job, RUNNING, f"running on the {job.executor} executor", start_time=now())
         executor = self.executors[job.executor]
+        if not getattr(executor, "forwards_caller_token", True):
+            # The worker will read with its own credential: the submitter must still be allowed
+            # to read every dataset version now (a token revoked while the job was queued).
+            try:
+                await self._describe(job.spec, token)
+            except BeamopsError as exc:
+                message = f"the job did not start: {exc.message}"
+                self._transition(job, FAILED, message, end_time=now(), failure_message=message)
+                return
         payload = {"job_id": job_id, "spec": job.spec.to_dict(), "data_address": self.data_address,
                    "max_message_bytes": self.max_message_bytes}
 

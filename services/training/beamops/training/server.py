@@ -24,7 +24,8 @@ async def create_server(settings: TrainingSettings) -> RunningServer:
     executors = {"local": LocalExecutor(settings.jobs_dir, settings.event_poll_interval_s,
                                         settings.cancel_grace_s, settings.local_trial_workers)}
     if settings.dask_scheduler:
-        executors["dask"] = DaskExecutor(settings.dask_scheduler, settings.event_poll_interval_s)
+        executors["dask"] = DaskExecutor(settings.dask_scheduler, settings.event_poll_interval_s,
+                                         security=settings.dask_security())
     jobs = JobManager(
         store, data, registry, executors,
         default_executor="dask" if settings.dask_scheduler else "local",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from beamops.runtime.settings import ServiceSettings
@@ -29,8 +29,16 @@ class TrainingSettings(ServiceSettings):
     )
     dask_scheduler: str | None = Field(
         None,
-        description="Dask scheduler address (tcp://host:8786). Set: jobs run on Dask by default.",
+        description="Dask scheduler address (tcp://host:8786, tls://host:8786 with the dask_tls_* "
+                    "files). Set: jobs run on Dask by default.",
     )
+    dask_tls_ca_file: Path | None = Field(
+        None, description="PEM CA of the Dask cluster: connect to a tls:// scheduler with mutual TLS "
+                          "(with dask_tls_cert_file and dask_tls_key_file; Dask's own credentials, "
+                          "compose.yaml's dask-init job makes them). Unset: plain tcp:// (local dev).")
+    dask_tls_cert_file: Path | None = Field(
+        None, description="PEM certificate this service presents to the Dask scheduler (client role).")
+    dask_tls_key_file: Path | None = Field(None, description="PEM private key of dask_tls_cert_file.")
     max_concurrent_jobs: int = Field(2, ge=1, description="Jobs running at once; others stay QUEUED.")
     cancel_grace_s: float = Field(
         5.0, ge=0, description="Time a cancelled local worker gets to stop before it is killed."
@@ -45,6 +53,32 @@ class TrainingSettings(ServiceSettings):
     local_trial_workers: int = Field(
         2, ge=1, description="Search trials running at once on the local executor (one worker "
                              "subprocess each); on Dask, trials run on as many threads as the cluster has.")
+
+    @model_validator(mode="after")
+    def _dask_tls_complete(self) -> "TrainingSettings":
+        files = (self.dask_tls_ca_file, self.dask_tls_cert_file, self.dask_tls_key_file)
+        if any(files) and not all(files):
+            raise ValueError("dask_tls_ca_file, dask_tls_cert_file and dask_tls_key_file go together: "
+                             "Dask checks certificates on both ends of every connection")
+        if self.dask_scheduler and all(files) and not self.dask_scheduler.startswith("tls://"):
+            raise ValueError("with the dask_tls_* files, dask_scheduler must be a tls:// address")
+        if self.dask_scheduler and self.dask_scheduler.startswith("tls://") and not all(files):
+            raise ValueError("a tls:// dask_scheduler needs dask_tls_ca_file, dask_tls_cert_file and "
+                             "dask_tls_key_file")
+        return self
+
+    def dask_security(self):
+        """The ``distributed.Security`` of the Dask client (None: plain tcp, local dev); its files
+        are read here, so a missing or bad one stops the service at start, not at the first job."""
+        if self.dask_tls_ca_file is None:
+            return None
+        from distributed import Security
+
+        security = Security(require_encryption=True, tls_ca_file=str(self.dask_tls_ca_file),
+                            tls_client_cert=str(self.dask_tls_cert_file),
+                            tls_client_key=str(self.dask_tls_key_file))
+        security.get_connection_args("client")  # loads the CA, certificate and key now
+        return security
 
     @property
     def database_path(self) -> Path:

@@ -8,7 +8,11 @@ the service tails; the outcome goes to ``outcome.json`` (written last), the mode
 the next iteration.
 
 On Dask: :func:`run_on_dask` is the task; events go through a ``distributed.Queue`` and a
-``distributed.Variable`` carries the cancellation flag.
+``distributed.Variable`` carries the cancellation flag. No token is a task argument (the
+scheduler keeps task arguments and any cluster client could read them): the task reads the
+data service with the worker's own credential, a reader-role token in the file named by the
+worker's environment variable ``BEAMOPS_DASK_WORKER_TOKEN_FILE`` (compose.yaml's ``dask-init``
+job makes it; re-read for every task, so a new token counts at once).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from .spec import DatasetRef, TrainingSpec
 from .trainers import TrainingFailure
 
 log = logging.getLogger("beamops.training.worker")
+
+WORKER_TOKEN_ENV = "BEAMOPS_DASK_WORKER_TOKEN_FILE"
 
 
 def execute(payload: dict, token: str | None, emit: Callable[[dict], None],
@@ -138,8 +144,22 @@ def cancel_variable_name(job_id: str) -> str:
     return f"beamops-training-cancel-{job_id}"
 
 
-def run_on_dask(payload: dict, token: str | None) -> dict[str, Any]:
-    """The Dask task: same run as the local worker; returns the outcome (bytes included)."""
+def worker_data_token() -> tuple[str | None, str]:
+    """This Dask worker's own data credential (never a user's) and, when there is none, why."""
+    path = os.environ.get(WORKER_TOKEN_ENV, "")
+    if not path:
+        return None, (f"this Dask worker has no data credential ({WORKER_TOKEN_ENV} is not set): "
+                      "reads work only if the data service does not require tokens")
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        return None, f"this Dask worker cannot read its data credential ({WORKER_TOKEN_ENV}): {exc.strerror}"
+    return (token, "") if token else (None, f"the file named by {WORKER_TOKEN_ENV} is empty")
+
+
+def run_on_dask(payload: dict) -> dict[str, Any]:
+    """The Dask task: same run as the local worker, with the worker's own data credential;
+    returns the outcome (bytes included)."""
     from distributed import Queue, Variable, get_client, get_worker
 
     client = get_client()
@@ -162,6 +182,9 @@ def run_on_dask(payload: dict, token: str | None) -> dict[str, Any]:
         return checked["stop"]
 
     emit({"type": "log", "level": "INFO", "text": f"running on Dask worker {get_worker().address}"})
+    token, missing = worker_data_token()
+    if missing:
+        emit({"type": "log", "level": "WARNING", "text": missing})
     status, outcome = execute(payload, token, emit, should_stop)
     out: dict[str, Any] = dict(status)
     if outcome is not None:
