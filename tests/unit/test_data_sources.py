@@ -65,8 +65,29 @@ def test_symlinks_leading_out_of_a_root_are_refused(roots):
         r.resolve("escape.root")
     with pytest.raises(PermissionDenied):
         r.resolve("updir/outside.root")
-    with pytest.raises(PermissionDenied):
-        r.resolve("*.root")  # the glob matches the escaping link too
+
+
+def test_a_path_through_a_link_out_is_refused_whether_or_not_its_target_exists(roots):
+    """PERMISSION_DENIED for both: the answer must not tell which files exist outside the root."""
+    r = resolver(roots)
+    for source in ("updir/outside.root", "updir/no-such-file.root", "updir/b/two.root", "updir/nope/x.root"):
+        with pytest.raises(PermissionDenied, match="outside the data roots"):
+            r.resolve(source)
+    os.symlink(roots[0].parent / "gone.root", roots[0] / "dangling.root")
+    with pytest.raises(PermissionDenied, match="outside the data roots"):
+        r.resolve("dangling.root")
+
+
+def test_globs_and_directories_leave_out_links_that_lead_out(roots):
+    """One link leading out does not make every listing that matches it fail: it is not listed."""
+    r = resolver(roots)
+    assert [f.url for f in r.resolve("*.root")] == ["one.root"]  # escape.root is left out
+    os.symlink(roots[0].parent / "outside.root", roots[0] / "mc" / "x_3.root")
+    assert [f.url for f in r.resolve("mc/x_*.root")] == ["mc/x_1.root", "mc/x_2.root"]
+    assert [f.url for f in r.resolve("mc")] == ["mc/x_1.root", "mc/x_2.root"]
+    for source in ("updir/*.root", "updir/b/*.root", "updir/nothing*.root"):  # listings outside: nothing
+        with pytest.raises(NotFound, match="never listed"):
+            r.resolve(source)
 
 
 def test_missing_files_are_not_found(roots):

@@ -11,12 +11,18 @@ Everything is checked here, before any file is opened or any connection made: ab
 that is not on the allowlist is PERMISSION_DENIED, an unknown scheme or credentials in a URL are
 INVALID_ARGUMENT, a local file that does not exist is NOT_FOUND. Error messages quote the source
 string as the caller wrote it, never the server-side path.
+
+Symbolic links: a path is checked against its root before anyone asks whether it exists, so a
+path through a link that leaves the root is PERMISSION_DENIED whether or not its target exists
+(no answer tells which files exist outside). A glob or a directory lists only what is inside the
+root: a link in it that leads out is left out (and logged), not an error for the whole listing.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import logging
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +37,8 @@ from .netguard import AddressGuard, host_allowed
 GLOB_CHARS = set("*?[")
 MAX_SOURCE_LENGTH = 4096
 MAX_LISTED_FILES = 100_000  # files one glob or directory may name
+
+log = logging.getLogger("beamops.data.sources")
 
 
 class SourceKind(str, Enum):
@@ -171,44 +179,42 @@ class SourceResolver:
         is_glob = any(ch in rel for ch in GLOB_CHARS)
         for root in self._roots:
             if is_glob:
-                matches = sorted(glob.glob(rel, root_dir=root))
-                if matches:
-                    refs = [self._local_ref(root, m, source) for m in matches]
-                    refs = [r for r in refs if r is not None]
-                    if refs:
-                        return refs
+                refs = self._listed(root, sorted(glob.glob(rel, root_dir=root)))
+                if refs:
+                    return refs
                 continue
             candidate = root / rel
+            real = candidate.resolve()  # before existence: a link out is refused, target or not
+            if not real.is_relative_to(root):
+                raise PermissionDenied(
+                    f"source {source!r} leads outside the data roots (through a symbolic link)")
             if not os.path.lexists(candidate):
                 continue
-            real = self._inside(root, candidate, source)
             if real.is_dir():
                 children = sorted(p.name for p in real.iterdir() if p.name.endswith(".root"))
-                refs = [self._local_ref(root, f"{rel}/{name}", source) for name in children]
-                refs = [r for r in refs if r is not None]
+                refs = self._listed(root, [f"{rel}/{name}" for name in children])
                 if not refs:
-                    raise NotFound(f"directory {source!r} holds no .root file")
+                    raise NotFound(f"directory {source!r} holds no .root file{_LINKS_LEFT_OUT}")
                 return refs
             if not real.is_file():
                 raise InvalidArgument(f"source {source!r} is not a regular file", field="source.urls")
             return [SourceFileRef(_posix(rel), SourceKind.LOCAL, str(real))]
         if is_glob:
-            raise NotFound(f"no file matches {source!r} in the data roots")
+            raise NotFound(f"no file matches {source!r} in the data roots{_LINKS_LEFT_OUT}")
         raise NotFound(f"file {source!r} not found in the data roots")
 
-    def _local_ref(self, root: Path, rel: str, source: str) -> SourceFileRef | None:
-        real = self._inside(root, root / rel, source)
-        if not real.is_file():
-            return None
-        return SourceFileRef(_posix(rel), SourceKind.LOCAL, str(real))
-
-    def _inside(self, root: Path, candidate: Path, source: str) -> Path:
-        real = candidate.resolve()
-        if not real.is_relative_to(root):
-            raise PermissionDenied(
-                f"source {source!r} leads outside the data roots (through a symbolic link)"
-            )
-        return real
+    def _listed(self, root: Path, rels: list[str]) -> list[SourceFileRef]:
+        """The regular files among ``rels`` (paths a glob or directory listing named under
+        ``root``) that stay inside ``root``; links that lead out are left out and logged."""
+        refs = []
+        for rel in rels:
+            real = (root / rel).resolve()
+            if not real.is_relative_to(root):
+                log.warning("left %s out of a listing: a symbolic link leading out of data root %s",
+                            rel, root)
+            elif real.is_file():
+                refs.append(SourceFileRef(_posix(rel), SourceKind.LOCAL, str(real)))
+        return refs
 
     # -- remote -------------------------------------------------------------------------------
 
@@ -262,6 +268,9 @@ class SourceResolver:
             url = f"root://{netloc}//{name.lstrip('/')}"
             refs.append(SourceFileRef(url, SourceKind.XROOTD, url, self._guard))
         return refs
+
+
+_LINKS_LEFT_OUT = " (symbolic links leading out of the data roots are never listed)"
 
 
 def _hidden_traversal(source: str) -> bool:
