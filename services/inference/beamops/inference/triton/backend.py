@@ -45,8 +45,22 @@ class ModelNotLoaded(Unavailable):
     """Triton is up but does not have the model (being loaded or reloaded after a restart)."""
 
 
+# Where a Triton message turns into a traceback: the Python backend's "At:" frames
+# ("\n\nAt:\n  /models/m/1/model.py(12): initialize") or a Python "Traceback (most recent...".
+_TRACEBACK = re.compile(r"\n\s*At:\s*\n|Traceback \(most recent call last\)")
+_FRAME = re.compile(r'^\s*(File ".*", line \d+|\S+\(\d+\): \S+)')
+MAX_SHOWN = 1000  # characters of Triton's message passed on
+
+
 def _clean(message: str) -> str:
-    return _PATH.sub("<path>", message or "").strip()
+    """Triton's message without traceback frames or server paths, on one line, at most
+    MAX_SHOWN characters: what failed, not where in Triton's or the model's code."""
+    head, *rest = _TRACEBACK.split(message or "", maxsplit=1)
+    lines = [line.strip() for line in head.splitlines() if line.strip() and not _FRAME.match(line)]
+    if rest:  # a Python traceback ends with its exception, the only line not indented
+        lines += [line for line in rest[0].splitlines() if line.strip() and not line[0].isspace()][-1:]
+    text = _PATH.sub("<path>", " ".join(lines)).strip()
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " ..."
 
 
 class TritonBackend:
