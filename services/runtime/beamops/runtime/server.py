@@ -162,9 +162,9 @@ async def _serve(settings, create_server) -> None:
         loop.add_signal_handler(sig, stop.set)
     running = await create_server(settings)
     if settings.metrics_port is not None:
-        httpd, _ = start_http_server(settings.metrics_port, settings.host, registry=running.metrics)
+        httpd, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=running.metrics)
         running.on_stop.append(_async(httpd.shutdown))
-        log.info("metrics on http://%s:%d/metrics", settings.host, httpd.server_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, httpd.server_port)
     log.info("%s serving on %s:%d", settings.service_name, settings.host, running.port,
              extra={"port": running.port})
     await stop.wait()

@@ -30,6 +30,10 @@ class ServiceSettings(BaseSettings):
     metrics_port: int | None = Field(
         None, description="Prometheus /metrics port; unset disables, 0 picks a free one."
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address /metrics listens on. It has no authentication and names "
+        "every model and deployment, so loopback unless set (a Prometheus on a private network: "
+        "that network's address, or 0.0.0.0 behind a firewall).")
     var_dir: Path = Field(Path("var"), description="Folder for this service's state.")
     max_message_bytes: int = Field(64 * MiB, description="Largest gRPC message accepted or sent.")
     max_request_bytes: int = Field(
