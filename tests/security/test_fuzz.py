@@ -146,6 +146,81 @@ def test_data_fuzz(tmp_path, tokens):
         bg.close()
 
 
+# Cuts by cost and depth: numbers at and past every bound (whole numbers near 2**63, huge
+# exponents), branches flat and jagged (HZZ's Muon_Px), every operator and function, nesting up
+# to far past the depth limit (unary minus chains, parentheses, calls inside calls).
+_BRANCHES = ["NMuon", "NJet", "MET_px", "Muon_Px", "Jet_E", "`NMuon`", "nosuchbranch"]
+_NUMBERS = st.one_of(
+    st.integers(-10, 10), st.sampled_from([2**31, 2**62, 2**63 - 1, 2**63, 2**64, 10**19, 10**400]),
+    st.floats(allow_nan=False, width=64), st.sampled_from(["1e308", "1e-320", "0.0", "True", "False"]))
+_BINARY = ["+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=", "&", "|", " and ", " or "]
+_CALLS = ["abs", "sqrt", "exp", "log", "log10", "sin", "any", "all", "sum", "count", "min", "max", "open", "eval"]
+
+
+def _cut_parts() -> st.SearchStrategy:
+    leaf = st.one_of(st.sampled_from(_BRANCHES), _NUMBERS.map(str))
+
+    def grow(inner):
+        return st.one_of(
+            st.tuples(inner, st.sampled_from(_BINARY), inner).map(lambda t: f"({t[0]}{t[1]}{t[2]})"),
+            st.tuples(st.sampled_from(["-", "~", "not ", "+"]), inner).map(lambda t: f"{t[0]}{t[1]}"),
+            st.tuples(st.sampled_from(_CALLS), inner).map(lambda t: f"{t[0]}({t[1]})"),
+            st.tuples(inner, st.integers(-100, 10**7)).map(lambda t: f"{t[0]}**{t[1]}"),
+            st.tuples(inner, inner, inner).map(lambda t: f"where({t[0]}, {t[1]}, {t[2]})"),
+        )
+
+    return st.recursive(leaf, grow, max_leaves=40)
+
+
+def _cuts() -> st.SearchStrategy:
+    deep = st.tuples(st.sampled_from(["-", "~", "not ", "(", "abs(", "sqrt("]), st.integers(1, 3000)).map(
+        lambda t: t[0] * t[1] + "NMuon" + (")" * t[1] if "(" in t[0] else "") + " > 1")
+    towers = st.lists(st.integers(2, 10**6).map(str), min_size=2, max_size=6).map(lambda n: "NMuon > " + "**".join(n))
+    chains = st.integers(1, 1000).map(lambda n: "0 < NMuon" + " < 9" * n)
+    return st.one_of(_cut_parts(), deep, towers, chains, _cut_parts().map(lambda c: f"{c} > 0"))
+
+
+def test_data_cut_fuzz(tmp_path, tokens):
+    """Whatever the cut, ReadDatasetVersion answers OK or INVALID_ARGUMENT (never INTERNAL, never a
+    hang past the deadline) with a clean message, and the service stays healthy."""
+    bg = BackgroundLoop()
+    try:
+        cfg = DataSettings(port=0, var_dir=tmp_path / "data", tokens_file=tokens.path,
+                           data_roots=[_data_root(tmp_path)], log_json=False)
+        _server, channel = bg.enter(running(create_data, cfg))
+        stub = data_service_pb2_grpc.DataServiceStub(channel)
+        md = tokens.metadata("publisher")
+        v = bg.run(lambda: stub.RegisterDatasetVersion(dpb.RegisterDatasetVersionRequest(
+            dataset="hzz", source=dataset_pb2.DatasetSource(urls=["uproot-HZZ.root"], tree_name="events")),
+            metadata=md)).version
+        ref = lineage_pb2.DatasetVersionRef(dataset="hzz", version_id=v.version_id)
+        seen: dict[str, int] = {}
+
+        async def read(cut: str):
+            call = stub.ReadDatasetVersion(dpb.ReadDatasetVersionRequest(version=ref, branches=["NMuon"], cut=cut),
+                                           metadata=md, timeout=30)
+            try:
+                return sum([m.num_rows async for m in call])
+            except grpc.aio.AioRpcError as err:
+                return err
+
+        @FUZZ
+        @given(_cuts())
+        def examples(cut):
+            result = bg.run(read(cut))
+            code = result.code() if isinstance(result, grpc.aio.AioRpcError) else grpc.StatusCode.OK
+            seen[code.name] = seen.get(code.name, 0) + 1
+            assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT), (cut[:200], result)
+            if code != grpc.StatusCode.OK:
+                check_status(result, [cut])
+
+        examples()
+        assert set(seen) == {"OK", "INVALID_ARGUMENT"}, seen  # the examples reached both outcomes
+        assert healthy(bg, channel)
+    finally:
+        bg.close()
+
+
 def test_training_fuzz(tmp_path, tokens):
     bg = BackgroundLoop()
     try:
