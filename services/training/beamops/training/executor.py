@@ -32,6 +32,7 @@ import numpy as np
 from beamops.runtime.processes import command_line
 
 from .failures import dask_failure_message
+from .limits import JobLimits, cpu_seconds, dask_memory_request, exit_message, format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,18 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """One subprocess per job: ``[sys.executable, "-m", "beamops.training.worker", <job file>]``."""
+    """One subprocess per job: ``[sys.executable, "-m", "beamops.training.worker", <job file>]``.
+
+    ``limits`` (memory, CPU time) travel in the job file; the worker sets them on itself before
+    any job code runs (:mod:`beamops.training.limits`)."""
 
     name = "local"
     forwards_caller_token = True  # on the worker's stdin, never on disk
 
     def __init__(self, jobs_dir: Path, poll_interval_s: float = 0.2, cancel_grace_s: float = 5.0,
-                 max_workers: int = 2) -> None:
+                 max_workers: int = 2, limits: JobLimits | None = None) -> None:
         self.jobs_dir = jobs_dir
+        self.limits = limits or JobLimits()
         self.max_workers = max_workers
         self.poll_interval_s = poll_interval_s
         self.cancel_grace_s = cancel_grace_s
@@ -86,7 +91,7 @@ class LocalExecutor:
         events_path.write_text("")
         job_file = job_dir / "job.json"
         job_file.write_text(json.dumps({**payload, "events_path": str(events_path),
-                                        "output_dir": str(job_dir)}))
+                                        "output_dir": str(job_dir), "limits": self.limits.to_dict()}))
         with open(job_dir / "worker.log", "ab") as worker_log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "beamops.training.worker", str(job_file),
@@ -102,10 +107,13 @@ class LocalExecutor:
             pass
         await on_event({"type": "worker_started", "worker": {"kind": "local", "pid": proc.pid}})
         tail = _Tail(events_path)
+        cpu_used: float | None = None  # last seen: tells the CPU limit's SIGKILL from another one
         try:
             while proc.returncode is None:
                 for event in tail.read():
                     await on_event(event)
+                if self.limits.cpu_s:
+                    cpu_used = cpu_seconds(proc.pid) or cpu_used  # None once the process is gone
                 try:
                     await asyncio.wait_for(proc.wait(), self.poll_interval_s)
                 except asyncio.TimeoutError:
@@ -119,10 +127,7 @@ class LocalExecutor:
             return WorkOutcome("cancelled", "the job was cancelled")
         outcome_file = job_dir / "outcome.json"
         if not outcome_file.exists():
-            how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
-                   else f"exited with code {proc.returncode}")
-            return WorkOutcome("failed", f"the training worker stopped unexpectedly (it {how}); "
-                               "see the job's log lines")
+            return WorkOutcome("failed", exit_message(proc.returncode, self.limits, cpu_used))
         status = json.loads(outcome_file.read_text())
         if status["status"] != "succeeded":
             return WorkOutcome(status["status"], status.get("message", ""))
@@ -218,8 +223,10 @@ class DaskExecutor:
     name = "dask"
     forwards_caller_token = False  # the task runs with the workers' own data credential
 
-    def __init__(self, scheduler_address: str, poll_interval_s: float = 0.2, security=None) -> None:
+    def __init__(self, scheduler_address: str, poll_interval_s: float = 0.2, security=None,
+                 memory_bytes: int = 0) -> None:
         self.scheduler_address = scheduler_address
+        self.memory_bytes = memory_bytes  # requested as the MEMORY resource if the workers declare it
         self.security = security
         self.poll_interval_s = poll_interval_s
         self._client = None
@@ -249,12 +256,23 @@ class DaskExecutor:
             client = await self.client()
         except ConnectionError as exc:
             return WorkOutcome("failed", f"{exc}; the job did not start")
+        resources, problem = await self._resources(client)
+        if problem:
+            return WorkOutcome("failed", problem)
         queue = await Queue(events_queue_name(job_id), client=client)  # created on the scheduler
         flag = Variable(cancel_variable_name(job_id), client=client)
         await flag.set(False)
-        future = client.submit(run_on_dask, payload, key=f"beamops-training-{job_id}", pure=False)
+        future = client.submit(run_on_dask, payload, key=f"beamops-training-{job_id}", pure=False,
+                               **({"resources": resources} if resources else {}))
         self._futures[job_id] = future
         await on_event({"type": "worker_started", "worker": {"kind": "dask", "key": future.key}})
+        if self.memory_bytes:
+            memory = (f"{format_bytes(self.memory_bytes)} of the Dask workers' MEMORY resource requested "
+                      "(job_memory_limit_bytes)" if resources else
+                      "bounded by the Dask workers' own memory limit (they declare no MEMORY resource)")
+            await on_event({"type": "log", "level": "INFO",
+                            "text": f"limits on Dask: memory {memory}; CPU time not limited; wall-clock "
+                                    "time limited by the training service"})
 
         async def drain() -> None:
             for event in await queue.get(batch=True):
@@ -291,6 +309,16 @@ class DaskExecutor:
             return WorkOutcome(out["status"], out.get("message", ""))
         return WorkOutcome("succeeded", "", result=out["result"], onnx=out["onnx"],
                            predictions=np.load(io.BytesIO(out["predictions"])))
+
+    async def _resources(self, client) -> tuple[dict | None, str]:
+        """The task's ``resources=`` (the memory limit, when the workers declare MEMORY)."""
+        if not self.memory_bytes:
+            return None, ""
+        try:
+            identity = await client.scheduler.identity()
+        except OSError:
+            return None, ""
+        return dask_memory_request(identity.get("workers", {}), self.memory_bytes)
 
     async def cancel(self, job_id: str) -> None:
         from distributed import Variable

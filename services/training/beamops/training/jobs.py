@@ -6,6 +6,10 @@ worker; its events are stored with sequence numbers) -> SUCCEEDED (the model is 
 FAILED or CANCELLED. Every change is stored before anyone is told, so a restart loses nothing;
 jobs a restart interrupted are marked FAILED with the reason.
 
+Limits (:mod:`.limits`): a submit beyond the caps on unfinished jobs (the caller's and everyone's)
+is RESOURCE_EXHAUSTED, nothing stored; a running job is stopped and FAILED after its timeout (the
+spec's, else the service's default), with a message naming the limit.
+
 Credentials: the caller's token is kept in memory only, for the job's own calls to the data
 service (reading) and the registry (registering): the submitter's access rights apply. It never
 leaves this process for a Dask cluster: a Dask task reads with the workers' own reader
@@ -29,10 +33,11 @@ from typing import AsyncIterator, Callable, Mapping, Protocol
 import numpy as np
 
 from beamops.runtime.errors import (AlreadyExists, BeamopsError, FailedPrecondition, InvalidArgument,
-                                    PermissionDenied)
+                                    PermissionDenied, ResourceExhausted)
 
 from .executor import Executor, LocalExecutor, WorkOutcome
 from .failures import RegistrationError
+from .limits import resolve_timeout, timeout_message
 from .reproduce import compare_runs
 from .search import best_trial, expand_trials
 from .search_run import SearchRun, TrialRun
@@ -77,7 +82,9 @@ class JobManager:
                  service_token: str | None = None, max_trials: int = 256,
                  entry_point_exists: Callable[[str], bool] | None = None,
                  entry_point_modules: tuple[str, ...] | None = None,
-                 stop_stale_worker: Callable[[dict, str], bool] = LocalExecutor.stop_stale) -> None:
+                 stop_stale_worker: Callable[[dict, str], bool] = LocalExecutor.stop_stale,
+                 job_timeout_s: float = 6 * 3600.0, max_job_timeout_s: float = 48 * 3600.0,
+                 max_queued_jobs_per_user: int = 20, max_queued_jobs: int = 200) -> None:
         self.store = store
         self.data = data
         self.registry = registry
@@ -91,6 +98,10 @@ class JobManager:
         self.entry_point_modules = entry_point_modules
         self.max_trials = max_trials
         self.stop_stale_worker = stop_stale_worker
+        self.job_timeout_s = job_timeout_s  # a job's wall-clock limit when its spec sets none
+        self.max_job_timeout_s = max_job_timeout_s
+        self.max_queued_jobs_per_user = max_queued_jobs_per_user
+        self.max_queued_jobs = max_queued_jobs
         self._slots = asyncio.Semaphore(max_concurrent_jobs)
         self._tasks: dict[str, asyncio.Task] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -150,7 +161,7 @@ class JobManager:
                                         job=existing.job_id)
                 return existing
         spec = validate_spec(spec, entry_point_exists=self.entry_point_exists, max_trials=self.max_trials,
-                             entry_point_modules=self.entry_point_modules)
+                             entry_point_modules=self.entry_point_modules, max_timeout_s=self.max_job_timeout_s)
         executor = spec.executor or self.default_executor
         if executor not in self.executors:
             raise FailedPrecondition("no Dask scheduler is configured for this training service; "
@@ -163,6 +174,7 @@ class JobManager:
         job = JobRecord(job_id=new_job_id() if not validate_only else "", spec=spec, state=QUEUED,
                         executor=executor, submitted_by=caller.name, submit_time=now(),
                         reproduces=reproduces, idempotency_key=idempotency_key, request_hash=request_hash)
+        self._check_queue_caps(caller)  # no await from here to create: no submit slips past the caps
         if validate_only:
             return job
         job = self.store.create(job, ("state_change", {"previous": "", "state": QUEUED,
@@ -171,6 +183,21 @@ class JobManager:
             self._tolerances[job.job_id] = tolerance
         self._tasks[job.job_id] = asyncio.create_task(self._run(job.job_id, token), name=job.job_id)
         return job
+
+    def _check_queue_caps(self, caller: Caller) -> None:
+        """Refuse a job beyond the caps on unfinished (queued or running) jobs: the caller's own
+        and everyone's. A search is one job: its trials run inside its one slot."""
+        counts = self.store.unfinished_counts()
+        mine, everyone = counts.get(caller.name, 0), sum(counts.values())
+        if mine >= self.max_queued_jobs_per_user:
+            raise ResourceExhausted(
+                f"{caller.name} already has {mine} unfinished jobs (queued or running), the most one user "
+                f"may have on this training service (max_queued_jobs_per_user = {self.max_queued_jobs_per_user})"
+                "; wait for some to finish or cancel some, then submit again", user=caller.name)
+        if everyone >= self.max_queued_jobs:
+            raise ResourceExhausted(
+                f"the training service already has {everyone} unfinished jobs (queued or running) of all "
+                f"users, its limit (max_queued_jobs = {self.max_queued_jobs}); submit again later")
 
     def _token(self, caller: Caller) -> str | None:
         return caller.token or self.service_token
@@ -343,7 +370,7 @@ class JobManager:
         else:
             work = asyncio.ensure_future(executor.run(job_id, payload, token, on_event))
         timed_out = False
-        timeout = job.spec.timeout_s or None
+        timeout, from_spec = resolve_timeout(job.spec.timeout_s, self.job_timeout_s)
         done, _ = await asyncio.wait([work], timeout=timeout)
         if not done:
             timed_out = True
@@ -352,7 +379,7 @@ class JobManager:
         outcome: WorkOutcome = work.result()
         job = self.store.get(job_id)
         if timed_out:
-            message = f"the job ran longer than its timeout of {job.spec.timeout_s:g} s and was stopped"
+            message = timeout_message(timeout, from_spec, self.max_job_timeout_s)
             self._transition(job, FAILED, message, end_time=now(), failure_message=message)
         elif self._closing:
             message = STOP_MESSAGE

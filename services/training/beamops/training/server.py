@@ -10,6 +10,7 @@ from beamops.runtime.server import RunningServer, Service, create_grpc_server, r
 from .data_client import DataClient
 from .executor import DaskExecutor, LocalExecutor
 from .jobs import JobManager
+from .limits import JobLimits
 from .registry_client import RegistryClient
 from .servicer import TrainingServicer
 from .settings import TrainingSettings
@@ -21,11 +22,13 @@ async def create_server(settings: TrainingSettings) -> RunningServer:
     store = SqlJobStore(settings.database_path)
     data = DataClient(settings.data_address, settings.max_message_bytes)
     registry = RegistryClient(settings.registry_address, settings.max_message_bytes)
+    limits = JobLimits(settings.job_memory_limit_bytes, settings.job_cpu_limit_s)
     executors = {"local": LocalExecutor(settings.jobs_dir, settings.event_poll_interval_s,
-                                        settings.cancel_grace_s, settings.local_trial_workers)}
+                                        settings.cancel_grace_s, settings.local_trial_workers, limits)}
     if settings.dask_scheduler:
         executors["dask"] = DaskExecutor(settings.dask_scheduler, settings.event_poll_interval_s,
-                                         security=settings.dask_security())
+                                         security=settings.dask_security(),
+                                         memory_bytes=settings.job_memory_limit_bytes)
     jobs = JobManager(
         store, data, registry, executors,
         default_executor="dask" if settings.dask_scheduler else "local",
@@ -34,6 +37,8 @@ async def create_server(settings: TrainingSettings) -> RunningServer:
         service_token=settings.service_token, max_trials=settings.max_trials,
         entry_point_exists=entry_point_module_exists,
         entry_point_modules=tuple(settings.entry_point_modules),
+        job_timeout_s=settings.job_timeout_s, max_job_timeout_s=settings.max_job_timeout_s,
+        max_queued_jobs_per_user=settings.max_queued_jobs_per_user, max_queued_jobs=settings.max_queued_jobs,
     )
     jobs.recover()
     service = Service(

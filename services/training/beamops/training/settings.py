@@ -53,6 +53,34 @@ class TrainingSettings(ServiceSettings):
     local_trial_workers: int = Field(
         2, ge=1, description="Search trials running at once on the local executor (one worker "
                              "subprocess each); on Dask, trials run on as many threads as the cluster has.")
+    job_memory_limit_bytes: int = Field(
+        4 * 1024**3, ge=0,
+        description="Memory one local worker process (a job, or one trial of a search) may use: its "
+                    "private writable memory (RLIMIT_DATA; reserved-but-unused address space does not "
+                    "count, each thread's 8 MiB stack does: on many cores, mind the BLAS/OpenMP threads "
+                    "or set OMP_NUM_THREADS). Beyond it allocations fail and the job FAILS naming "
+                    "this limit. On Dask it is requested as the MEMORY resource when the workers "
+                    "declare one; otherwise the Dask workers' own memory limit applies. 0: no limit.")
+    job_cpu_limit_s: float = Field(
+        48 * 3600.0, ge=0,
+        description="CPU time one local worker process may use (RLIMIT_CPU, all its threads together: "
+                    "8 busy threads use 8 s per second). Beyond it the job FAILS naming this limit. "
+                    "Not enforced on Dask (tasks share the workers' threads). 0: no limit.")
+    job_timeout_s: float = Field(
+        6 * 3600.0, gt=0,
+        description="Wall-clock time a job may run (from RUNNING; a search: all its trials) when its "
+                    "spec sets no timeout; then it is stopped and FAILS. Enforced by this service on "
+                    "both executors.")
+    max_job_timeout_s: float = Field(
+        48 * 3600.0, gt=0,
+        description="Longest timeout a job spec may ask for; a longer one is refused at submit.")
+    max_queued_jobs_per_user: int = Field(
+        20, ge=1,
+        description="Unfinished jobs (queued or running) one user may have; a search counts as one "
+                    "job (its trials run inside its slot). Beyond it SubmitJob is RESOURCE_EXHAUSTED.")
+    max_queued_jobs: int = Field(
+        200, ge=1, description="Unfinished jobs (queued or running) of all users together; beyond it "
+                               "SubmitJob is RESOURCE_EXHAUSTED.")
 
     @model_validator(mode="after")
     def _dask_tls_complete(self) -> "TrainingSettings":
@@ -65,6 +93,8 @@ class TrainingSettings(ServiceSettings):
         if self.dask_scheduler and self.dask_scheduler.startswith("tls://") and not all(files):
             raise ValueError("a tls:// dask_scheduler needs dask_tls_ca_file, dask_tls_cert_file and "
                              "dask_tls_key_file")
+        if self.job_timeout_s > self.max_job_timeout_s:
+            raise ValueError("job_timeout_s (the default timeout) must not be longer than max_job_timeout_s")
         return self
 
     def dask_security(self):

@@ -167,12 +167,14 @@ class TrainingSpec:
 
 
 def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: int = 256,
-                  entry_point_modules: tuple[str, ...] | None = None) -> TrainingSpec:
+                  entry_point_modules: tuple[str, ...] | None = None,
+                  max_timeout_s: float | None = None) -> TrainingSpec:
     """Check what needs no other service; return the spec with defaults filled in.
 
     ``entry_point_exists(entry_point) -> bool`` says whether a user model's module can be found
     in the worker environment (None: not checked). ``max_trials`` is the largest search accepted.
     ``entry_point_modules`` are the packages an administrator allows user models from (None: any).
+    ``max_timeout_s`` is the longest timeout a spec may ask for (None: any).
     """
     _check_label_and_datasets(spec)
     features = _check_features(spec)
@@ -194,6 +196,10 @@ def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: in
         raise InvalidArgument("onnx_tolerance must be >= 0 (0 means 1e-5)", field="spec.onnx_tolerance")
     if spec.timeout_s < 0:
         raise InvalidArgument("the timeout must not be negative", field="spec.timeout")
+    if max_timeout_s is not None and spec.timeout_s > max_timeout_s:
+        raise InvalidArgument(f"the timeout of {spec.timeout_s:g} s is longer than this training service "
+                              f"allows ({max_timeout_s:g} s, max_job_timeout_s); ask for at most that, or "
+                              "leave it unset for the default", field="spec.timeout")
     if spec.executor not in EXECUTORS:
         raise InvalidArgument(f"unknown executor {spec.executor!r}", field="spec.executor")
     if spec.publish is not None:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint, event
+from sqlalchemy import Column, Index, Text, UniqueConstraint, event, func
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from beamops.runtime.errors import NotFound
@@ -88,6 +88,7 @@ class JobStore(Protocol):
     def events(self, job_id: str, after: int, limit: int = 1000) -> list[EventRecord]: ...
     def list(self, filter: JobFilter, size: int, page_token: str) -> tuple[list[JobRecord], str]: ...
     def unfinished(self) -> list[JobRecord]: ...
+    def unfinished_counts(self) -> dict[str, int]: ...
 
 
 class JobRow(SQLModel, table=True):
@@ -289,6 +290,13 @@ class SqlJobStore:
         with Session(self.engine) as s:
             rows = s.exec(select(JobRow).where(JobRow.state.in_((QUEUED, RUNNING)))).all()
             return [self._record(r) for r in rows]
+
+    def unfinished_counts(self) -> dict[str, int]:
+        """Queued or running jobs per submitter (for the queue caps)."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(JobRow.submitted_by, func.count()).where(JobRow.state.in_((QUEUED, RUNNING)))
+                          .group_by(JobRow.submitted_by)).all()
+            return {name: int(count) for name, count in rows}
 
 
 __all__ = ["JobRecord", "EventRecord", "JobFilter", "JobStore", "SqlJobStore", "replace"]

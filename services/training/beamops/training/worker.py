@@ -5,7 +5,8 @@ argument list, never a shell). The job file is JSON written by the service; the 
 comes on stdin, so it is never on disk. Events go, one JSON object per line, to the events file
 the service tails; the outcome goes to ``outcome.json`` (written last), the model to
 ``model.onnx`` and the test predictions to ``predictions.npy``. SIGTERM asks the job to stop at
-the next iteration.
+the next iteration. The job file's ``limits`` (memory, CPU time) are set on this process before
+any job code runs (:func:`beamops.training.limits.apply_in_worker`).
 
 On Dask: :func:`run_on_dask` is the task; events go through a ``distributed.Queue`` and a
 ``distributed.Variable`` carries the cancellation flag. No token is a task argument (the
@@ -31,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data_client import DataReadError, read_split
+from .limits import JobLimits, apply_in_worker, memory_message
 from .runner import JobCancelled, RunOutcome, run_training
 from .spec import DatasetRef, TrainingSpec
 from .trainers import TrainingFailure
@@ -57,13 +59,19 @@ def execute(payload: dict, token: str | None, emit: Callable[[dict], None],
         emit({"type": "log", "level": "ERROR", "text": str(exc)})
         return {"status": "failed", "message": str(exc)}, None
     except MemoryError:
-        return {"status": "failed", "message": "the worker ran out of memory; use fewer events or "
-                "a machine with more memory"}, None
+        return {"status": "failed", "message": _out_of_memory(payload)}, None
     except Exception as exc:  # noqa: BLE001 - training code: report it, with the traceback in the log
         emit({"type": "log", "level": "ERROR", "text": traceback.format_exc()})
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         return {"status": "failed", "message": f"training failed: {type(exc).__name__}: {first}"}, None
     return {"status": "succeeded", "message": ""}, outcome
+
+
+def _out_of_memory(payload: dict) -> str:
+    limit = JobLimits.from_dict(payload.get("limits")).memory_bytes
+    if limit:
+        return memory_message(limit)
+    return "the worker ran out of memory; use fewer events or a machine with more memory"
 
 
 # --------------------------------------------------------------------------- local subprocess
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m beamops.training.worker <job file>", file=sys.stderr)
         return 2
     payload = json.loads(Path(argv[0]).read_text())
+    apply_in_worker(JobLimits.from_dict(payload.get("limits")))  # before any job code
     token = sys.stdin.readline().strip() or None
     out_dir = Path(payload["output_dir"])
     events = open(payload["events_path"], "a", buffering=1)
@@ -123,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
 
     status, outcome = execute(payload, token, emit, lambda: stop["asked"])
     if outcome is not None:
-        (out_dir / "model.onnx").write_bytes(outcome.onnx)
-        np.save(out_dir / "predictions.npy", outcome.predictions)
-        (out_dir / "result.json").write_text(json.dumps(outcome.result))
+        try:
+            (out_dir / "model.onnx").write_bytes(outcome.onnx)
+            np.save(out_dir / "predictions.npy", outcome.predictions)
+            (out_dir / "result.json").write_text(json.dumps(outcome.result))
+        except MemoryError:
+            status = {"status": "failed", "message": _out_of_memory(payload)}
     tmp = out_dir / "outcome.json.tmp"
     tmp.write_text(json.dumps(status))
     os.replace(tmp, out_dir / "outcome.json")
