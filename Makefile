@@ -40,7 +40,7 @@ system-deps: $(INSTALLED)  ## Install what the tests need outside Python: XRootD
 	@scripts/install_s3_server.sh
 	@scripts/install_perf_analyzer.sh
 
-up: protos triton gateway  ## Start the four services on localhost (state in ./var); prints the admin token.
+up: protos triton gateway  ## Start the four services on localhost under a supervisor that restarts them (state in ./var); prints the admin token.
 	$(BIN)/beamops-stack up
 
 compose-env:  ## Before `docker compose up` (compose.yaml): write .env with random secrets (mode 600; kept if present).
@@ -49,7 +49,7 @@ compose-env:  ## Before `docker compose up` (compose.yaml): write .env with rand
 down:  ## Stop everything `make up` started.
 	@if [ -x $(BIN)/beamops-stack ]; then $(BIN)/beamops-stack down; fi
 
-status:  ## Show the health of each service.
+status:  ## Show the health of each service, its restarts and last exit.
 	@$(BIN)/beamops-stack status
 
 demo:  ## After `make up`: the README walkthrough end to end (dataset, split, train, deploy, predict).

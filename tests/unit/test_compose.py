@@ -275,3 +275,22 @@ def test_dask_workers_read_with_their_own_token_only_they_mount():
     for name, entry in COMPOSE["services"].items():  # no user token, no token at all, in the file
         for key in (entry.get("environment") or {}):
             assert not (key.endswith("_TOKEN") or key == "BEAMOPS_TRAINING_SERVICE_TOKEN"), f"{name}: {key}"
+
+
+def test_long_running_parts_restart_and_one_shot_jobs_do_not():
+    """Docker restarts a crashed service (as `make up`'s supervisor does); a one-shot job, which
+    others wait for with service_completed_successfully or which is run by hand (a profile), must
+    not be started again once it is done."""
+    services = COMPOSE["services"]
+    one_shot = {name for name, entry in services.items() if entry.get("profiles")}
+    for entry in services.values():
+        depends = entry.get("depends_on", {})
+        if isinstance(depends, dict):
+            one_shot |= {d for d, c in depends.items() if c.get("condition") == "service_completed_successfully"}
+    assert one_shot == {"minio-buckets", "dask-init", "tokens"}
+    for name, entry in services.items():
+        if name in one_shot:
+            assert entry.get("restart", "no") == "no", f"{name} is a one-shot job: it must not restart"
+        else:
+            assert entry.get("restart") in ("unless-stopped", "on-failure", "always"), \
+                f"{name} runs for good: give it `restart: unless-stopped`"
