@@ -13,8 +13,12 @@ authenticated request over the registry's own request limit (8 MiB) is RESOURCE_
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -22,10 +26,13 @@ import pytest
 from beamops.registry.v1 import registry_service_pb2 as rpb
 from beamops.registry.v1 import registry_service_pb2_grpc
 
+from tests.fixtures.services import free_port, wait_for_health
+
 from .assertions import assert_clean_error
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 CALL_BYTES = 60 * MiB
 CHANNEL = [("grpc.max_send_message_length", 64 * MiB), ("grpc.max_receive_message_length", 64 * MiB)]
@@ -129,3 +136,112 @@ def test_streams_per_connection_and_calls_at_once_are_capped(registry_process, t
     assert all(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                for e in refused), refused
     assert after is not None
+
+
+# ------------------------------------------------------------------ every service, and the gateway
+
+def _request(size: int) -> bytes:
+    """A request whose field 1 (a string in every request used below) holds ``size`` bytes."""
+    varint, n = b"", size
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        varint += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            break
+    return b"\x0a" + varint + b"x" * size
+
+
+def _raw_calls(address: str, method: str, count: int, metadata=(), size: int = CALL_BYTES) -> list:
+    async def run() -> list:
+        async with grpc.aio.insecure_channel(address, options=CHANNEL) as channel:
+            call = channel.unary_unary(method)  # bytes in, bytes out: what any client can send
+
+            async def one():
+                try:
+                    return await call(_request(size), metadata=metadata, timeout=60)
+                except grpc.aio.AioRpcError as err:
+                    return err
+
+            return await asyncio.gather(*(one() for _ in range(count)))
+
+    return asyncio.run(run())
+
+
+def _start_service(name: str, tmp_path, tokens, **env: str) -> subprocess.Popen:
+    port = free_port()
+    prefix = f"BEAMOPS_{name.upper()}_"
+    environment = dict(os.environ, **{f"{prefix}PORT": str(port), f"{prefix}VAR_DIR": str(tmp_path / name),
+                                      f"{prefix}TOKENS_FILE": str(tokens.path), f"{prefix}LOG_JSON": "false",
+                                      f"{prefix}MAX_REQUEST_BYTES": str(64 * MiB)},
+                       **{f"{prefix}{k.upper()}": v for k, v in env.items()})
+    process = subprocess.Popen([sys.executable, "-m", f"beamops.{name}.server"], cwd=ROOT, env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process.port = port
+    try:
+        wait_for_health(port, timeout=120)
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
+def _gateway_pid(parent: int) -> int:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == parent and b"beamops-gateway" in (proc / "cmdline").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                continue
+    raise AssertionError("the inference service runs no gateway")
+
+
+METHODS = {
+    "data": "/beamops.data.v1.DataService/GetDataset",
+    "training": "/beamops.training.v1.TrainingService/GetJob",
+    "inference": "/beamops.inference.v1.InferenceService/GetDeployment",
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_service_refuses_unauthenticated_60_mib_calls_unread(name, tmp_path, tokens):
+    """As the registry above: the data, training and inference services share its interceptor;
+    each in its own process, 8 calls without a token and 8 with an unknown one."""
+    process = _start_service(name, tmp_path, tokens)
+    try:
+        address = f"127.0.0.1:{process.port}"
+        _raw_calls(address, METHODS[name], 1, tokens.metadata("reader"), size=10)  # warm-up, answered
+        before = _peak_rss_mb(process.pid)
+        for metadata in ((), (("authorization", "Bearer not-a-token"),)):
+            for err in _raw_calls(address, METHODS[name], 8, metadata):
+                assert isinstance(err, grpc.aio.AioRpcError), err
+                assert_clean_error(err, grpc.StatusCode.UNAUTHENTICATED)
+        grown = _peak_rss_mb(process.pid) - before
+        assert grown < 100, f"the {name} service's peak RSS grew by {grown:.0f} MB for refused calls"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_the_gateway_refuses_unauthenticated_60_mib_calls_unread(tmp_path, tokens):
+    """The gateway (Go) checks the caller before it receives the message, on beamops Predict and on
+    Triton's ModelInfer: its peak RSS and the inference service's stay flat."""
+    gateway_port = free_port()
+    process = _start_service("inference", tmp_path, tokens, gateway_port=str(gateway_port))
+    try:
+        wait_for_health(gateway_port, timeout=120)
+        gateway = _gateway_pid(process.pid)
+        address = f"127.0.0.1:{gateway_port}"
+        before = {pid: _peak_rss_mb(pid) for pid in (gateway, process.pid)}
+        for method in ("/beamops.inference.v1.InferenceService/Predict", "/inference.GRPCInferenceService/ModelInfer"):
+            for metadata in ((), (("authorization", "Bearer not-a-token"),)):
+                for err in _raw_calls(address, method, 8, metadata):
+                    assert isinstance(err, grpc.aio.AioRpcError), err
+                    assert_clean_error(err, grpc.StatusCode.UNAUTHENTICATED)
+        for pid, peak in before.items():
+            grown = _peak_rss_mb(pid) - peak
+            assert grown < 100, f"process {pid}'s peak RSS grew by {grown:.0f} MB for refused calls"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
