@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from beamops.inference.gateway.supervisor import EmbeddedTriton, command, environment
+from beamops.inference.gateway.supervisor import EmbeddedTriton, command, spawn
 from beamops.inference.triton.bundled import TritonPaths
 from beamops.inference.triton.supervisor import free_port
 
@@ -40,8 +39,7 @@ def _start(gateway_binary: Path, embedded: EmbeddedTriton, triton_port: int, log
                    infer_timeout_s=30, drift_samples_per_s=0, coalesce_in_flight=1,
                    embedded=embedded)
     with open(log, "wb") as out:
-        process = subprocess.Popen(args, env=environment(TOKEN, embedded=embedded),
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = spawn(args, TOKEN, out, embedded)  # the token on stdin, as the service passes it
     deadline = time.monotonic() + 120
     while "listening on" not in log.read_text(errors="replace"):
         assert process.poll() is None, log.read_text(errors="replace")

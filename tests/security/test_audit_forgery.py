@@ -146,8 +146,11 @@ def _audit_actions_written_in(path: Path) -> set[str]:
     writers = {"_audit": 2, "_audit_values": 1, "record_server_event": 1}
     forwarders = {"_audit", "_audit_values", "record_audit_event", "record_server_event"}  # pass `action` on
     found: set[str] = set()
-    for func in ast.walk(tree):
-        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or func.name in forwarders:
+    functions = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    # A forwarder's own nested functions (a transaction's body) pass `action` on too.
+    inside_forwarders = {id(node) for f in functions if f.name in forwarders for node in ast.walk(f)}
+    for func in functions:
+        if id(func) in inside_forwarders:
             continue
         assigned = {t.id: node.value for node in ast.walk(func) if isinstance(node, ast.Assign)
                     for t in node.targets if isinstance(t, ast.Name)}

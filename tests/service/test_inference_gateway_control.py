@@ -226,7 +226,7 @@ STAND_IN = textwrap.dedent('''\
         p.add_argument("--http-listen")
         p.add_argument("--exit-with-parent", action="store_true")
         args = p.parse_args()
-        token = os.environ["BEAMOPS_GATEWAY_TOKEN"]
+        token = sys.stdin.readline().strip()  # as beamops-gateway: the service passes it on stdin
         event(kind="start", argv=sys.argv[1:], beamops_env=sorted(k for k in os.environ
                                                                  if k.startswith("BEAMOPS_")))
         upstream = grpc.aio.insecure_channel(args.service)
@@ -304,7 +304,7 @@ async def test_the_service_starts_restarts_and_stops_its_gateway(inference_stack
         assert flags["--infer-timeout"] == "12.5" and flags["--drift-samples-per-s"] == "50"
         assert flags["--coalesce-in-flight"] == "3"
         assert flags["--triton"].startswith("127.0.0.1:")
-        assert start["beamops_env"] == ["BEAMOPS_GATEWAY_TOKEN"]  # no other beamops secret
+        assert start["beamops_env"] == []  # no beamops secret: the token came on stdin
         pid = int(pid_file.read_text())
         assert pid == start["pid"]
 

@@ -34,10 +34,12 @@ def test_command_line_has_every_flag_of_the_design():
                             coalesce_in_flight=1)
 
 
-def test_environment_has_the_token_and_no_beamops_settings():
-    env = environment("secret", {"PATH": "/usr/bin", "BEAMOPS_INFERENCE_REGISTRY_TOKEN": "bmo_x",
-                                 "BEAMOPS_GATEWAY_TOKEN": "stale"})
-    assert env == {"PATH": "/usr/bin", TOKEN_ENV: "secret"}
+def test_environment_has_no_token_and_no_beamops_settings():
+    """The token goes on the gateway's stdin: its environment, which the processes its Triton
+    starts inherit (model code), holds no credential."""
+    env = environment({"PATH": "/usr/bin", "BEAMOPS_INFERENCE_REGISTRY_TOKEN": "bmo_x",
+                       "BEAMOPS_GATEWAY_TOKEN": "stale"})
+    assert env == {"PATH": "/usr/bin"} and TOKEN_ENV not in env
 
 
 def _paths(library: Path | None) -> TritonPaths:
@@ -57,9 +59,9 @@ def test_embedded_triton_flags_and_environment():
     assert flags["--triton-backend-config"] == f"python,shm-region-prefix-name={embedded.shm_prefix}"
     assert embedded.shm_prefix != EmbeddedTriton(embedded.paths, Path("x")).shm_prefix
     # The stubs' environment (see triton.bundled.environment) on top of the gateway's own.
-    env = environment("secret", {"PATH": "/usr/bin", "PYTHONPATH": "/platform",
-                                 "BEAMOPS_INFERENCE_PORT": "1"}, embedded=embedded)
-    assert env[TOKEN_ENV] == "secret" and "BEAMOPS_INFERENCE_PORT" not in env
+    env = environment({"PATH": "/usr/bin", "PYTHONPATH": "/platform", "BEAMOPS_INFERENCE_PORT": "1",
+                       "BEAMOPS_INFERENCE_REGISTRY_TOKEN": "bmo_x"}, embedded=embedded)
+    assert not [k for k in env if k.startswith("BEAMOPS_")]
     assert env["LD_LIBRARY_PATH"] == "/py/lib:/v/libs" and env["PATH"] == "/v/bin:/usr/bin"
     assert "PYTHONPATH" not in env and env["PYTHONNOUSERSITE"] == "1"
     with pytest.raises(FileNotFoundError, match="libtritonserver"):

@@ -45,8 +45,14 @@ from .triton.repository import ModelRepository
 from .triton.supervisor import TritonSupervisor, free_port
 
 
-#: Who the gateway is to this service (its token is valid in this process only).
-GATEWAY_PRINCIPAL = Principal("inference-gateway", auth_pb2.ROLE_ADMIN)
+#: Who the gateway is to this service (its token is valid in this process only): a principal
+#: confined to GatewayService, the internal contract it calls (whose methods declare the admin
+#: role, so that no user token below admin reaches them). Anywhere else, InferenceService
+#: included, it is PERMISSION_DENIED: the gateway forwards its callers' calls with their own
+#: tokens, and its token can neither deploy, undeploy nor roll back.
+GATEWAY_PRINCIPAL = Principal(
+    "inference-gateway", auth_pb2.ROLE_ADMIN,
+    confined_to=frozenset({gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name}))
 
 
 @dataclasses.dataclass

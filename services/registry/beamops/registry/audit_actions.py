@@ -15,6 +15,15 @@ An action is ``namespace.verb`` (``check_action``). The rule:
   inference service writes with its own publisher token when a followed alias moves: publisher),
   ``dataset.`` and ``training.`` (publisher). A role below is PERMISSION_DENIED; any other
   namespace is INVALID_ARGUMENT.
+- A ``deployment.`` event of a model is also the registry's authorisation of that change
+  (:func:`model_role`): the inference service records it *before* it deploys, undeploys, rolls
+  back or replaces anything, and changes nothing when it is refused. So recording one needs the
+  right to change that model at the deployer level, the rule an alias move obeys
+  (``permissions.check_may_change``): on a *restricted* model, the owner, an admin, or a grant of
+  deployer on it. One home for that rule: here, not in the inference service. The exception is
+  ``deployment.follow_alias``: that switch follows an alias move the registry authorised when it
+  was made (the service records it with its own token). A model that does not exist (deleted
+  while deployed) restricts nothing: its undeploy is recorded with the role check alone.
 - The actor is always the authenticated caller. The details are the recorder's facts, never an
   identity: keys naming the event's own fields or a person (:data:`RESERVED_DETAIL_KEYS`:
   ``actor``, ``by``, ...) are INVALID_ARGUMENT, so no details entry can pass for who did it.
@@ -46,6 +55,11 @@ RECORDABLE = {
 ACTION_ROLES = {
     "deployment.follow_alias": auth_pb2.ROLE_PUBLISHER,  # written with the inference service's token
 }
+
+#: Namespaces whose events of a model record (and authorise) a change of what that model serves,
+#: with the role needed on the model (permissions.check_may_change), and the actions exempted.
+MODEL_CHANGES = {"deployment": auth_pb2.ROLE_DEPLOYER}
+NOT_MODEL_CHANGES = frozenset({"deployment.follow_alias"})  # follows an alias move already authorised
 
 #: Details keys that could pass for the event's own fields or for who made the change.
 RESERVED_DETAIL_KEYS = frozenset({
@@ -89,6 +103,14 @@ def check_recordable(principal: Principal, action: str) -> str:
             f"change it records); {principal.name!a} has the {ROLE_NAMES.get(principal.role, 'no')} "
             "role", action=action)
     return action
+
+
+def model_role(action: str) -> int | None:
+    """The role on the event's model that recording ``action`` needs (checked against the model's
+    owner, restriction and grants), or None when recording it changes nothing of a model's."""
+    if action in NOT_MODEL_CHANGES:
+        return None
+    return MODEL_CHANGES.get(namespace(action))
 
 
 def check_details(details: Mapping[str, str]) -> dict[str, str]:

@@ -37,7 +37,7 @@ from .entities import (
     GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelPermission, ModelType, NewParameters, Page,
     ParametersQuery, ParametersVersion, Signature,
 )
-from .audit_actions import check_details, check_recordable, check_server_action
+from .audit_actions import check_details, check_recordable, check_server_action, model_role
 from .names import check_action, check_filename, check_name, check_reason, check_tags, check_text
 from .onnx_signature import signature_difference
 from .tables import (
@@ -920,7 +920,9 @@ class Registry:
                            reason: str = "", details: dict[str, str] | None = None) -> AuditEvent:
         """Another service records one of its mutations (RecordAuditEvent); the actor is always
         the caller. Only the other services' namespaces, with the role of the change they record
-        (audit_actions); the registry's own actions are PERMISSION_DENIED here."""
+        (audit_actions); the registry's own actions are PERMISSION_DENIED here. A deployment event
+        of a model authorises that change: the caller must be allowed to change the model
+        (``audit_actions.model_role``; a restricted model's grants), in the same transaction."""
         check_action(action)
         check_recordable(caller.principal, action)
         if model:
@@ -928,8 +930,14 @@ class Registry:
         check_reason(resource, "resource", limit=500)
         check_reason(reason)
         details = check_details(details or {})
-        return self.store.write(lambda s: records.audit_event(
-            self._audit(s, caller, action, model, resource, reason, details, recorded=True)))
+        needed = model_role(action) if model else None
+
+        def change(s: Session) -> AuditEvent:
+            self._check_model_change(s, caller, model, needed)
+            return records.audit_event(self._audit(s, caller, action, model, resource, reason, details,
+                                                   recorded=True))
+
+        return self.store.write(change)
 
     def record_server_event(self, caller: Caller, action: str, model: str = "", resource: str = "",
                             reason: str = "", details: dict[str, str] | None = None) -> AuditEvent:
@@ -963,6 +971,14 @@ class Registry:
     @staticmethod
     def _check_change(s: Session, caller: Caller, mrow: ModelRow, needed: int) -> None:
         check_may_change(s, caller.principal, needed, mrow.name, mrow.id, mrow.owner, mrow.restricted)
+
+    def _check_model_change(self, s: Session, caller: Caller, model: str, needed: int | None) -> None:
+        """A recorded event that authorises a change of ``model`` (``needed``: the role on it, None:
+        none): the caller must be allowed to change it. A model that does not exist (deleted while
+        deployed) restricts nothing."""
+        mrow = self._model_row(s, model, required=False) if needed is not None else None
+        if mrow is not None:
+            self._check_change(s, caller, mrow, needed)
 
     @staticmethod
     def _filtered(s: Session, stmt, size: int, keep: Callable) -> list:

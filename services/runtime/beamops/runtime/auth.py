@@ -52,13 +52,23 @@ TOKEN_PREFIX = "bmo_"
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller: a name (who, for the audit log) and a role (what they may do)."""
+    """The authenticated caller: a name (who, for the audit log) and a role (what they may do).
+
+    ``confined_to``: for an internal principal (a token a service makes for a helper process it
+    starts, never one of a tokens file or a JWT), the gRPC services (full names) it may call, and
+    only those: the authentication interceptor refuses it every other method, whatever its role.
+    Empty: an ordinary principal, admitted by role alone."""
 
     name: str
     role: Role
+    confined_to: frozenset[str] = frozenset()
 
     def may(self, required: Role) -> bool:
         return self.role >= required
+
+    def may_call(self, service: str) -> bool:
+        """May it call methods of gRPC service ``service`` at all (its confinement)?"""
+        return not self.confined_to or service in self.confined_to
 
 
 ANONYMOUS_ADMIN = Principal("anonymous", auth_pb2.ROLE_ADMIN)  # used only when auth is disabled

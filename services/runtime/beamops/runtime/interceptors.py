@@ -322,6 +322,12 @@ class AuthInterceptor(BehaviorInterceptor):
         if required is None:
             raise errors.PermissionDenied(f"{name} declares no access policy, so nobody may call it")
         principal = self._authenticate(authorization)
+        service = method.split("/")[1] if method.count("/") == 2 else ""
+        if not principal.may_call(service):
+            raise errors.PermissionDenied(
+                f"{name}: the token of {principal.name!r} is an internal credential that may call "
+                f"only {', '.join(sorted(s.rsplit('.', 1)[-1] for s in principal.confined_to))}"
+            )
         if not principal.may(required):
             raise errors.PermissionDenied(
                 f"{name} needs the {ROLE_NAMES[required]} role; the token of "

@@ -9,6 +9,19 @@ makes and runs, and the router (``routing.py``), which the server makes for the 
 Switching versions (alias moved, Rollback, Deploy with replace) never fails a request: the new
 version is loaded under a new Triton model name and must be ready; only then does the deployment
 point at it; once the gateway routes no request to the old model, it is unloaded.
+
+No audit, no change: every change (Deploy, Deploy with replace, Undeploy, Rollback, a switch for
+an alias move) is recorded in the registry's audit log (RecordAuditEvent) *before* anything here
+changes, under the deployment's lock, with the caller's own token. That record is also the
+registry's decision whether the caller may change this model (a restricted model needs the owner,
+an admin or a grant of deployer on it: ``beamops.registry.audit_actions``), so the rule has one
+home. Refused (PERMISSION_DENIED) or not written (registry down: UNAVAILABLE), the call fails and
+nothing was deployed, unloaded or switched. A change that fails after its record (Triton cannot
+load the version) leaves the record of what was ordered, and the deployment's state and a
+DEPLOYMENT_FAILED alert say it failed. A switch for an alias move (the alias follower's, with the
+service's own token) that cannot be recorded does not happen: it waits, with a WARNING alert,
+and the follower's next look (every ``alias_poll_interval_s``) tries again, records it once
+written, then switches.
 """
 
 from __future__ import annotations
@@ -22,7 +35,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from beamops.runtime.errors import (
-    AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, Unavailable,
+    AlreadyExists, BeamopsError, DataLoss, FailedPrecondition, InvalidArgument, PermissionDenied,
+    Unavailable,
 )
 from beamops.runtime.names import check_name
 
@@ -42,6 +56,12 @@ from .routing import named
 log = logging.getLogger(__name__)
 
 GATEWAY_SYNC_TIMEOUT_S = 5.0
+
+#: How each recorded change is named in a refusal.
+CHANGES = {
+    "deployment.deploy": "deploying", "deployment.replace": "switching", "deployment.undeploy": "undeploying",
+    "deployment.rollback": "rolling back", "deployment.follow_alias": "following the alias of",
+}
 
 
 @dataclass
@@ -77,6 +97,9 @@ class DeploymentManager:
         self._background: set[asyncio.Task] = set()
         self._restarting: set[str] = set()  # Triton models being reloaded (their process died)
         self._restarted_at: dict[str, float] = {}  # when each finished reloading (monotonic)
+        #: A switch for an alias move recorded but not made yet (it failed; the follower retries):
+        #: deployment -> (Triton model served, version), so a retry is not recorded again.
+        self._follow_recorded: dict[str, tuple[str, str]] = {}
         self._routes = RouteTable()
         self._refresh_routes()
 
@@ -194,12 +217,18 @@ class DeploymentManager:
                     raise FailedPrecondition(f"deployment {name!r} serves model {existing.model!r}, "
                                              f"not {cmd.model!r}", deployment=name)
             resolved = await self._resolve(cmd.model, cmd.target, caller.auth)
-            if existing is not None and existing.state != State.FAILED:
+            switching = existing is not None and existing.state != State.FAILED
+            served = existing.current if switching else None
+            await self._audit("deployment.replace" if switching else "deployment.deploy", name, cmd.model,
+                              cmd.reason, caller, from_version=served.version if served else "",
+                              version=resolved.version, sha256=resolved.sha256,
+                              target=f"{cmd.target.kind.value}:{cmd.target.value}")
+            if switching:
                 dep = existing.model_copy(update=dict(
                     target=cmd.target, following_alias=cmd.target.kind == TargetKind.ALIAS,
                     serving=cmd.serving, thresholds=cmd.thresholds))
                 self._put(dep)
-                await self._switch(dep, resolved, caller, cmd.reason, "deployment.replace")
+                await self._switch(dep, resolved, caller, cmd.reason)
                 dep = self._deployments[name]
             else:
                 dep = Deployment(
@@ -220,6 +249,8 @@ class DeploymentManager:
     async def undeploy(self, name: str, reason: str, caller: Caller) -> Deployment:
         async with self._lock(name):
             dep = self.get(name)
+            await self._audit("deployment.undeploy", name, dep.model, reason, caller,
+                              version=dep.current.version if dep.current else "")
             before = dep
             dep = self._put(dep.model_copy(update=dict(state=State.UNLOADING,
                                                        state_message="unloading")))
@@ -230,8 +261,7 @@ class DeploymentManager:
             self._refresh_routes()
             self._store.delete_deployment(name)
             self._alerts.resolve_prefix(f"{name}/")
-        await self._audit("deployment.undeploy", before, reason, caller,
-                          version=before.current.version if before.current else "")
+            self._follow_recorded.pop(name, None)
         return before
 
     async def rollback(self, name: str, expected_version: str, reason: str,
@@ -249,6 +279,9 @@ class DeploymentManager:
                     f"deployment {name!r} serves {dep.current.version}, not {expected_version}; "
                     "not rolled back", deployment=name)
             previous = dep.previous
+            await self._audit("deployment.rollback", name, dep.model, reason, caller,
+                              from_version=dep.current.version, version=previous.version,
+                              sha256=previous.sha256)
             resolved = ResolvedVersion(
                 model=dep.model, version=previous.version,
                 model_type_version=previous.model_type_version, artifact_id=previous.artifact_id,
@@ -256,7 +289,7 @@ class DeploymentManager:
                 references=previous.references)
             dep = self._put(dep.model_copy(update=dict(
                 following_alias=False, target=Target(kind=TargetKind.VERSION, value=previous.version))))
-            await self._switch(dep, resolved, caller, reason, "deployment.rollback")
+            await self._switch(dep, resolved, caller, reason)
             return self._deployments[name]
 
     async def _follow_to(self, name: str, resolved: ResolvedVersion) -> None:
@@ -268,9 +301,23 @@ class DeploymentManager:
                     or dep.current.version == resolved.version:
                 return
             actor = Caller(resolved.moved_by or self._options.service_name, self._options.service_auth)
-            await self._switch(dep, resolved, actor,
-                               f"alias {dep.target.value!r} moved to {resolved.version}",
-                               "deployment.follow_alias")
+            reason = f"alias {dep.target.value!r} moved to {resolved.version}"
+            attempt = (dep.current.triton_name, resolved.version)
+            if self._follow_recorded.get(name) != attempt:  # a retry of a failed switch: recorded
+                try:
+                    await self._audit("deployment.follow_alias", name, dep.model, reason, actor,
+                                      from_version=dep.current.version, version=resolved.version,
+                                      sha256=resolved.sha256)
+                except BeamopsError as exc:
+                    self._alerts.fire(
+                        f"{name}/switch", AlertKind.DEPLOYMENT_FAILED, Severity.WARNING,
+                        f"{name}: {reason}; still serving {dep.current.version} until the switch is "
+                        f"recorded in the registry's audit log ({exc.message})",
+                        deployment=name, model=dep.model, version=dep.current.version)
+                    raise
+                self._follow_recorded[name] = attempt
+            await self._switch(dep, resolved, actor, reason)
+            self._follow_recorded.pop(name, None)
 
     # ---- the gateway (compiled data plane) ------------------------------------------------------------
     # The route table is derived from the deployments: every change of one (``_put``, removals)
@@ -418,13 +465,12 @@ class DeploymentManager:
             log.warning("the gateway did not take the route of %s within %.0f s", dep.name,
                         GATEWAY_SYNC_TIMEOUT_S)
         self._alerts.resolve(f"{dep.name}/failed")
-        await self._audit("deployment.deploy", dep, reason, caller, version=served.version,
-                          sha256=served.sha256, target=f"{dep.target.kind.value}:{dep.target.value}")
         return dep
 
     async def _switch(self, dep: Deployment, resolved: ResolvedVersion, caller: Caller,
-                      reason: str, action: str) -> None:
-        """Loads ``resolved`` next to the served version, switches traffic, unloads the old one."""
+                      reason: str) -> None:
+        """Loads ``resolved`` next to the served version, switches traffic, unloads the old one
+        (the caller recorded the change: ``_audit``)."""
         old = dep.current
         if old is None:  # nothing served yet: a plain load
             await self._first_load(dep, resolved, caller, reason)
@@ -451,8 +497,6 @@ class DeploymentManager:
         self._drift.resolve_alerts(dep.name)
         if old.triton_name != served.triton_name:
             await self._retire(old.triton_name)
-        await self._audit(action, self._deployments[dep.name], reason, caller,
-                          from_version=old.version, version=served.version, sha256=served.sha256)
 
     async def _retire(self, triton_model: str) -> None:
         """Waits until the gateway no longer routes to ``triton_model``, then unloads it (a
@@ -467,19 +511,30 @@ class DeploymentManager:
             log.warning("unloading %s: %s", triton_model, exc)
         self._repository.remove(triton_model)
 
-    async def _audit(self, action: str, dep: Deployment, reason: str, caller: Caller,
+    async def _audit(self, action: str, name: str, model: str, reason: str, caller: Caller,
                      **details: str) -> None:
+        """Records ``action`` of deployment ``name`` in the registry's audit log, before the change
+        is made (no audit, no change); raises, naming what was refused, if the registry refuses
+        it (PERMISSION_DENIED: the caller may not change this model) or cannot write it."""
         # The registry takes the actor from the token sent (caller.auth), never from the details
         # ("by", "actor" are refused there): a switch made for an alias move is recorded by this
         # service's own token, and who moved the alias is in the registry's alias.move event.
         try:
             await self._registry.record_audit(
-                action, dep.model, f"deployments/{dep.name}", reason,
-                {k: str(v) for k, v in details.items() if v} | {"deployment": dep.name},
-                caller.auth)
+                action, model, f"deployments/{name}", reason,
+                {k: str(v) for k, v in details.items() if v} | {"deployment": name}, caller.auth)
         except BeamopsError as exc:
-            log.error("could not record %s of %s in the registry audit log: %s",
-                      action, dep.name, exc)
+            said = exc.message.removeprefix("registry: ")
+            if isinstance(exc, PermissionDenied):
+                said = f"the registry refused it: {said}"
+            elif isinstance(exc, Unavailable):
+                said = f"every change is first recorded in the registry's audit log, and {said}"
+            refused = type(exc)(f"{CHANGES[action]} {name!r} refused, nothing was changed: {said}",
+                                **{**exc.metadata, "deployment": name, "model": model})
+            if isinstance(exc, InvalidArgument):
+                refused.field = exc.field
+            log.warning("%s of %s not made: its audit record was not written: %s", action, name, said)
+            raise refused from None
 
     async def _restore_all(self) -> None:
         for dep in list(self._deployments.values()):

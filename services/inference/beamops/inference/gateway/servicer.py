@@ -1,5 +1,7 @@
 """gRPC glue of GatewayService, the internal contract with beamops-gateway: convert, delegate,
-convert back. Only the gateway calls it (admin role: the token the service gave it).
+convert back. Only the gateway calls it, with the token the service gave it: a principal confined to
+this service (``server.GATEWAY_PRINCIPAL``); its methods declare the admin role, so no other token
+below admin reaches them.
 
 It delegates to the control plane through :class:`ControlPlane` (the deployment manager is one)
 and to ``resolve`` (the router's), both handed to it by the server.

@@ -2,10 +2,14 @@
 
 The gateway serves Predict and PredictStream itself and forwards every other call to this
 service, from which it also gets its routes and its callers' identities (GatewayService), with
-the token handed to it in ``BEAMOPS_GATEWAY_TOKEN``: made at start, valid in this process only,
-never written to disk. It is ready when a ``grpc.health.v1`` check through its port answers
-SERVING (it forwards the check here, so that proves both directions). It is restarted, on the
-same port, when it exits; on shutdown it gets SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``
+the token handed to it on its standard input (:func:`spawn`): made at start, valid in this process
+only, never written to disk, and in no environment: the gateway's environment, which the processes
+its Triton starts (Python-backend stubs running model code) inherit, holds no token and no beamops
+setting (:func:`environment`). That token is a principal confined to GatewayService
+(``server.GATEWAY_PRINCIPAL``): it cannot deploy, undeploy or read anything else.
+It is ready when a ``grpc.health.v1`` check through its port answers SERVING (it forwards the
+check here, so that proves both directions). It is restarted, on the same port, when it exits;
+on shutdown it gets SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``
 (``EMBEDDED_STOP_TIMEOUT_S`` with Triton inside).
 Its output goes to ``<run_dir>/gateway.log``, its pid to ``<run_dir>/gateway.pid``.
 
@@ -42,7 +46,7 @@ from ..triton.supervisor import free_port, triton_back, triton_down
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "BEAMOPS_GATEWAY_TOKEN"
+TOKEN_ENV = "BEAMOPS_GATEWAY_TOKEN"  # the gateway also reads its token there (the service passes stdin)
 STOP_TIMEOUT_S = 5.0
 #: With Triton inside: the gateway's graceful stop, then Triton's (calls in flight, unloading the
 #: models and ending their stubs: the gateway's --triton-exit-timeout, 10 s).
@@ -126,14 +130,28 @@ def command(binary: Path, *, listen: str, service: str, triton: str, max_message
     return args + ["--exit-with-parent"]  # a gateway whose service was killed stops too
 
 
-def environment(token: str, base: Mapping[str, str] | None = None,
+def environment(base: Mapping[str, str] | None = None,
                 embedded: EmbeddedTriton | None = None) -> dict[str, str]:
-    """The caller's environment without its beamops settings and secrets, plus the token (and,
-    for an embedded Triton, what its Python-backend stubs need)."""
+    """The caller's environment without its beamops settings and secrets (the token among them:
+    it goes on stdin, :func:`spawn`), plus, for an embedded Triton, what its Python-backend stubs
+    need."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if not k.startswith("BEAMOPS_")}
-    env[TOKEN_ENV] = token
     return triton_environment(embedded.paths, env) if embedded is not None else env
+
+
+def spawn(args: list[str], token: str, out, embedded: EmbeddedTriton | None = None) -> subprocess.Popen[bytes]:
+    """Starts the gateway (``args``: :func:`command`), handing it ``token`` on its standard input
+    (its first line; then closed), with output to ``out``."""
+    process = subprocess.Popen(
+        args, env=environment(embedded=embedded), stdin=subprocess.PIPE, stdout=out,
+        stderr=subprocess.STDOUT, start_new_session=True)  # a Ctrl-C reaches the service only
+    try:
+        process.stdin.write(token.encode() + b"\n")
+        process.stdin.close()
+    except OSError:  # it exited at once: its exit code and log say why
+        pass
+    return process
 
 
 class GatewaySupervisor:
@@ -228,10 +246,7 @@ class GatewaySupervisor:
                        **self._flags)
         self._end_stubs()  # of an embedded Triton that exited with its gateway
         with open(self.log_path, "ab") as out:
-            self._process = subprocess.Popen(
-                args, env=environment(self._token, embedded=self.embedded),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)  # a Ctrl-C on the terminal reaches the service only
+            self._process = spawn(args, self._token, out, self.embedded)
         self.pid_file.write_text(str(self._process.pid))  # at once: operators can find it
         if self.embedded is not None:
             self.embedded.pid_file.parent.mkdir(parents=True, exist_ok=True)

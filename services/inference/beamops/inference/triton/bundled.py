@@ -20,6 +20,8 @@ How the Python-backend stub gets the right interpreter and packages (see :func:`
 * ``PYTHONHOME``, ``PYTHONPATH`` and ``VIRTUAL_ENV`` from the caller are dropped, and
   ``PYTHONNOUSERSITE=1`` is set, so nothing of the platform's numpy-2 environment leaks into the
   stub. ``EXECUTION_ENV_PATH`` (conda-pack tarballs) is not needed.
+* Every ``BEAMOPS_*`` variable is dropped: the stubs run model code, and the service's settings
+  hold its credentials (``BEAMOPS_INFERENCE_REGISTRY_TOKEN``).
 
 Triton binds to 127.0.0.1 by default: its repository, logging and shared-memory APIs must not be
 reachable by clients; the inference service is the only caller.
@@ -122,8 +124,11 @@ def command(
 
 
 def environment(paths: TritonPaths, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for tritonserver and its Python-backend stubs (see the module docstring)."""
-    env = dict(os.environ if base is None else base)
+    """The environment for tritonserver and its Python-backend stubs (see the module docstring),
+    without the caller's beamops settings and secrets (``BEAMOPS_*``: the service's registry token
+    among them): the stubs run model code, which must find no credential to use."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith("BEAMOPS_")}
     for name in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONSTARTUP"):
         env.pop(name, None)
     env["PYTHONNOUSERSITE"] = "1"

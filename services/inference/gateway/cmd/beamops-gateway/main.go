@@ -6,6 +6,11 @@
 //	BEAMOPS_GATEWAY_TOKEN=... beamops-gateway --listen 127.0.0.1:50055 \
 //	    --service 127.0.0.1:50054 --triton 127.0.0.1:8001
 //
+// The token (for GatewayService calls) is BEAMOPS_GATEWAY_TOKEN when that is set, else the first
+// line of standard input: the service passes it on stdin, so that no environment, the gateway's
+// or that of the processes Triton starts (Python-backend stubs running model code), holds it. The
+// variable, when used, is removed from the environment at once (children do not inherit it).
+//
 // It logs to stderr, one line per event; once it listens it logs
 // "beamops-gateway: <time> listening on HOST:PORT ..." (the port actually bound, also with
 // --listen HOST:0). SIGTERM or SIGINT: graceful stop (at most 5 s), exit 0. Exit 2: bad command
@@ -13,6 +18,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -110,6 +116,17 @@ func parseFlags(args []string, procs *int, withParent *bool) (server.Config, err
 	return cfg, nil
 }
 
+// readToken is BEAMOPS_GATEWAY_TOKEN (then unset, so that nothing the gateway starts inherits it)
+// or else the first line of stdin ("" when there is none).
+func readToken() string {
+	if token, ok := os.LookupEnv(tokenEnv); ok {
+		_ = os.Unsetenv(tokenEnv)
+		return strings.TrimSpace(token)
+	}
+	line, _ := bufio.NewReaderSize(os.Stdin, 4096).ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
 // loopback says whether HOST:PORT names this machine's loopback interface.
 func loopback(address string) bool {
 	host, _, err := net.SplitHostPort(address)
@@ -135,10 +152,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "beamops-gateway: %v\n", err)
 		os.Exit(2)
 	}
-	cfg.Token = os.Getenv(tokenEnv)
+	cfg.Token = readToken()
 	cfg.Version = version
 	if cfg.Token == "" {
-		fmt.Fprintf(os.Stderr, "beamops-gateway: %s is not set (the token for GatewayService calls)\n", tokenEnv)
+		fmt.Fprintf(os.Stderr, "beamops-gateway: no token for GatewayService calls: set %s or pass it on stdin\n", tokenEnv)
 		os.Exit(2)
 	}
 	if os.Getenv("GOMAXPROCS") == "" {

@@ -47,7 +47,7 @@ func exitCode(err error) int {
 
 func TestBadCommandLinesExit2(t *testing.T) {
 	for _, c := range []struct{ args, token, words string }{
-		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:2", "", "BEAMOPS_GATEWAY_TOKEN is not set"},
+		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:2", "", "no token for GatewayService calls"},
 		{"--listen 127.0.0.1:0 --service 127.0.0.1:1", "t", "--triton are required"},
 		{"--listen 127.0.0.1:0 --service 127.0.0.1:1 --triton 127.0.0.1:2 --max-message-bytes 0", "t", "must be positive"},
 		{"--bogus", "t", "flag provided but not defined"},
