@@ -1,6 +1,7 @@
 """The registry's read cache (pure logic): values live only within the generation they were read
 in, a change seen during a read wins, the size is bounded, and a watch that cannot see changes
-turns the cache off. IOV timelines resolve exactly like the SQL rule (greatest since <= point)."""
+turns the cache off. IOV timelines resolve exactly like the SQL rule (greatest since <= point, the last inserted of
+equal sinces, only entries inserted by the snapshot time)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def test_a_watch_that_cannot_see_changes_turns_the_cache_off():
 
 
 def _timeline(*sinces: int) -> IovTimeline:
-    return IovTimeline(tuple(sinces), tuple(f"entry@{s}" for s in sinces))  # type: ignore[arg-type]
+    """Entries appended in the order given, each inserted one microsecond after the last."""
+    return IovTimeline(tuple(sorted((s, i + 1, f"entry@{s}") for i, s in enumerate(sinces))))
 
 
 def test_timeline_picks_the_greatest_since_not_after_the_point():
@@ -91,3 +93,18 @@ def test_timeline_picks_the_greatest_since_not_after_the_point():
     assert timeline.resolve(99) == ("entry@1", 100)
     assert timeline.resolve(100) == ("entry@100", 250)
     assert timeline.resolve(10**12) == ("entry@250", 0)
+
+
+def test_timeline_corrections_cover_older_entries_except_in_earlier_snapshots():
+    # inserted at 1: since 1 -> v1; at 2: since 300 -> v2; at 3: since 100 -> fix (a past
+    # interval corrected); at 4: since 300 again -> v2b (the same since corrected)
+    timeline = IovTimeline(tuple(sorted([(1, 1, "v1"), (300, 2, "v2"), (100, 3, "fix"), (300, 4, "v2b")])))
+    assert [timeline.resolve(p) for p in (50, 100, 299, 300)] == [
+        ("v1", 100), ("fix", 300), ("fix", 300), ("v2b", 0)]
+    assert [timeline.resolve(p, 2) for p in (50, 100, 299, 300)] == [  # before the corrections
+        ("v1", 300), ("v1", 300), ("v1", 300), ("v2", 0)]
+    assert timeline.resolve(300, 3) == ("v2", 0) and timeline.resolve(150, 3) == ("fix", 300)
+    assert timeline.resolve(1, 0) is None  # nothing was inserted yet
+    at_300 = {0: None, 1: ("v1", 0), 2: ("v2", 0), 3: ("v2", 0), 4: ("v2b", 0)}
+    for snapshot in [*at_300, *at_300]:  # views are kept per snapshot; each stays right
+        assert timeline.resolve(300, snapshot) == at_300[snapshot]

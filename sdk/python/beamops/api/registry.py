@@ -25,7 +25,15 @@ from .calls import call, pages, stream
 from .types import AliasMove, AuditEvent, IovEntry, Model, ParametersVersion
 
 CHUNK = 1024 * 1024
-IOV_KINDS = {"run": iov_pb2.IOV_KIND_RUN, "timestamp": iov_pb2.IOV_KIND_TIMESTAMP}
+IOV_KINDS = {"run": iov_pb2.IOV_KIND_RUN, "timestamp": iov_pb2.IOV_KIND_TIMESTAMP,
+             "run_lumi": iov_pb2.IOV_KIND_RUN_LUMI}
+
+
+def _stamp(when: datetime) -> Timestamp:
+    """A Timestamp of ``when`` (a naive datetime is taken as UTC)."""
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
 
 
 def to_onnx(estimator, n_features: int | None = None, example_input=None) -> bytes:
@@ -215,20 +223,41 @@ class RegistryAPI:
 
     # intervals of validity ----------------------------------------------------------------
     def create_iov_tag(self, name: str, model: str, kind: str = "run", description: str = "") -> None:
+        """``kind``: ``run`` (since = run number), ``run_lumi`` (since = run << 32 | lumi section,
+        see :func:`beamops.api.iov.pack_run_lumi`) or ``timestamp`` (Unix seconds)."""
         call(self._stub.CreateIovTag, pb.CreateIovTagRequest(
             name=name, model=model, kind=IOV_KINDS[kind], description=description))
 
     def append_iov(self, tag: str, since: int, version: str, reason: str = "") -> IovEntry:
+        """Append "from ``since`` on, ``version``". A since at or before existing ones corrects
+        them for every query after this append; snapshots from before it keep the old answer."""
         reply = call(self._stub.AppendIov, pb.AppendIovRequest(tag=tag, since=since, version=version, reason=reason))
         return IovEntry.from_proto(reply.entry)
 
-    def resolve_iov(self, tag: str, point: int) -> IovEntry:
-        """The entry valid for run (or time) ``point``: the greatest since <= point."""
-        reply = call(self._stub.ResolveIov, pb.ResolveIovRequest(tag=tag, point=point))
+    def list_iovs(self, tag: str, snapshot: datetime | None = None, limit: int | None = None) -> list[IovEntry]:
+        """Every entry of ``tag`` with its insertion time (``created``), by (since, insertion);
+        with ``snapshot`` only those inserted by then."""
+        request = pb.ListIovsRequest(tag=tag, page_size=1000)
+        if snapshot is not None:
+            request.snapshot_time.CopyFrom(_stamp(snapshot))
+        return [IovEntry.from_proto(e) for e in pages(self._stub.ListIovs, request, "entries", limit)]
+
+    def resolve_iov(self, tag: str, point: int, snapshot: datetime | None = None) -> IovEntry:
+        """The entry valid for run (or time) ``point``: the greatest since <= point, the last
+        inserted of equal sinces; with ``snapshot``, as the registry stood then (the answer a
+        job got at that time, whatever was appended since)."""
+        request = pb.ResolveIovRequest(tag=tag, point=point)
+        if snapshot is not None:
+            request.snapshot_time.CopyFrom(_stamp(snapshot))
+        reply = call(self._stub.ResolveIov, request)
         return IovEntry.from_proto(reply.entry, reply.until)
 
-    def resolve_global_tag(self, name: str, point: int) -> list[IovEntry]:
-        reply = call(self._stub.ResolveGlobalTag, pb.ResolveGlobalTagRequest(name=name, point=point))
+    def resolve_global_tag(self, name: str, point: int, snapshot: datetime | None = None) -> list[IovEntry]:
+        """One entry per tag of the global tag valid at ``point`` (at ``snapshot``, if given)."""
+        request = pb.ResolveGlobalTagRequest(name=name, point=point)
+        if snapshot is not None:
+            request.snapshot_time.CopyFrom(_stamp(snapshot))
+        reply = call(self._stub.ResolveGlobalTag, request)
         return [IovEntry.from_proto(e) for e in reply.entries]
 
     # audit --------------------------------------------------------------------------------

@@ -75,11 +75,12 @@ class IovEntry:
     created_by: str
     reason: str
     until: int | None = None  # exclusive end, when known (ResolveIov); None = open-ended
+    created: datetime | None = None  # the insertion time (usable as a snapshot time)
 
     @classmethod
     def from_proto(cls, e, until: int | None = None) -> "IovEntry":
         return cls(e.tag, e.since, e.parameters.model, e.parameters.version, e.created_by, e.reason,
-                   until or None)
+                   until or None, _time(e.create_time))
 
 
 @dataclass(frozen=True)

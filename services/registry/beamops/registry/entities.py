@@ -17,7 +17,7 @@ DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 
 ARTIFACT_FORMATS = ("onnx", "hls4ml_archive", "torchscript", "firmware_report", "safetensors", "other")
 FRAMEWORKS = ("onnx", "sklearn", "xgboost", "lightgbm", "pytorch", "tensorflow", "hls4ml", "other")
-IOV_KINDS = ("run", "timestamp")
+IOV_KINDS = ("run", "timestamp", "run_lumi")
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class AliasEvent:
 class IovTag:
     name: str
     model: str
-    kind: str  # "run" or "timestamp"
+    kind: str  # "run", "run_lumi" (run << 32 | lumi) or "timestamp"
     description: str
     created_by: str
     create_time: datetime
@@ -211,7 +211,7 @@ class IovEntry:
     parameters: ParametersRef
     created_by: str
     reason: str
-    create_time: datetime
+    create_time: datetime  # the insertion time: strictly increasing within a tag
 
 
 @dataclass(frozen=True)

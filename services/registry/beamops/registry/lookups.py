@@ -6,8 +6,14 @@ more only when a version has derived artifacts): the model, the version, its mod
 primary artifact and the names of its aliases come back in one row. The statements are built once
 per dialect, so SQLAlchemy's compiled cache always hits. Their results are kept by the
 registry's read cache (read_cache.py), which every committed change invalidates. An IOV tag is
-read whole (its timeline, up to ``TIMELINE_LIMIT`` entries) so that any point resolves from
-memory; a bigger tag is resolved point by point in SQL.
+read whole (its timeline, up to ``TIMELINE_LIMIT`` entries, with their insertion times) so that
+any point resolves from memory, now or at a snapshot time; a bigger tag is resolved point by
+point in SQL.
+
+IOV resolution (CondDB's rule): the entries that count are those inserted at or before the
+snapshot time (all of them without one); of those with since <= point the greatest since wins,
+and of several with that since the one inserted last; ``until`` is the next greater since among
+the entries that count.
 
 A statement that finds no row returns ``None``; the caller then asks the slower, precise lookups
 which part is missing, so error messages stay the same.
@@ -15,9 +21,10 @@ which part is missing, so error messages stay the same.
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from sqlalchemy import Connection, Select, bindparam, func, literal_column, select
 
@@ -34,6 +41,8 @@ _tag = IovTagRow.__table__
 _e = IovEntryRow.__table__
 
 TIMELINE_LIMIT = 10_000
+#: "No snapshot": every entry counts (insertion times are microseconds, far below this).
+NO_SNAPSHOT = 2**63 - 1
 
 _ARTIFACT_COLUMNS = ("artifact_id", "format", "filename", "sha256", "size_bytes", "signature",
                      "created_by", "create_us")
@@ -73,7 +82,8 @@ class Lookups:
         )
         e_next = _e.alias("e_next")
         until = (select(func.min(e_next.c.since))
-                 .where(e_next.c.tag_id == _e.c.tag_id, e_next.c.since > _e.c.since)
+                 .where(e_next.c.tag_id == _e.c.tag_id, e_next.c.since > _e.c.since,
+                        e_next.c.create_us <= bindparam("snapshot"))
                  .scalar_subquery())
         self._iov: Select = (
             select(_e.c.since, _e.c.created_by, _e.c.reason, _e.c.create_us, _p.c.major, _p.c.minor,
@@ -81,8 +91,9 @@ class Lookups:
             .select_from(_tag.join(_e, _e.c.tag_id == _tag.c.id)
                          .join(_p, _p.c.id == _e.c.parameters_id)
                          .join(_m, _m.c.id == _tag.c.model_id))
-            .where(_tag.c.name == bindparam("tag"), _e.c.since <= bindparam("point"))
-            .order_by(_e.c.since.desc())
+            .where(_tag.c.name == bindparam("tag"), _e.c.since <= bindparam("point"),
+                   _e.c.create_us <= bindparam("snapshot"))
+            .order_by(_e.c.since.desc(), _e.c.create_us.desc(), _e.c.id.desc())
             .limit(1)
         )
         self._timeline: Select = (
@@ -92,7 +103,7 @@ class Lookups:
                          .join(_p, _p.c.id == _e.c.parameters_id)
                          .join(_m, _m.c.id == _tag.c.model_id))
             .where(_tag.c.name == bindparam("tag"))
-            .order_by(_e.c.since)
+            .order_by(_e.c.since, _e.c.create_us, _e.c.id)
             .limit(TIMELINE_LIMIT + 1)
         )
         self._artifacts: Select = (
@@ -112,24 +123,27 @@ class Lookups:
         row = conn.execute(self._version, {"model": model, "major": major, "minor": minor}).first()
         return None if row is None else self._parameters(conn, row)
 
-    def resolve_iov(self, conn: Connection, tag: str, point: int) -> tuple[IovEntry, int] | None:
-        row = conn.execute(self._iov, {"tag": tag, "point": point}).first()
+    def resolve_iov(self, conn: Connection, tag: str, point: int,
+                    snapshot_us: int | None = None) -> tuple[IovEntry, int] | None:
+        """The entry valid at ``point`` among those inserted by ``snapshot_us`` (None: all)."""
+        snapshot = NO_SNAPSHOT if snapshot_us is None else snapshot_us
+        row = conn.execute(self._iov, {"tag": tag, "point": point, "snapshot": snapshot}).first()
         if row is None:
             return None
         return (records.iov_entry(tag, row.since, row.model_name, f"{row.major}.{row.minor}",
                                   row.created_by, row.reason, row.create_us), row.until or 0)
 
     def iov_timeline(self, conn: Connection, tag: str) -> "IovTimeline | None":
-        """Every entry of ``tag`` in order of since (None if it has none); a tag with more than
-        ``TIMELINE_LIMIT`` entries gives an empty timeline marked ``too_long``."""
+        """Every entry of ``tag`` in order of (since, insertion) (None if it has none); a tag with
+        more than ``TIMELINE_LIMIT`` entries gives an empty timeline marked ``too_long``."""
         rows = conn.execute(self._timeline, {"tag": tag}).all()
         if not rows:
             return None
         if len(rows) > TIMELINE_LIMIT:
-            return IovTimeline((), (), too_long=True)
-        return IovTimeline(tuple(r.since for r in rows), tuple(
-            records.iov_entry(tag, r.since, r.model_name, f"{r.major}.{r.minor}", r.created_by, r.reason,
-                              r.create_us) for r in rows))
+            return IovTimeline((), too_long=True)
+        return IovTimeline(tuple(
+            (r.since, r.create_us, records.iov_entry(tag, r.since, r.model_name, f"{r.major}.{r.minor}",
+                                                     r.created_by, r.reason, r.create_us)) for r in rows))
 
     def _parameters(self, conn: Connection, row: Any) -> ParametersVersion:
         model = row.model_name
@@ -151,20 +165,51 @@ class Lookups:
         )
 
 
+#: How many snapshot views one timeline keeps (a reprocessing campaign uses one or a few).
+SNAPSHOT_VIEWS = 8
+
+
 @dataclass(frozen=True)
 class IovTimeline:
-    """The entries of one IOV tag, sorted by since, resolved in memory."""
+    """The entries of one IOV tag as ``(since, insertion_us, entry)``, sorted by (since,
+    insertion), resolved in memory now or at any snapshot time (module docstring: the rule)."""
 
-    sinces: tuple[int, ...]
-    entries: tuple[IovEntry, ...]
+    rows: tuple[tuple[int, int, Any], ...]
     too_long: bool = False
+    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def resolve(self, point: int) -> tuple[IovEntry, int] | None:
-        """The entry with the greatest since <= point and the next since (0 if none)."""
-        i = bisect_right(self.sinces, point) - 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_latest_us", max((r[1] for r in self.rows), default=0))
+        object.__setattr__(self, "_now", _view(self.rows))
+        object.__setattr__(self, "_views_lock", threading.Lock())
+
+    def resolve(self, point: int, snapshot_us: int | None = None) -> tuple[Any, int] | None:
+        """The entry valid at ``point`` and the next since (0 if none), counting only the
+        entries inserted at or before ``snapshot_us`` (None: all)."""
+        if snapshot_us is None or snapshot_us >= self._latest_us:
+            sinces, entries = self._now
+        else:
+            view = self._views.get(snapshot_us)
+            if view is None:
+                view = _view([r for r in self.rows if r[1] <= snapshot_us])
+                with self._views_lock:
+                    if len(self._views) >= SNAPSHOT_VIEWS:
+                        self._views.pop(next(iter(self._views)))
+                    self._views[snapshot_us] = view
+            sinces, entries = view
+        i = bisect_right(sinces, point) - 1
         if i < 0:
             return None
-        return self.entries[i], self.sinces[i + 1] if i + 1 < len(self.sinces) else 0
+        return entries[i], sinces[i + 1] if i + 1 < len(sinces) else 0
+
+
+def _view(rows: Sequence[tuple[int, int, Any]]) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+    """The effective timeline of rows sorted by (since, insertion): for each since the entry
+    inserted last (a correction covers what it corrects)."""
+    last: dict[int, Any] = {}
+    for since, _inserted, entry in rows:
+        last[since] = entry  # sorted: the latest insertion of a since comes last
+    return tuple(last), tuple(last.values())
 
 
 def _aliases_of_version(dialect: str):

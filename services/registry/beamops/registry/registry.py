@@ -32,6 +32,7 @@ from .artifacts import ArtifactStore, PendingBlob
 from .content_checks import check_content
 from . import version_writes as vw
 from .lookups import Lookups
+from .iov_rules import InsertionClock, check_since, describe as describe_since
 from .entities import (
     ARTIFACT_FORMATS, DTYPES, IOV_KINDS, Alias, AliasEvent, Artifact, AuditEvent, AuditQuery, Caller,
     GlobalTag, IovEntry, IovTag, LineageReport, Model, ModelPermission, ModelType, NewParameters, Page,
@@ -94,6 +95,7 @@ class Registry:
         self.artifacts = artifacts
         self._clock = clock
         self._lookups = Lookups(store.dialect)
+        self._iov_clock = InsertionClock(clock)
 
     # ----------------------------------------------------------------- start-up
 
@@ -744,8 +746,9 @@ class Registry:
         check_name(name, "tag name", field="name")
         check_name(model, "model name", field="model")
         if kind not in IOV_KINDS:
-            raise InvalidArgument("choose the tag's kind: IOV_KIND_RUN (since = run number) or "
-                                  "IOV_KIND_TIMESTAMP (since = Unix seconds)", field="kind")
+            raise InvalidArgument("choose the tag's kind: IOV_KIND_RUN (since = run number), IOV_KIND_RUN_LUMI "
+                                  "(since = run << 32 | lumi section) or IOV_KIND_TIMESTAMP (since = Unix "
+                                  "seconds)", field="kind")
         check_text(description, "description")
         check_reason(reason)
 
@@ -784,6 +787,11 @@ class Registry:
         return Page(items, IOV_TAGS.token(rows[size - 1][0].name, {"model": model}) if len(rows) > size else "")
 
     def append_iov(self, caller: Caller, tag: str, since: int, version: str, reason: str = "") -> IovEntry:
+        """Append ``since -> version`` with its insertion time. Any since the tag's kind allows is
+        accepted, also one at or before existing sinces: for queries after its insertion the new
+        entry covers the entries it overlaps (CondDB's rule; see lookups.py). Insertion times are
+        strictly increasing within a tag (one microsecond past the tag's last if the clock has
+        not moved), so a snapshot time never splits an append."""
         check_name(tag, "tag name", field="tag")
         if since > MAX_SINCE:
             raise InvalidArgument(f"since must be at most {MAX_SINCE}", field="since")
@@ -792,58 +800,86 @@ class Registry:
 
         def change(s: Session) -> IovEntry:
             trow = self._tag_row(s, tag, lock=True)
+            check_since(trow.kind, since, tag)
             mrow = s.get(ModelRow, trow.model_id)
             self._check_change(s, caller, mrow, auth_pb2.ROLE_DEPLOYER)
             prow = self._params_row(s, mrow, wanted)
-            last = s.exec(select(func.max(IovEntryRow.since)).where(IovEntryRow.tag_id == trow.id)).one()
-            if last is not None and since <= last:
-                raise FailedPrecondition(
-                    f"tag {tag!r} already has an entry since {last}; entries are appended, never edited, "
-                    f"so since must be greater than {last} (got {since})", tag=tag)
+            last_us = s.exec(select(func.max(IovEntryRow.create_us)).where(IovEntryRow.tag_id == trow.id)).one()
+            create_us = self._iov_clock.insertion(last_us)
+            details = {"since": str(since), "version": str(wanted), "kind": trow.kind,
+                       "insertion_time": records.to_datetime(create_us).isoformat()}
+            if trow.kind == "run_lumi":
+                details["since_run_lumi"] = describe_since(trow.kind, since)
+            current = self._resolve(s, trow, since)  # what the new entry covers, for the audit log
+            if current is not None:
+                entry, until = current
+                if entry.since == since:
+                    details["corrects"] = f"the entry since {since} (version {entry.parameters.version})"
+                elif until:  # before a later since: part of an older interval is corrected
+                    details["covers"] = (f"[{since}, {until}) of the entry since {entry.since} "
+                                         f"(version {entry.parameters.version})")
+                if until:
+                    details["until"] = str(until)
             row = IovEntryRow(tag_id=trow.id, since=since, parameters_id=prow.id, created_by=caller.name,
-                              reason=reason, create_us=self._clock())
+                              reason=reason, create_us=create_us)
             s.add(row)
             s.flush()
-            self._audit(s, caller, "iov.append", mrow.name, f"tags/{tag}", reason,
-                        {"since": str(since), "version": str(wanted)})
+            self._audit(s, caller, "iov.append", mrow.name, f"tags/{tag}", reason, details)
             return records.iov_entry(tag, since, mrow.name, str(wanted), caller.name, reason, row.create_us)
 
         return self.store.write(change)
 
-    def list_iovs(self, tag: str, size: int = 0, token: str = "") -> Page:
+    def list_iovs(self, tag: str, size: int = 0, token: str = "", snapshot: datetime | None = None) -> Page:
+        """Every entry of the tag with its insertion time, by (since, insertion); with ``snapshot``
+        only those inserted at or before it."""
         check_name(tag, "tag name", field="tag")
-        size, after = page_size(size), IOVS.position(token, {"tag": tag})
+        snapshot_us = self._snapshot_us(snapshot)
+        query = {"tag": tag, "snapshot_us": snapshot_us}
+        size, after = page_size(size), IOVS.position(token, query)
         with self.store.read() as s:
             trow = self._tag_row(s, tag)
             model = s.get(ModelRow, trow.model_id).name
             stmt = (select(IovEntryRow, ParametersRow.major, ParametersRow.minor)
                     .join(ParametersRow, ParametersRow.id == IovEntryRow.parameters_id)
-                    .where(IovEntryRow.tag_id == trow.id).order_by(IovEntryRow.since))
+                    .where(IovEntryRow.tag_id == trow.id)
+                    .order_by(IovEntryRow.since, IovEntryRow.create_us, IovEntryRow.id))
+            if snapshot_us is not None:
+                stmt = stmt.where(IovEntryRow.create_us <= snapshot_us)
             if after is not None:
-                stmt = stmt.where(IovEntryRow.since > int(after))
+                since, create_us, entry_id = (int(v) for v in after)
+                stmt = stmt.where(or_(
+                    IovEntryRow.since > since,
+                    (IovEntryRow.since == since) & (IovEntryRow.create_us > create_us),
+                    (IovEntryRow.since == since) & (IovEntryRow.create_us == create_us) & (IovEntryRow.id > entry_id)))
             rows = s.exec(stmt.limit(size + 1)).all()
             items = [records.iov_entry(tag, e.since, model, f"{a}.{b}", e.created_by, e.reason, e.create_us)
                      for e, a, b in rows[:size]]
-        return Page(items, IOVS.token(rows[size - 1][0].since, {"tag": tag}) if len(rows) > size else "")
+        last = rows[size - 1][0] if len(rows) > size else None
+        return Page(items, IOVS.token([last.since, last.create_us, last.id], query) if last else "")
 
-    def resolve_iov(self, tag: str, point: int, cached_only: bool = False) -> tuple[IovEntry, int] | None:
-        """The entry valid at ``point`` (greatest since <= point) and the next since (0 if none)."""
+    def resolve_iov(self, tag: str, point: int, cached_only: bool = False,
+                    snapshot: datetime | None = None) -> tuple[IovEntry, int] | None:
+        """The entry valid at ``point`` and the next since (0 if none), as the tag stood at
+        ``snapshot`` (None: now): the rule is in lookups.py. The tag's timeline is cached whole
+        with insertion times, so snapshots resolve from memory too."""
         check_name(tag, "tag name", field="tag")
         point = min(point, MAX_SINCE)
+        snapshot_us = self._snapshot_us(snapshot)
         timeline = self._hot(("iov", tag), cached_only, lambda conn: self._lookups.iov_timeline(conn, tag))
         if cached_only and (timeline is None or timeline.too_long):
             return None  # not in memory, or resolved in SQL
         if timeline is not None and not timeline.too_long:
-            found = timeline.resolve(point)
+            found = timeline.resolve(point, snapshot_us)
         else:
-            found = self.store.read_once(lambda conn: self._lookups.resolve_iov(conn, tag, point))
+            found = self.store.read_once(lambda conn: self._lookups.resolve_iov(conn, tag, point, snapshot_us))
         if found is not None or cached_only:
             return found
         with self.store.read() as s:  # nothing valid: say whether the tag exists
             trow = self._tag_row(s, tag)
-            found = self._resolve(s, trow, point)
+            found = self._resolve(s, trow, point, snapshot_us)
             if found is None:
-                raise NotFound(f"tag {tag!r} has no entry valid at {point} (its first entry starts later, "
+                when = "" if snapshot is None else f" as it stood at {records.to_datetime(snapshot_us).isoformat()}"
+                raise NotFound(f"tag {tag!r}{when} has no entry valid at {point} (its first entry starts later, "
                                "or it has none)", tag=tag)
             return found
 
@@ -879,15 +915,18 @@ class Registry:
         with self.store.read() as s:
             return records.global_tag(self._global_tag_row(s, name))
 
-    def resolve_global_tag(self, name: str, point: int) -> tuple[list[IovEntry], list[str]]:
-        """Every tag of the global tag resolved at ``point``, and the tags with no valid entry."""
+    def resolve_global_tag(self, name: str, point: int,
+                           snapshot: datetime | None = None) -> tuple[list[IovEntry], list[str]]:
+        """Every tag of the global tag resolved at ``point`` (as it stood at ``snapshot``, None:
+        now), and the tags with no valid entry. A global tag's list of tags never changes."""
         check_name(name, "global tag name", field="name")
+        snapshot_us = self._snapshot_us(snapshot)
         entries, unresolved = [], []
         with self.store.read() as s:
             grow = self._global_tag_row(s, name)
             for tag in grow.tags:
                 trow = s.exec(select(IovTagRow).where(IovTagRow.name == tag)).first()
-                found = self._resolve(s, trow, point) if trow else None
+                found = self._resolve(s, trow, point, snapshot_us) if trow else None
                 if found is None:
                     unresolved.append(tag)
                 else:
@@ -1059,20 +1098,30 @@ class Registry:
             ParametersRow.id == parameters_id)).one()
         return f"{major}.{minor}"
 
-    def _resolve(self, s: Session, trow: IovTagRow, point: int) -> tuple[IovEntry, int] | None:
+    def _resolve(self, s: Session, trow: IovTagRow, point: int,
+                 snapshot_us: int | None = None) -> tuple[IovEntry, int] | None:
+        """The entry valid at ``point`` among those inserted by ``snapshot_us`` (None: all)."""
         point = min(point, MAX_SINCE)
+        counted = [IovEntryRow.tag_id == trow.id]
+        if snapshot_us is not None:
+            counted.append(IovEntryRow.create_us <= snapshot_us)
         found = s.exec(select(IovEntryRow, ParametersRow.major, ParametersRow.minor)
                        .join(ParametersRow, ParametersRow.id == IovEntryRow.parameters_id)
-                       .where(IovEntryRow.tag_id == trow.id, IovEntryRow.since <= point)
-                       .order_by(IovEntryRow.since.desc()).limit(1)).first()
+                       .where(*counted, IovEntryRow.since <= point)
+                       .order_by(IovEntryRow.since.desc(), IovEntryRow.create_us.desc(), IovEntryRow.id.desc())
+                       .limit(1)).first()
         if found is None:
             return None
         entry, major, minor = found
-        until = s.exec(select(func.min(IovEntryRow.since)).where(
-            IovEntryRow.tag_id == trow.id, IovEntryRow.since > entry.since)).one()
+        until = s.exec(select(func.min(IovEntryRow.since)).where(*counted, IovEntryRow.since > entry.since)).one()
         model = s.get(ModelRow, trow.model_id).name
         return (records.iov_entry(trow.name, entry.since, model, f"{major}.{minor}", entry.created_by,
                                   entry.reason, entry.create_us), until or 0)
+
+    def _snapshot_us(self, snapshot: datetime | None) -> int | None:
+        """A snapshot time in microseconds; one later than the registry's clock is refused (what
+        it answers could still change, so it would reproduce nothing): iov_rules.InsertionClock."""
+        return None if snapshot is None else self._iov_clock.accept_snapshot(records.to_us(snapshot))
 
     def _artifacts_for(self, s: Session, mrow: ModelRow, new: NewParameters):
         def one(artifact_id: str, field: str) -> ArtifactRow:

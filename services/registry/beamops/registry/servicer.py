@@ -14,6 +14,7 @@ thread, so a slow database server never stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any, Callable
 
 from beamops.registry.v1 import registry_service_pb2 as rs, registry_service_pb2_grpc
@@ -216,12 +217,17 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return rs.AppendIovResponse(entry=c.iov_entry_msg(entry))
 
     async def ListIovs(self, req, context):
-        page = await _run(self._r.list_iovs, req.tag, req.page_size, req.page_token)
+        page = await _run(self._r.list_iovs, req.tag, req.page_size, req.page_token,
+                          c.optional_time(req, "snapshot_time"))
         return rs.ListIovsResponse(entries=[c.iov_entry_msg(e) for e in page.items],
                                    next_page_token=page.next_page_token)
 
     async def ResolveIov(self, req, context):
-        entry, until = await self._hot(self._r.resolve_iov, req.tag, req.point)
+        snapshot = c.optional_time(req, "snapshot_time")
+        if snapshot is None:
+            entry, until = await self._hot(self._r.resolve_iov, req.tag, req.point)
+        else:
+            entry, until = await self._hot(partial(self._r.resolve_iov, snapshot=snapshot), req.tag, req.point)
         return rs.ResolveIovResponse(entry=c.iov_entry_msg(entry), until=until)
 
     async def CreateGlobalTag(self, req, context):
@@ -232,7 +238,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return rs.GetGlobalTagResponse(global_tag=c.global_tag_msg(await _run(self._r.get_global_tag, req.name)))
 
     async def ResolveGlobalTag(self, req, context):
-        entries, unresolved = await _run(self._r.resolve_global_tag, req.name, req.point)
+        entries, unresolved = await _run(self._r.resolve_global_tag, req.name, req.point,
+                                         c.optional_time(req, "snapshot_time"))
         return rs.ResolveGlobalTagResponse(entries=[c.iov_entry_msg(e) for e in entries],
                                            unresolved_tags=unresolved)
 

@@ -132,8 +132,13 @@ class IovTagRow(SQLModel, table=True):
 
 
 class IovEntryRow(SQLModel, table=True):
+    """One interval of validity. Several entries of a tag may share a since (a correction: the
+    one inserted last counts); ``create_us`` is the insertion time, strictly increasing within a
+    tag (migration 0004 dropped the old unique (tag, since))."""
+
     __tablename__ = "iov_entries"
-    __table_args__ = (UniqueConstraint("tag_id", "since", name="uq_iov_since"),)
+    __table_args__ = (Index("ix_iov_entries_tag_since", "tag_id", "since", "create_us"),
+                      Index("ix_iov_entries_tag_insertion", "tag_id", "create_us"))
     id: Optional[int] = Field(default=None, primary_key=True)
     tag_id: int = Field(foreign_key="iov_tags.id", index=True)
     since: int = Field(sa_column=Column(BigInteger, nullable=False))

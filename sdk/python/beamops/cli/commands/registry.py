@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from ...api.iov import parse_point
 from ..root import app
 
 models = typer.Typer(help="Models and their parameters versions.", no_args_is_help=True)
@@ -148,29 +149,71 @@ def alias_history(ctx: typer.Context, model: str, name: str = typer.Argument("")
     history(ctx, model, name)
 
 
+def _point(text: str, what: str) -> int:
+    try:
+        return parse_point(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=what) from None
+
+
+def _snapshot(text: Optional[str]) -> Optional[datetime]:
+    """An ISO 8601 time (``2026-11-01T12:00:00Z``; without a zone: UTC)."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time such as 2026-11-01T12:00:00Z",
+                                 param_hint="--snapshot") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+SNAPSHOT_HELP = "Answer as the registry stood at this time (ISO 8601, e.g. 2026-11-01T12:00:00Z; no zone: UTC)."
+
+
+def _iov_record(entry) -> dict:
+    record = dict(entry.__dict__)
+    record["created"] = entry.created.isoformat() if entry.created else ""
+    return record
+
+
 @iov.command("create-tag")
 def create_tag(ctx: typer.Context, tag: str, model: str,
-               kind: str = typer.Option("run", help="run (since = run number) or timestamp (Unix seconds).")) -> None:
+               kind: str = typer.Option("run", help="run (since = run number), run_lumi (since = RUN:LUMI, "
+                                                    "packed run << 32 | lumi) or timestamp (Unix seconds).")) -> None:
     """Create a tag of intervals of validity for a model."""
-    if kind not in ("run", "timestamp"):
-        raise typer.BadParameter("choose run or timestamp", param_hint="--kind")
+    if kind not in ("run", "run_lumi", "timestamp"):
+        raise typer.BadParameter("choose run, run_lumi or timestamp", param_hint="--kind")
     ctx.obj.client.registry.create_iov_tag(tag, model, kind)
     ctx.obj.out.record("tag created", {"tag": tag, "model": model, "kind": kind})
 
 
 @iov.command("append")
-def append(ctx: typer.Context, tag: str, since: int, version: str,
+def append(ctx: typer.Context, tag: str, since: str = typer.Argument(..., help="A run, RUN:LUMI or Unix seconds."),
+           version: str = typer.Argument(...),
            reason: str = typer.Option("", help="Why (kept in the audit log).")) -> None:
-    """Append "from run SINCE on, use VERSION" to a tag (entries are never edited)."""
-    entry = ctx.obj.client.registry.append_iov(tag, since, version, reason)
-    ctx.obj.out.record("appended", entry.__dict__)
+    """Append "from SINCE on, use VERSION" to a tag. Entries are never edited: a SINCE at or before
+    existing ones corrects them for later queries (snapshots from before keep the old answer)."""
+    entry = ctx.obj.client.registry.append_iov(tag, _point(since, "SINCE"), version, reason)
+    ctx.obj.out.record("appended", _iov_record(entry))
 
 
 @iov.command("resolve")
-def resolve(ctx: typer.Context, tag: str, run: int) -> None:
-    """The version valid for a run (the entry with the greatest since <= run)."""
-    entry = ctx.obj.client.registry.resolve_iov(tag, run)
-    ctx.obj.out.record(f"{tag} at {run}", entry.__dict__)
+def resolve(ctx: typer.Context, tag: str, run: str = typer.Argument(..., help="A run, RUN:LUMI or Unix seconds."),
+            snapshot: Optional[str] = typer.Option(None, help=SNAPSHOT_HELP)) -> None:
+    """The version valid for a run (the entry with the greatest since <= run, the last inserted of equal sinces)."""
+    entry = ctx.obj.client.registry.resolve_iov(tag, _point(run, "RUN"), _snapshot(snapshot))
+    ctx.obj.out.record(f"{tag} at {run}" + (f" as of {snapshot}" if snapshot else ""), _iov_record(entry))
+
+
+@iov.command("list")
+def list_iovs(ctx: typer.Context, tag: str, snapshot: Optional[str] = typer.Option(None, help=SNAPSHOT_HELP)) -> None:
+    """Every entry of a tag with its insertion time, by since then insertion (corrections included)."""
+    entries = ctx.obj.client.registry.list_iovs(tag, _snapshot(snapshot))
+    ctx.obj.out.table(f"{tag}" + (f" as of {snapshot}" if snapshot else ""),
+                      ["since", "version", "inserted", "by", "reason"],
+                      [(e.since, e.version, e.created.isoformat() if e.created else "", e.created_by, e.reason)
+                       for e in entries], records=[_iov_record(e) for e in entries])
 
 
 @app.command()
