@@ -26,12 +26,13 @@ def synthetic(task: str, n: int = 1500, seed: int = 3) -> TrainingData:
 def fitted(kind: str, task: str, seed: int = 11, **params):
     data = synthetic(task)
     steps: list[tuple[int, int]] = []
-    trainer = make_trainer(kind, "", task, hp.check(kind, {"max_iter": 20, **params}, "h"), seed)
+    rounds = "n_estimators" if kind in ("xgboost", "lightgbm") else "max_iter"
+    trainer = make_trainer(kind, "", task, hp.check(kind, {rounds: 20, **params}, "h"), seed)
     trainer.fit(data, lambda i, total: steps.append((i, total)))
     return trainer, data, steps
 
 
-@pytest.mark.parametrize("kind", ["gradient_boosted_trees", "mlp"])
+@pytest.mark.parametrize("kind", ["gradient_boosted_trees", "mlp", "xgboost", "lightgbm"])
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_onnx_predictions_match_the_native_model(kind, task):
     trainer, data, steps = fitted(kind, task)
@@ -50,11 +51,16 @@ def test_onnx_predictions_match_the_native_model(kind, task):
         assert native.shape == (500,)
 
 
-@pytest.mark.parametrize("kind", ["gradient_boosted_trees", "mlp"])
+RANDOMISED = {"gradient_boosted_trees": {"max_features": 0.5}, "mlp": {},
+              "xgboost": {"subsample": 0.5, "colsample_bytree": 0.5},
+              "lightgbm": {"subsample": 0.5, "colsample_bytree": 0.5}}
+
+
+@pytest.mark.parametrize("kind", ["gradient_boosted_trees", "mlp", "xgboost", "lightgbm"])
 def test_same_seed_same_model_other_seed_other_model(kind):
-    a, data, _ = fitted(kind, "classification", seed=5, **({"max_features": 0.5} if kind != "mlp" else {}))
-    b, _, _ = fitted(kind, "classification", seed=5, **({"max_features": 0.5} if kind != "mlp" else {}))
-    c, _, _ = fitted(kind, "classification", seed=6, **({"max_features": 0.5} if kind != "mlp" else {}))
+    a, data, _ = fitted(kind, "classification", seed=5, **RANDOMISED[kind])
+    b, _, _ = fitted(kind, "classification", seed=5, **RANDOMISED[kind])
+    c, _, _ = fitted(kind, "classification", seed=6, **RANDOMISED[kind])
     assert np.array_equal(a.predict(data.X), b.predict(data.X))
     assert not np.array_equal(a.predict(data.X), c.predict(data.X))
 
@@ -66,6 +72,25 @@ def test_a_mismatch_beyond_tolerance_fails_the_check():
     assert not compare(native, native[:1], 1e-5).passed  # wrong shape
     # large regression values: relative tolerance
     assert compare(np.array([1000.0]), np.array([1000.004]), 1e-5).passed
+
+
+def test_float32_rounding_of_large_outputs_passes_and_a_real_difference_names_the_worst_event():
+    # A tree ensemble summed in float32: the rounding is in units of the outputs (~90 GeV), also
+    # on events whose own output is small. Absolute 1e-5 per event would refuse it.
+    native = np.array([91.2, 88.7, 3.1, 120.4])
+    rounded = native + np.array([2e-5, -3e-5, 5.87e-5, 1e-5])
+    check = compare(native, rounded, 1e-5, 1e-5)
+    assert check.passed and check.output_scale == pytest.approx(120.4)
+    wrong = native.copy()
+    wrong[2] = 3.9  # a truly different answer for one event
+    check = compare(native, wrong, 1e-5, 1e-5)
+    assert not check.passed
+    assert (check.worst_event, check.worst_native, check.worst_onnx) == (2, 3.1, 3.9)
+    probabilities = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    other = probabilities.copy()
+    other[1] = [0.7, 0.3]
+    check = compare(probabilities, other, 1e-5)
+    assert not check.passed and (check.worst_event, check.worst_output) == (1, 1)
 
 
 def test_stopping_from_the_iteration_callback_stops_training():

@@ -136,7 +136,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("SUCCEEDED", "FAILED", "CANCELLED")
+        return self.state in ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
 
     @classmethod
     def from_proto(cls, j) -> "Job":

@@ -10,12 +10,14 @@ from beamops.common.v1 import lineage_pb2
 from beamops.training.v1 import job_pb2
 
 from .search import SearchParameter, SearchSpec
-from .spec import (DatasetRef, ModelChoice, PublishTarget, SourceClass, Splits, TrainingSpec)
+from .spec import (DatasetRef, ModelChoice, PublishTarget, Sample, SourceClass, Splits, TrainingSpec)
 from .store import EventRecord, JobRecord
 
 BUILTIN_NAMES = {
     job_pb2.BUILTIN_MODEL_GRADIENT_BOOSTED_TREES: "gradient_boosted_trees",
     job_pb2.BUILTIN_MODEL_MLP: "mlp",
+    job_pb2.BUILTIN_MODEL_XGBOOST: "xgboost",
+    job_pb2.BUILTIN_MODEL_LIGHTGBM: "lightgbm",
 }
 BUILTIN_ENUMS = {v: k for k, v in BUILTIN_NAMES.items()}
 TASK_NAMES = {job_pb2.TASK_CLASSIFICATION: "classification", job_pb2.TASK_REGRESSION: "regression"}
@@ -25,7 +27,8 @@ EXECUTOR_NAMES = {job_pb2.EXECUTOR_UNSPECIFIED: "", job_pb2.EXECUTOR_LOCAL: "loc
 EXECUTOR_ENUMS = {v: k for k, v in EXECUTOR_NAMES.items()}
 STATE_ENUMS = {"QUEUED": job_pb2.JOB_STATE_QUEUED, "RUNNING": job_pb2.JOB_STATE_RUNNING,
                "SUCCEEDED": job_pb2.JOB_STATE_SUCCEEDED, "FAILED": job_pb2.JOB_STATE_FAILED,
-               "CANCELLED": job_pb2.JOB_STATE_CANCELLED, "": job_pb2.JOB_STATE_UNSPECIFIED}
+               "CANCELLED": job_pb2.JOB_STATE_CANCELLED, "REJECTED": job_pb2.JOB_STATE_REJECTED,
+               "": job_pb2.JOB_STATE_UNSPECIFIED}
 STATE_NAMES = {v: k for k, v in STATE_ENUMS.items()}
 ALGORITHM_NAMES = {job_pb2.SEARCH_ALGORITHM_GRID: "grid", job_pb2.SEARCH_ALGORITHM_RANDOM: "random"}
 ALGORITHM_ENUMS = {v: k for k, v in ALGORITHM_NAMES.items()}
@@ -53,7 +56,9 @@ def spec_from_proto(spec: job_pb2.JobSpec) -> tuple[TrainingSpec, tuple[bool, bo
 
     for where, ref in [("spec.dataset", spec.dataset)] + [
             (f"spec.source_classes.classes[{i}].dataset", c.dataset)
-            for i, c in enumerate(spec.source_classes.classes)]:
+            for i, c in enumerate(spec.source_classes.classes)] + [
+            (f"spec.source_classes.classes[{i}].samples[{j}].dataset", s.dataset)
+            for i, c in enumerate(spec.source_classes.classes) for j, s in enumerate(c.samples)]:
         if ref.split:
             raise InvalidArgument("leave the dataset's split empty: the splits come from spec.splits",
                                   field=f"{where}.split")
@@ -77,7 +82,8 @@ def spec_from_proto(spec: job_pb2.JobSpec) -> tuple[TrainingSpec, tuple[bool, bo
                       test=splits.test or "test"),
         jagged_pad_length=spec.jagged_pad_length,
         label_branch=spec.label_branch,
-        source_classes=tuple(SourceClass(_ref(c.dataset) or DatasetRef("", ""), c.class_index, c.class_name)
+        source_classes=tuple(SourceClass(_ref(c.dataset) if c.HasField("dataset") else None, c.class_index,
+                                         c.class_name, tuple(sample_from_proto(x) for x in c.samples))
                              for c in spec.source_classes.classes),
         weight_branch=spec.weight_branch,
         seed=spec.seed,
@@ -88,8 +94,28 @@ def spec_from_proto(spec: job_pb2.JobSpec) -> tuple[TrainingSpec, tuple[bool, bo
         timeout_s=spec.timeout.ToTimedelta().total_seconds() if spec.HasField("timeout") else 0.0,
         description=spec.description,
         search=search_from_proto(spec.search) if spec.HasField("search") else None,
+        onnx_relative_tolerance=spec.onnx_relative_tolerance,
+        quality_gates=tuple(spec.quality_gates),
     )
     return typed, (bool(splits.train), bool(splits.validation), bool(splits.test))
+
+
+def sample_from_proto(sample: job_pb2.Sample) -> Sample:
+    xs = sample.cross_section
+    return Sample(_ref(sample.dataset) or DatasetRef("", ""), dict(sample.feature_branches),
+                  event_weight=sample.event_weight, cross_section=xs.cross_section, luminosity=xs.luminosity,
+                  generated_events=xs.generated_events)
+
+
+def sample_to_proto(sample: Sample) -> job_pb2.Sample:
+    out = job_pb2.Sample(dataset=_ref_proto(sample.dataset), feature_branches=dict(sample.feature_branches))
+    if sample.generated_events or sample.cross_section or sample.luminosity:
+        out.cross_section.CopyFrom(job_pb2.CrossSection(cross_section=sample.cross_section,
+                                                        luminosity=sample.luminosity,
+                                                        generated_events=sample.generated_events))
+    elif sample.event_weight:
+        out.event_weight = sample.event_weight
+    return out
 
 
 def search_from_proto(search: job_pb2.SearchSpec) -> SearchSpec:
@@ -147,7 +173,8 @@ def spec_to_proto(spec: TrainingSpec) -> job_pb2.JobSpec:
         feature_branches=list(spec.features), jagged_pad_length=spec.jagged_pad_length,
         weight_branch=spec.weight_branch, seed=spec.seed, metrics=list(spec.metrics),
         executor=EXECUTOR_ENUMS.get(spec.executor, 0), onnx_tolerance=spec.onnx_tolerance,
-        description=spec.description,
+        description=spec.description, onnx_relative_tolerance=spec.onnx_relative_tolerance,
+        quality_gates=list(spec.quality_gates),
     )
     if spec.dataset is not None:
         out.dataset.CopyFrom(_ref_proto(spec.dataset))
@@ -155,8 +182,10 @@ def spec_to_proto(spec: TrainingSpec) -> job_pb2.JobSpec:
         out.label_branch = spec.label_branch
     else:
         out.source_classes.CopyFrom(job_pb2.SourceClasses(classes=[
-            job_pb2.SourceClass(dataset=_ref_proto(c.dataset), class_index=c.class_index,
-                                class_name=c.class_name) for c in spec.source_classes]))
+            job_pb2.SourceClass(dataset=_ref_proto(c.dataset) if c.dataset is not None else None,
+                                class_index=c.class_index, class_name=c.class_name,
+                                samples=[sample_to_proto(x) for x in c.samples])
+            for c in spec.source_classes]))
     model = out.model
     if spec.model.builtin:
         model.builtin = BUILTIN_ENUMS.get(spec.model.builtin, 0)
@@ -248,6 +277,7 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
             res.onnx_check.CopyFrom(job_pb2.OnnxCheck(**r["onnx_check"]))
         res.onnx_sha256 = r.get("onnx_sha256", "")
         res.predictions_sha256 = r.get("predictions_sha256", "")
+        res.quality_gates.extend(job_pb2.QualityGateCheck(**g) for g in r.get("quality_gates", []))
     if job.reproduces:
         out.reproduces.job_id = job.reproduces
     rep = job.reproduction

@@ -10,6 +10,8 @@ to the user who submitted the job (see the README for the choice).
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import grpc
 import numpy as np
 
@@ -109,18 +111,21 @@ def exact_pattern(name: str) -> str:
 
 def read_split(address: str, token: str | None, ref: DatasetRef, split: str, branches: list[str],
                pad_length: int = 0, max_message_bytes: int = 256 * 1024 * 1024,
-               timeout_s: float = 3600.0) -> tuple[dict[str, np.ndarray], str]:
+               timeout_s: float = 3600.0, branch_pad_lengths: Mapping[str, int] | None = None,
+               ) -> tuple[dict[str, np.ndarray], str]:
     """Stream ``split`` of ``ref`` (blocking): numpy columns (padded jagged branches as 2-D arrays
-    with a ``<branch>_mask`` column) and the content hash the data service reported."""
+    with a ``<branch>_mask`` column) and the content hash the data service reported.
+    ``branch_pad_lengths`` pads the branches named to their own lengths (others: ``pad_length``)."""
     import pyarrow as pa
 
     request = data_service_pb2.ReadDatasetVersionRequest(
         version=lineage_pb2.DatasetVersionRef(dataset=ref.dataset, version_id=ref.version_id, split=split),
         branches=[exact_pattern(b) for b in dict.fromkeys(branches)],
     )
-    if pad_length:
+    if pad_length or branch_pad_lengths:
         request.jagged_mode = data_service_pb2.JAGGED_MODE_PAD
         request.pad_length = pad_length
+        request.branch_pad_lengths.update(dict(branch_pad_lengths or {}))
     content_hash = ""
     buffer = bytearray()
     with grpc.insecure_channel(address, options=channel_options(max_message_bytes)) as channel:

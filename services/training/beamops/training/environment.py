@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 
 PACKAGES = ("beamops", "numpy", "scikit-learn", "scipy", "skl2onnx", "onnx", "onnxruntime", "pyarrow",
-            "dask", "distributed", "xgboost", "torch")
+            "dask", "distributed", "xgboost", "xgboost-cpu", "lightgbm", "onnxmltools", "torch")
 
 
 def software_environment(extra_distributions: tuple[str, ...] = ()) -> dict:

@@ -45,6 +45,33 @@ SCHEMAS: dict[str, dict[str, Param]] = {
         "max_iter": Param("int", 50, 1, 100_000, help="epochs"),
         "batch_size": Param("int", 200, 1, 10_000_000),
     },
+    # xgboost.XGBClassifier / XGBRegressor (tree_method "hist")
+    "xgboost": {
+        "n_estimators": Param("int", 100, 1, 10_000, help="boosting rounds"),
+        "learning_rate": Param("float", 0.1, 1e-6, 10.0),
+        "max_depth": Param("int", 6, 1, 64),
+        "min_child_weight": Param("float", 1.0, 0.0, 1e6),
+        "subsample": Param("float", 1.0, 1e-6, 1.0),
+        "colsample_bytree": Param("float", 1.0, 1e-6, 1.0),
+        "reg_lambda": Param("float", 1.0, 0.0, 1e6),
+        "reg_alpha": Param("float", 0.0, 0.0, 1e6),
+        "gamma": Param("float", 0.0, 0.0, 1e6),
+        "max_bin": Param("int", 256, 2, 65_536),
+    },
+    # lightgbm.LGBMClassifier / LGBMRegressor
+    "lightgbm": {
+        "n_estimators": Param("int", 100, 1, 10_000, help="boosting rounds"),
+        "learning_rate": Param("float", 0.1, 1e-6, 10.0),
+        "num_leaves": Param("int", 31, 2, 131_072),
+        "max_depth": Param("int_or_none", None, 1, 1_000),
+        "min_child_samples": Param("int", 20, 1, 1_000_000),
+        "subsample": Param("float", 1.0, 1e-6, 1.0),
+        "colsample_bytree": Param("float", 1.0, 1e-6, 1.0),
+        "reg_lambda": Param("float", 0.0, 0.0, 1e6),
+        "reg_alpha": Param("float", 0.0, 0.0, 1e6),
+        "min_split_gain": Param("float", 0.0, 0.0, 1e6),
+        "max_bin": Param("int", 255, 2, 65_536),
+    },
 }
 
 

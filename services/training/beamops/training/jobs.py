@@ -3,8 +3,9 @@
 No gRPC here. The data service, the registry and the executors come in through the
 constructor. A job's life: QUEUED (stored, waiting for a slot) -> RUNNING (the executor runs the
 worker; its events are stored with sequence numbers) -> SUCCEEDED (the model is registered),
-FAILED or CANCELLED. Every change is stored before anyone is told, so a restart loses nothing;
-jobs a restart interrupted are marked FAILED with the reason.
+FAILED, CANCELLED or REJECTED (the model missed a quality gate of the spec; nothing registered).
+Every change is stored before anyone is told, so a restart loses nothing; jobs a restart
+interrupted are marked FAILED with the reason.
 
 Limits (:mod:`.limits`): a submit beyond the caps on unfinished jobs (the caller's and everyone's)
 is RESOURCE_EXHAUSTED, nothing stored; a running job is stopped and FAILED after its timeout (the
@@ -41,9 +42,10 @@ from .limits import resolve_timeout, timeout_message
 from .reproduce import compare_runs
 from .search import best_trial, expand_trials
 from .search_run import SearchRun, TrialRun
-from .spec import DatasetInfo, DatasetRef, PublishTarget, TrainingSpec, check_against_data, validate_spec
-from .store import (CANCELLED, FAILED, FINAL_STATES, QUEUED, RUNNING, SUCCEEDED, EventRecord, JobFilter,
-                    JobRecord, JobStore, now)
+from .spec import (DatasetInfo, DatasetRef, PublishTarget, TrainingSpec, check_against_data, input_count,
+                   parse_quality_gate, validate_spec)
+from .store import (CANCELLED, FAILED, FINAL_STATES, QUEUED, REJECTED, RUNNING, SUCCEEDED, EventRecord,
+                    JobFilter, JobRecord, JobStore, now)
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +172,7 @@ class JobManager:
         infos = await self._describe(spec, token)
         spec = check_against_data(spec, infos, splits_named)
         if spec.publish is not None:
-            await self.registry.check_target(spec.publish, _input_count(spec, infos), token)
+            await self.registry.check_target(spec.publish, input_count(spec, infos), token)
         job = JobRecord(job_id=new_job_id() if not validate_only else "", spec=spec, state=QUEUED,
                         executor=executor, submitted_by=caller.name, submit_time=now(),
                         reproduces=reproduces, idempotency_key=idempotency_key, request_hash=request_hash)
@@ -204,10 +206,9 @@ class JobManager:
 
     async def _describe(self, spec: TrainingSpec, token: str | None) -> dict[tuple[str, str], DatasetInfo]:
         infos: dict[tuple[str, str], DatasetInfo] = {}
-        for i, ref in enumerate(spec.datasets):
+        for ref, where in spec.dataset_fields():
             key = (ref.dataset, ref.version_id)
             if key not in infos:
-                where = "spec.dataset" if spec.dataset is not None else f"spec.source_classes.classes[{i}].dataset"
                 infos[key] = await self.data.describe(ref, token, where)
         return infos
 
@@ -272,7 +273,7 @@ class JobManager:
                                    "user's job needs the admin role", job=job_id)
         if job.state == CANCELLED:
             return job
-        if job.state in (SUCCEEDED, FAILED):
+        if job.state in (SUCCEEDED, FAILED, REJECTED):
             raise FailedPrecondition(f"job {job_id} already {job.state}; only queued or running jobs can "
                                      "be cancelled", job=job_id)
         if len(reason) > 1000:
@@ -512,6 +513,22 @@ class JobManager:
         job_dir.mkdir(parents=True, exist_ok=True)
         np.save(job_dir / "predictions.npy", outcome.predictions)
         (job_dir / "model.onnx").write_bytes(outcome.onnx)
+        gates, missed = check_gates(job.spec.quality_gates, result.get("metrics", []))
+        if gates:
+            result["quality_gates"] = gates
+            for gate in gates:
+                self._log(job_id, f"quality gate {gate['gate']}: {gate['value']:.6g} "
+                                  f"({'passed' if gate['passed'] else 'MISSED'})",
+                          "INFO" if gate["passed"] else "WARNING")
+        if missed:
+            message = ("the model was trained and checked but missed its quality gate(s): "
+                       + "; ".join(f"{g['gate']} (the model reached {g['value']:.6g})" if g["value"] == g["value"]
+                                   else f"{g['gate']} (the metric could not be computed)" for g in missed)
+                       + ". Nothing was registered")
+            self._transition(self.store.get(job_id), REJECTED, message, end_time=now(), failure_message=message,
+                             result=result, metrics=[dict(m) for m in result.get("metrics", [])],
+                             progress={**job.progress, "fraction": 1.0})
+            return
         if job.spec.publish is not None:
             self._log(job_id, f"registering in the registry as {job.spec.publish.model} "
                               f"(model type {job.spec.publish.model_type_version})")
@@ -546,6 +563,17 @@ class JobManager:
         self._update(job_id, [("log_line", {"level": level, "text": text})])
 
 
+def check_gates(gates: tuple[str, ...], metrics: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Every gate with the model's figure and whether it passed; and the gates missed."""
+    values = {(m["split"], m["name"]): float(m["value"]) for m in metrics if not m.get("iteration")}
+    checked = []
+    for text in gates:
+        gate = parse_quality_gate(text)
+        value = values.get((gate.split, gate.metric), float("nan"))
+        checked.append(dict(gate=gate.text, value=value, passed=gate.passes(value)))
+    return checked, [g for g in checked if not g["passed"]]
+
+
 def _short(hyperparameters: dict, search) -> str:
     """The searched hyperparameters of a trial, e.g. "max_depth=4, learning_rate=0.1"."""
     return ", ".join(f"{p.name}={hyperparameters.get(p.name)!r}" for p in search.parameters)
@@ -554,11 +582,6 @@ def _short(hyperparameters: dict, search) -> str:
 def _cancel_message(job: JobRecord) -> str:
     who = job.cancel_requested_by or "the service"
     return f"cancelled by {who}" + (f": {job.cancel_reason}" if job.cancel_reason else "")
-
-
-def _input_count(spec: TrainingSpec, infos: Mapping[tuple[str, str], DatasetInfo]) -> int:
-    info = infos[(spec.datasets[0].dataset, spec.datasets[0].version_id)]
-    return sum(2 * spec.jagged_pad_length if info.branches[f].layout == "jagged" else 1 for f in spec.features)
 
 
 def _load_predictions(path: Path) -> np.ndarray | None:

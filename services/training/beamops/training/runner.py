@@ -22,11 +22,13 @@ from .environment import code_reference, software_environment
 from beamops.onnx_export import OnnxPredictor, compare
 from beamops.onnx_external import ExternalDataError
 from .reference import reference_distributions
-from .spec import DatasetRef, TrainingSpec
+from .spec import ELEMENT, DatasetRef, TrainingSpec
 from .trainers import TrainingData, TrainingFailure, make_trainer
 
 Columns = Mapping[str, np.ndarray]
-Loader = Callable[[DatasetRef, str, list[str], int], tuple[Columns, str]]
+# load(ref, split, branches, pad): pad is jagged_pad_length, or branch -> pad length when some
+# branches are read for one element only (the data service pads each to its own length).
+Loader = Callable[[DatasetRef, str, list[str], "int | Mapping[str, int]"], tuple[Columns, str]]
 Emit = Callable[[dict], None]
 
 
@@ -60,34 +62,51 @@ def run_training(job_id: str, spec: TrainingSpec, load: Loader, emit: Emit,
     task = spec.model.task
     read_refs: list[dict] = []
 
+    samples = spec.class_samples() if spec.source_classes else ((None, None),)
+    weighted = bool(spec.weight_branch) or any(s.weight != 1.0 for _, s in samples if s is not None)
+
     def read(split: str) -> tuple[SplitData, list[str]]:
         parts, names = [], []
-        for index, ref in enumerate(spec.datasets):
-            branches = list(spec.features)
+        for index, (ref, (source_class, sample)) in enumerate(zip(spec.datasets, samples)):
+            elements = spec.element_sources[index] if index < len(spec.element_sources) else ()
+            sources = {f: sample.source(f) if sample is not None else f for f in spec.features}
+            branches, pad = _branches_to_read(sources, elements, spec.jagged_pad_length)
             if spec.label_branch:
                 branches.append(spec.label_branch)
             if spec.weight_branch:
                 branches.append(spec.weight_branch)
-            columns, content_hash = load(ref, split, branches, spec.jagged_pad_length)
+            columns, content_hash = load(ref, split, branches, pad)
             if ref.content_hash and content_hash and content_hash != ref.content_hash:
                 raise TrainingFailure(
                     f"dataset {ref.dataset} version {ref.version_id} now has content hash "
                     f"{content_hash}, not {ref.content_hash} as when the job was submitted")
             read_refs.append(dict(dataset=ref.dataset, version_id=ref.version_id,
                                   content_hash=content_hash or ref.content_hash, split=split))
-            X, names = _features(columns, spec.features)
+            X, names = _features(_feature_columns(columns, sources, elements, spec.jagged_pad_length),
+                                 spec.features)
             if spec.label_branch:
                 y = np.asarray(columns[spec.label_branch])
             else:
-                y = np.full(len(X), spec.source_classes[index].class_index, dtype=np.int64)
-            w = np.asarray(columns[spec.weight_branch], dtype=np.float64) if spec.weight_branch else None
+                y = np.full(len(X), source_class.class_index, dtype=np.int64)
+            w = None
+            if weighted:
+                w = np.asarray(columns[spec.weight_branch], dtype=np.float64) if spec.weight_branch \
+                    else np.ones(len(X))
+                w = w * (sample.weight if sample is not None else 1.0)
             parts.append(SplitData(X, y, w))
-            log(f"read {len(X)} events of {ref.dataset} {ref.version_id} split {split!r}")
+            log(f"read {len(X)} events of {ref.dataset} {ref.version_id} split {split!r}"
+                + (f" (class {source_class.label}, weight {sample.weight:.6g} per event)"
+                   if sample is not None and sample.weight != 1.0 else ""))
         X = np.concatenate([p.X for p in parts]) if len(parts) > 1 else parts[0].X
         y = np.concatenate([p.y for p in parts]) if len(parts) > 1 else parts[0].y
         w = None if parts[0].weight is None else np.concatenate([p.weight for p in parts])
         if len(X) == 0:
             raise TrainingFailure(f"the {split!r} split has no events")
+        if w is not None:
+            if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+                raise TrainingFailure(f"the event weights of the {split!r} split are not all finite and >= 0, "
+                                      "or they add up to 0")
+            w = w * (len(w) / w.sum())  # mean 1: the same physics, fit to the libraries' hessian limits
         return SplitData(X, _labels(y, task, split), w), names
 
     emit({"type": "progress", "iteration": 0, "total_iterations": 0, "fraction": 0.0})
@@ -158,13 +177,12 @@ def run_training(job_id: str, spec: TrainingSpec, load: Loader, emit: Emit,
         predictor = OnnxPredictor(onnx_bytes)
     except ExternalDataError as exc:
         raise TrainingFailure(str(exc)) from None
-    check = compare(native, predictor.predict(test.X), spec.onnx_tolerance)
+    check = compare(native, predictor.predict(test.X), spec.onnx_tolerance, spec.onnx_relative_tolerance)
     log(f"ONNX check on {check.events_compared} test events: largest difference "
-        f"{check.max_abs_difference:.3g} (tolerance {check.tolerance:g})")
+        f"{check.max_abs_difference:.3g} (allowed: {check.tolerance:g} * {check.output_scale:.6g} + "
+        f"{check.relative_tolerance:g} * |native|)")
     if not check.passed:
-        raise TrainingFailure(
-            f"the exported ONNX model does not predict like the trained model: the largest difference "
-            f"on the test split is {check.max_abs_difference:.3g}, above the tolerance {check.tolerance:g}")
+        raise TrainingFailure(onnx_check_message(check, task))
     emit({"type": "progress", "iteration": state["iteration"], "total_iterations": state["total"],
           "fraction": 0.95})
 
@@ -190,6 +208,68 @@ def run_training(job_id: str, spec: TrainingSpec, load: Loader, emit: Emit,
         test_events=int(len(test.X)),
     )
     return RunOutcome(result, onnx_bytes, predictions)
+
+
+def onnx_check_message(check, task: str) -> str:
+    where = f"test event {check.worst_event}" if check.worst_event >= 0 else "the test split"
+    output = f", probability of class {check.worst_output}" if task == "classification" else ""
+    if check.worst_event < 0:
+        return ("the exported ONNX model does not predict like the trained model: its outputs have another "
+                "shape than the native model's")
+    return (
+        f"the exported ONNX model does not predict like the trained model: {where} (of "
+        f"{check.events_compared}{output}) gives {check.worst_native:.9g} natively and {check.worst_onnx:.9g} "
+        f"in ONNX Runtime, a difference of {abs(check.worst_onnx - check.worst_native):.3g}; allowed is "
+        f"onnx_tolerance * largest output + onnx_relative_tolerance * |native| = {check.tolerance:g} * "
+        f"{check.output_scale:.6g} + {check.relative_tolerance:g} * {abs(check.worst_native):.6g} = "
+        f"{check.allowed:.3g}. Float32 rounding stays well inside the defaults (1e-5 each); a larger "
+        "difference usually means the export is wrong. To accept it, raise onnx_tolerance or "
+        "onnx_relative_tolerance in the job spec")
+
+
+def _branches_to_read(sources: Mapping[str, str], elements: tuple[str, ...],
+                      pad_length: int) -> tuple[list[str], int | dict[str, int]]:
+    """The branches a sample is read with, and the pad: jagged_pad_length, or branch -> length when
+    some jagged branch is read for one element only (padded to that element, or more)."""
+    branches: list[str] = []
+    lengths: dict[str, int] = {}
+    for source in sources.values():
+        if source in elements:
+            match = ELEMENT.fullmatch(source)
+            assert match is not None
+            branch, index = match.group(1), int(match.group(2))
+            lengths[branch] = max(lengths.get(branch, 0), index + 1)
+        else:
+            branch = source
+        branches.append(branch)
+    branches = list(dict.fromkeys(branches))
+    if not lengths:
+        return branches, pad_length
+    # a branch also read whole (padded) keeps jagged_pad_length at least
+    for source in sources.values():
+        if source not in elements and source in lengths:
+            lengths[source] = max(lengths[source], pad_length)
+    return branches, lengths
+
+
+def _feature_columns(columns: Columns, sources: Mapping[str, str], elements: tuple[str, ...],
+                     pad_length: int) -> dict[str, np.ndarray]:
+    """The job's features (by their names) from a sample's columns (by its branch names)."""
+    out: dict[str, np.ndarray] = {}
+    for feature, source in sources.items():
+        if source in elements:
+            match = ELEMENT.fullmatch(source)
+            assert match is not None
+            col = np.asarray(columns[match.group(1)])
+            out[feature] = col.reshape(len(col), -1)[:, int(match.group(2))]
+            continue
+        col = np.asarray(columns[source])
+        out[feature] = col
+        if col.ndim > 1:
+            width = pad_length or col.shape[1]
+            out[feature] = col.reshape(len(col), -1)[:, :width]
+            out[f"{feature}_mask"] = np.asarray(columns[f"{source}_mask"]).reshape(len(col), -1)[:, :width]
+    return out
 
 
 def _features(columns: Columns, features: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:

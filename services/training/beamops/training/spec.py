@@ -13,7 +13,9 @@ Every problem is an ``InvalidArgument`` naming the request field at fault (``spe
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
 import secrets
 from dataclasses import asdict, dataclass, field, replace
@@ -27,13 +29,20 @@ from .search import SearchSpec, validate_search
 
 TASKS = ("classification", "regression")
 EXECUTORS = ("", "local", "dask")
-BUILTIN_KINDS = ("gradient_boosted_trees", "mlp")
+BUILTIN_KINDS = ("gradient_boosted_trees", "mlp", "xgboost", "lightgbm")
 METRICS = {
     "classification": ("roc_auc", "accuracy", "log_loss"),
     "regression": ("rmse", "mae", "r2"),
 }
 DEFAULT_METRICS = METRICS
-DEFAULT_ONNX_TOLERANCE = 1e-5
+DEFAULT_ONNX_TOLERANCE = 1e-5  # absolute, times the largest |output|
+DEFAULT_ONNX_RELATIVE_TOLERANCE = 1e-5
+MAX_QUALITY_GATES = 32
+GATE_SPLITS = ("validation", "test")
+# "test/roc_auc >= 0.8": split, metric, comparison, number
+GATE = re.compile(r"^\s*([A-Za-z_]+)\s*/\s*([A-Za-z0-9_]+)\s*(>=|<=|>|<)\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
+# What a sample's feature_branches value may name: a branch, or one element of a jagged branch.
+ELEMENT = re.compile(r"^(.+)\[([0-9]{1,4})\]$")
 MAX_FEATURES = 4096
 MAX_PAD_LENGTH = 1024
 
@@ -58,10 +67,52 @@ class DatasetRef:
 
 
 @dataclass(frozen=True)
-class SourceClass:
+class Sample:
+    """One sample of a class: a dataset version, its branch for each job feature, its weight."""
+
     dataset: DatasetRef
+    # job feature -> branch ("px1") or element of a jagged branch ("Muon_Px[0]") in this sample
+    feature_branches: Mapping[str, str] = field(default_factory=dict)
+    event_weight: float = 0.0  # 0: unset (1, or the cross-section normalisation)
+    cross_section: float = 0.0
+    luminosity: float = 0.0
+    generated_events: int = 0  # > 0: the weight is cross_section * luminosity / generated_events
+
+    @property
+    def weight(self) -> float:
+        if self.generated_events:
+            return self.cross_section * self.luminosity / self.generated_events
+        return self.event_weight or 1.0
+
+    def source(self, feature: str) -> str:
+        return self.feature_branches.get(feature, feature)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), feature_branches=dict(self.feature_branches))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Sample":
+        return cls(DatasetRef(**d["dataset"]), dict(d.get("feature_branches", {})),
+                   float(d.get("event_weight", 0.0)), float(d.get("cross_section", 0.0)),
+                   float(d.get("luminosity", 0.0)), int(d.get("generated_events", 0)))
+
+
+@dataclass(frozen=True)
+class SourceClass:
+    """A class: either one ``dataset`` read by the feature names with weight 1, or ``samples``."""
+
+    dataset: DatasetRef | None
     class_index: int
     class_name: str = ""
+    samples: tuple[Sample, ...] = ()
+
+    @property
+    def all_samples(self) -> tuple[Sample, ...]:
+        return self.samples or ((Sample(self.dataset),) if self.dataset is not None else ())
+
+    @property
+    def label(self) -> str:
+        return repr(self.class_name) if self.class_name else str(self.class_index)
 
 
 @dataclass(frozen=True)
@@ -115,17 +166,40 @@ class TrainingSpec:
     description: str = ""
     # Set for a hyperparameter search (trials run in parallel; the best is registered).
     search: SearchSpec | None = None
+    onnx_relative_tolerance: float = 0.0
+    quality_gates: tuple[str, ...] = ()
+    # Filled in by check_against_data, one tuple per dataset_fields() entry: the sources that read
+    # one element of a jagged branch ("Muon_Px[0]"); every other source is a whole branch.
+    element_sources: tuple[tuple[str, ...], ...] = ()
 
     @property
     def datasets(self) -> tuple[DatasetRef, ...]:
-        if self.source_classes:
-            return tuple(c.dataset for c in self.source_classes)
-        return (self.dataset,) if self.dataset is not None else ()
+        """Every dataset version read, in order (with source_classes: each class's samples)."""
+        return tuple(ref for ref, _ in self.dataset_fields())
+
+    def class_samples(self) -> tuple[tuple[SourceClass, Sample], ...]:
+        return tuple((c, s) for c in self.source_classes for s in c.all_samples)
+
+    def dataset_fields(self) -> list[tuple[DatasetRef, str]]:
+        """Each dataset version read, with the request field that names it."""
+        if not self.source_classes:
+            return [(self.dataset, "spec.dataset")] if self.dataset is not None else []
+        out = []
+        for i, c in enumerate(self.source_classes):
+            if c.samples:
+                out += [(s.dataset, f"spec.source_classes.classes[{i}].samples[{j}].dataset")
+                        for j, s in enumerate(c.samples)]
+            elif c.dataset is not None:
+                out.append((c.dataset, f"spec.source_classes.classes[{i}].dataset"))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["model"]["hyperparameters"] = dict(self.model.hyperparameters)
         data["search"] = self.search.to_dict() if self.search is not None else None
+        data["source_classes"] = [dict(dataset=asdict(c.dataset) if c.dataset is not None else None,
+                                       class_index=c.class_index, class_name=c.class_name,
+                                       samples=[s.to_dict() for s in c.samples]) for c in self.source_classes]
         return data
 
     def to_json(self) -> str:
@@ -144,7 +218,8 @@ class TrainingSpec:
             jagged_pad_length=int(d.get("jagged_pad_length", 0)),
             label_branch=d.get("label_branch", ""),
             source_classes=tuple(
-                SourceClass(DatasetRef(**c["dataset"]), int(c["class_index"]), c.get("class_name", ""))
+                SourceClass(DatasetRef(**c["dataset"]) if c.get("dataset") else None, int(c["class_index"]),
+                            c.get("class_name", ""), tuple(Sample.from_dict(s) for s in c.get("samples", ())))
                 for c in d.get("source_classes", ())
             ),
             weight_branch=d.get("weight_branch", ""),
@@ -156,6 +231,9 @@ class TrainingSpec:
             timeout_s=float(d.get("timeout_s", 0.0)),
             description=d.get("description", ""),
             search=SearchSpec.from_dict(d["search"]) if d.get("search") else None,
+            onnx_relative_tolerance=float(d.get("onnx_relative_tolerance", 0.0)),
+            quality_gates=tuple(d.get("quality_gates", ())),
+            element_sources=tuple(tuple(e) for e in d.get("element_sources", ())),
         )
 
     @classmethod
@@ -192,8 +270,11 @@ def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: in
                               field="spec.jagged_pad_length")
     if spec.weight_branch:
         _check_branch_name(spec.weight_branch, "spec.weight_branch")
-    if spec.onnx_tolerance < 0 or spec.onnx_tolerance != spec.onnx_tolerance:
-        raise InvalidArgument("onnx_tolerance must be >= 0 (0 means 1e-5)", field="spec.onnx_tolerance")
+    for name in ("onnx_tolerance", "onnx_relative_tolerance"):
+        value = getattr(spec, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{name} must be a number >= 0 (0 means 1e-5)", field=f"spec.{name}")
+    gates = check_quality_gates(spec.quality_gates, metrics)
     if spec.timeout_s < 0:
         raise InvalidArgument("the timeout must not be negative", field="spec.timeout")
     if max_timeout_s is not None and spec.timeout_s > max_timeout_s:
@@ -207,7 +288,57 @@ def validate_spec(spec: TrainingSpec, *, entry_point_exists=None, max_trials: in
     if len(spec.description) > 10_000:
         raise InvalidArgument("the description is longer than 10000 characters", field="spec.description")
     return replace(spec, features=features, model=model, metrics=metrics, seed=seed, search=search,
-                   onnx_tolerance=spec.onnx_tolerance or DEFAULT_ONNX_TOLERANCE)
+                   onnx_tolerance=spec.onnx_tolerance or DEFAULT_ONNX_TOLERANCE,
+                   onnx_relative_tolerance=spec.onnx_relative_tolerance or DEFAULT_ONNX_RELATIVE_TOLERANCE,
+                   quality_gates=gates)
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    text: str
+    split: str
+    metric: str
+    op: str
+    threshold: float
+
+    def passes(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return {">=": value >= self.threshold, "<=": value <= self.threshold,
+                ">": value > self.threshold, "<": value < self.threshold}[self.op]
+
+
+def parse_quality_gate(text: str, where: str = "spec.quality_gates") -> QualityGate:
+    match = GATE.fullmatch(text or "") if len(text or "") <= 200 else None
+    threshold = float("nan")
+    if match is not None:
+        try:
+            threshold = float(match.group(4))
+        except ValueError:
+            match = None
+    if match is None or not math.isfinite(threshold):
+        raise InvalidArgument(f"quality gate {text[:80]!r} is not 'split/metric OP value' with OP one of "
+                              ">=, <=, >, < (e.g. 'test/roc_auc >= 0.8')", field=where)
+    return QualityGate(" ".join([f"{match.group(1)}/{match.group(2)}", match.group(3), match.group(4)]),
+                       match.group(1), match.group(2), match.group(3), threshold)
+
+
+def check_quality_gates(gates: tuple[str, ...], metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """Each gate parsed, on a split the job evaluates and a metric it computes; canonical texts."""
+    if len(gates) > MAX_QUALITY_GATES:
+        raise InvalidArgument(f"at most {MAX_QUALITY_GATES} quality gates are allowed", field="spec.quality_gates")
+    out = []
+    for i, text in enumerate(gates):
+        where = f"spec.quality_gates[{i}]"
+        gate = parse_quality_gate(text, where)
+        if gate.split not in GATE_SPLITS:
+            raise InvalidArgument(f"quality gate {text!r}: unknown split {gate.split!r}; the metrics are "
+                                  f"computed on {' and '.join(GATE_SPLITS)}", field=where)
+        if gate.metric not in metrics:
+            raise InvalidArgument(f"quality gate {text!r}: the job does not compute {gate.metric!r}; it "
+                                  f"computes {', '.join(metrics)} (add it to metrics)", field=where)
+        out.append(gate.text)
+    return tuple(out)
 
 
 def _check_label_and_datasets(spec: TrainingSpec) -> None:
@@ -240,7 +371,43 @@ def _check_label_and_datasets(spec: TrainingSpec) -> None:
         raise InvalidArgument(f"class indices must be 0..{len(indices) - 1}, each used once; got {indices}",
                               field="spec.source_classes.classes")
     for i, c in enumerate(spec.source_classes):
-        _check_ref(c.dataset, f"spec.source_classes.classes[{i}].dataset")
+        where = f"spec.source_classes.classes[{i}]"
+        if c.dataset is not None and c.samples:
+            raise InvalidArgument(f"class {c.label}: set either dataset or samples, not both",
+                                  field=f"{where}.samples")
+        if c.dataset is None and not c.samples:
+            raise InvalidArgument(f"class {c.label} names no data: set its dataset, or its samples",
+                                  field=f"{where}.samples")
+        if c.dataset is not None:
+            _check_ref(c.dataset, f"{where}.dataset")
+        for j, sample in enumerate(c.samples):
+            _check_sample(sample, c, spec.features, f"{where}.samples[{j}]")
+
+
+def _check_sample(sample: Sample, c: SourceClass, features: tuple[str, ...], where: str) -> None:
+    _check_ref(sample.dataset, f"{where}.dataset")
+    for feature, source in sample.feature_branches.items():
+        if feature not in features:
+            raise InvalidArgument(f"class {c.label}, sample {sample.dataset.dataset}: feature_branches maps "
+                                  f"{feature!r}, which is not one of the job's feature_branches "
+                                  f"({', '.join(features)})", field=f"{where}.feature_branches")
+        _check_branch_name(source, f"{where}.feature_branches[{feature}]")
+    if sample.generated_events or sample.cross_section or sample.luminosity:
+        if sample.event_weight:
+            raise InvalidArgument(f"class {c.label}, sample {sample.dataset.dataset}: set either event_weight "
+                                  "or cross_section, not both", field=f"{where}.weight")
+        numbers = (sample.cross_section, sample.luminosity, sample.generated_events)
+        if not all(math.isfinite(x) and x > 0 for x in numbers):
+            raise InvalidArgument(f"class {c.label}, sample {sample.dataset.dataset}: the cross-section "
+                                  "normalisation needs cross_section, luminosity and generated_events, "
+                                  "all > 0 (the weight is cross_section * luminosity / generated_events)",
+                                  field=f"{where}.cross_section")
+    elif sample.event_weight < 0 or not math.isfinite(sample.event_weight):
+        raise InvalidArgument(f"class {c.label}, sample {sample.dataset.dataset}: event_weight must be > 0",
+                              field=f"{where}.event_weight")
+    if not (math.isfinite(sample.weight) and sample.weight > 0):
+        raise InvalidArgument(f"class {c.label}, sample {sample.dataset.dataset}: its weight "
+                              f"{sample.weight!r} is not a positive number", field=f"{where}.weight")
 
 
 def _check_ref(ref: DatasetRef, where: str) -> None:
@@ -279,7 +446,7 @@ def _check_features(spec: TrainingSpec) -> tuple[str, ...]:
 
 def _check_model(model: ModelChoice, entry_point_exists, entry_point_modules=None) -> ModelChoice:
     if bool(model.builtin) == bool(model.entry_point):
-        raise InvalidArgument("choose the model: a built-in kind (gradient_boosted_trees, mlp) or a "
+        raise InvalidArgument(f"choose the model: a built-in kind ({', '.join(BUILTIN_KINDS)}) or a "
                               "user entry point 'package.module:Class'", field="spec.model.kind")
     if model.task not in TASKS:
         raise InvalidArgument("choose the task: classification or regression", field="spec.model.task")
@@ -364,24 +531,31 @@ def check_against_data(spec: TrainingSpec, infos: Mapping[tuple[str, str], Datas
     named validation split must exist; an implicit one is skipped when the dataset has none).
     """
     use_validation = True
-    for i, ref in enumerate(spec.datasets):
-        where = "spec.dataset" if spec.dataset is not None else f"spec.source_classes.classes[{i}].dataset"
+    samples = [s for _, s in spec.class_samples()] if spec.source_classes else [None]
+    classes = [c for c, _ in spec.class_samples()] if spec.source_classes else [None]
+    shapes: dict[str, tuple[str, str]] = {}  # feature -> (one value or padded, the first sample's source)
+    elements: list[tuple[str, ...]] = []
+    for (ref, where), sample, source_class in zip(spec.dataset_fields(), samples, classes):
         info = infos[(ref.dataset, ref.version_id)]
         if ref.content_hash and info.content_hash and ref.content_hash != info.content_hash:
             raise InvalidArgument(
                 f"dataset {ref.dataset} version {ref.version_id} has content hash {info.content_hash}, "
                 f"not {ref.content_hash} as requested", field=f"{where}.content_hash")
+        read_elements: list[str] = []
+        elements.append(())
         for j, name in enumerate(spec.features):
-            branch = _branch(info, name, f"spec.feature_branches[{j}]")
-            if branch.layout == "jagged" and spec.jagged_pad_length == 0:
+            shape = _check_feature(spec, info, name, j, sample, source_class, where)
+            source = sample.source(name) if sample is not None else name
+            if resolve_source(info.branches, source)[1] is not None:
+                read_elements.append(source)
+            elements[-1] = tuple(dict.fromkeys(read_elements))
+            reads = f"{ref.dataset} reads it as {sample.source(name) if sample else name!r}"
+            first = shapes.setdefault(name, (shape, reads))
+            if first[0] != shape:
                 raise InvalidArgument(
-                    f"feature branch {name!r} is jagged (a variable number of values per event); set "
-                    "jagged_pad_length to pad it to a fixed length, or choose a flat branch",
+                    f"feature {name!r} is one value per event in one sample and a padded jagged branch in "
+                    f"another ({first[1]}; {reads}): map it to the same kind of branch in every sample",
                     field=f"spec.feature_branches[{j}]")
-            if branch.layout == "fixed":
-                raise InvalidArgument(f"feature branch {name!r} is a fixed-size array; only flat and "
-                                      "jagged branches are supported as features",
-                                      field=f"spec.feature_branches[{j}]")
         if spec.label_branch:
             branch = _branch(info, spec.label_branch, "spec.label_branch")
             if branch.layout != "flat":
@@ -415,16 +589,88 @@ def check_against_data(spec: TrainingSpec, infos: Mapping[tuple[str, str], Datas
             raise InvalidArgument(
                 f"the {what} split {split!r} of dataset {ref.dataset} version {ref.version_id} {state} "
                 f"(splits: {', '.join(sorted(info.splits)) or 'none'})", field=f"spec.splits.{name}")
-    pinned = []
-    for ref in spec.datasets:
-        info = infos[(ref.dataset, ref.version_id)]
-        pinned.append(replace(ref, content_hash=info.content_hash))
+    for i, text in enumerate(spec.quality_gates):
+        if not use_validation and parse_quality_gate(text).split == "validation":
+            raise InvalidArgument(f"quality gate {text!r} is on the validation split, which the dataset "
+                                  "does not have; gate on the test split, or name a validation split",
+                                  field=f"spec.quality_gates[{i}]")
+
+    def pin(ref: DatasetRef) -> DatasetRef:
+        return replace(ref, content_hash=infos[(ref.dataset, ref.version_id)].content_hash)
+
     if spec.source_classes:
-        classes = tuple(replace(c, dataset=p) for c, p in zip(spec.source_classes, pinned))
-        out = replace(spec, source_classes=classes)
+        out = replace(spec, source_classes=tuple(
+            replace(c, dataset=pin(c.dataset) if c.dataset is not None else None,
+                    samples=tuple(replace(s, dataset=pin(s.dataset)) for s in c.samples))
+            for c in spec.source_classes))
     else:
-        out = replace(spec, dataset=pinned[0])
-    return replace(out, splits=replace(spec.splits, use_validation=use_validation))
+        out = replace(spec, dataset=pin(spec.dataset))
+    return replace(out, splits=replace(spec.splits, use_validation=use_validation),
+                   element_sources=tuple(elements))
+
+
+def input_count(spec: TrainingSpec, infos: Mapping[tuple[str, str], DatasetInfo]) -> int:
+    """Model inputs (ONNX columns) of a spec checked against the data: 1 per feature read as one
+    value per event, 2 * jagged_pad_length per padded jagged one (values and mask)."""
+    ref = spec.datasets[0]
+    info = infos[(ref.dataset, ref.version_id)]
+    sample = spec.class_samples()[0][1] if spec.source_classes else None
+    count = 0
+    for name in spec.features:
+        branch, index = resolve_source(info.branches, sample.source(name) if sample is not None else name)
+        padded = index is None and info.branches[branch].layout == "jagged"
+        count += 2 * spec.jagged_pad_length if padded else 1
+    return count
+
+
+def resolve_source(branches: Mapping[str, Any], source: str) -> tuple[str, int | None]:
+    """What ``source`` reads: (branch, None) for a whole branch, (branch, index) for one element of a
+    jagged branch ("Muon_Px[0]"). A branch whose own name looks like an element wins."""
+    if source in branches:
+        return source, None
+    match = ELEMENT.fullmatch(source)
+    if match is not None and match.group(1) in branches:
+        return match.group(1), int(match.group(2))
+    return source, None
+
+
+def _check_feature(spec: TrainingSpec, info: DatasetInfo, name: str, j: int, sample: Sample | None,
+                   source_class: SourceClass | None, where: str) -> str:
+    """Check one feature in one dataset; returns "one" (one value per event) or "padded"."""
+    mapped = sample is not None and name in sample.feature_branches
+    source = sample.source(name) if sample is not None else name
+    field_name = f"{where[:-len('.dataset')]}.feature_branches[{name}]" if mapped else f"spec.feature_branches[{j}]"
+    branch_name, index = resolve_source(info.branches, source)
+    if branch_name not in info.branches and sample is not None:
+        element = ELEMENT.fullmatch(source)
+        missing = element.group(1) if element is not None else source
+        shown = sorted(info.branches)
+        listed = ", ".join(shown[:100]) + (f", ... ({len(shown) - 100} more)" if len(shown) > 100 else "")
+        close = difflib.get_close_matches(missing, shown, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        reads = f"maps feature {name!r} to {source!r}" if mapped else f"reads feature {name!r} by its own name"
+        raise InvalidArgument(
+            f"class {source_class.label}: sample {info.dataset} version {info.version_id} has no branch "
+            f"{missing!r}{hint}; the class {reads}. Its branches: {listed or 'none'}. Map the feature "
+            "to one of them in the sample's feature_branches", field=field_name)
+    branch = _branch(info, branch_name, field_name)
+    what = f"feature branch {source!r}" if not mapped else f"branch {source!r} (feature {name!r})"
+    if index is not None:
+        if branch.layout != "jagged":
+            raise InvalidArgument(f"{what}: {branch_name!r} is {branch.layout}, not jagged; an element "
+                                  "[i] can be taken of a jagged branch only", field=field_name)
+        if index >= MAX_PAD_LENGTH:
+            raise InvalidArgument(f"{what}: the element index must be below {MAX_PAD_LENGTH}", field=field_name)
+        return "one"
+    if branch.layout == "jagged" and spec.jagged_pad_length == 0:
+        raise InvalidArgument(
+            f"{what} is jagged (a variable number of values per event); set jagged_pad_length to pad "
+            f"it to a fixed length, take one element ('{branch_name}[0]'), or choose a flat branch",
+            field=field_name)
+    if branch.layout == "fixed":
+        raise InvalidArgument(f"{what} is a fixed-size array; only flat and jagged branches are supported "
+                              "as features", field=field_name)
+    return "padded" if branch.layout == "jagged" else "one"
 
 
 def _branch(info: DatasetInfo, name: str, field_name: str) -> BranchInfo:

@@ -23,7 +23,8 @@ from .spec import TrainingSpec
 
 JOBS = Listing("training.jobs")  # keyset on (submit_us, job_id), newest first
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
-FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+REJECTED = "REJECTED"  # trained and checked, but below a quality gate of the spec: nothing registered
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED, REJECTED)
 
 
 def now() -> datetime:

@@ -157,9 +157,134 @@ class MultilayerPerceptron(Trainer):
         return sklearn_to_onnx(self.pipeline(), n_features)
 
 
+class _BoostingLibrary(Trainer):
+    """XGBoost and LightGBM through their scikit-learn API: progress and cancellation from a
+    callback after each boosting round, sample weights passed on."""
+
+    def __init__(self, task: str, hyperparameters: Mapping[str, Any], seed: int) -> None:
+        self.task = task
+        self.seed = seed
+        self._params = dict(hyperparameters)
+        self.model = self._make(task, dict(self._params), seed)
+        self._live = None  # the library's booster while fit runs (progress metrics predict with it)
+        self._fitted = False
+
+    def _make(self, task: str, params: dict[str, Any], seed: int):
+        raise NotImplementedError
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not self._fitted and self._live is not None:
+            return self._live_predict(X)
+        if self.task == "classification":
+            return np.asarray(self.model.predict_proba(X))
+        return np.asarray(self.model.predict(X))
+
+    def _live_predict(self, X: np.ndarray) -> np.ndarray:
+        out = np.asarray(self._raw_live_predict(X), dtype=np.float64)
+        if self.task == "classification" and out.ndim == 1:  # binary: probability of class 1
+            return np.column_stack([1.0 - out, out])
+        return out
+
+    def _raw_live_predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class XGBoostTrees(_BoostingLibrary):
+    """``xgboost.XGBClassifier`` / ``XGBRegressor`` (hist), deterministic for a seed."""
+
+    kind = "xgboost"
+    framework = "xgboost"
+
+    def _make(self, task: str, params: dict[str, Any], seed: int):
+        import xgboost
+
+        cls = xgboost.XGBClassifier if task == "classification" else xgboost.XGBRegressor
+        return cls(**params, tree_method="hist", random_state=seed, n_jobs=1)
+
+    def fit(self, data: TrainingData, on_iteration: OnIteration) -> None:
+        import xgboost
+
+        total = int(self._params["n_estimators"])
+
+        trainer = self
+
+        class Report(xgboost.callback.TrainingCallback):
+            def after_iteration(self, model, epoch, evals_log) -> bool:
+                trainer._live = model
+                on_iteration(epoch + 1, total)
+                return False
+
+        self.model.set_params(callbacks=[Report()])
+        try:
+            self.model.fit(data.X, data.y, sample_weight=data.weight, verbose=False)
+        finally:
+            self.model.set_params(callbacks=None)
+            self._live = None
+        self._fitted = True
+
+    def _raw_live_predict(self, X: np.ndarray) -> np.ndarray:
+        return self._live.inplace_predict(X)
+
+    def to_onnx(self, n_features: int) -> bytes:
+        from beamops.onnx_export import xgboost_to_onnx
+
+        return xgboost_to_onnx(self.model, n_features)
+
+
+class LightGBMTrees(_BoostingLibrary):
+    """``lightgbm.LGBMClassifier`` / ``LGBMRegressor``, deterministic for a seed (one thread,
+    LightGBM's deterministic mode)."""
+
+    kind = "lightgbm"
+    framework = "lightgbm"
+
+    def _make(self, task: str, params: dict[str, Any], seed: int):
+        import lightgbm
+
+        params["max_depth"] = -1 if params.get("max_depth") is None else params["max_depth"]
+        if params.get("subsample", 1.0) < 1.0:
+            params["subsample_freq"] = 1  # LightGBM bags only with a frequency set
+        cls = lightgbm.LGBMClassifier if task == "classification" else lightgbm.LGBMRegressor
+        return cls(**params, random_state=seed, n_jobs=1, deterministic=True, force_row_wise=True, verbose=-1)
+
+    def fit(self, data: TrainingData, on_iteration: OnIteration) -> None:
+        total = int(self._params["n_estimators"])
+
+        def report(env) -> None:
+            self._live = env.model
+            on_iteration(env.iteration + 1, total)
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "X does not have valid feature names"
+                self.model.fit(data.X, data.y, sample_weight=data.weight, callbacks=[report])
+        finally:
+            self._live = None
+        self._fitted = True
+
+    def _raw_live_predict(self, X: np.ndarray) -> np.ndarray:
+        return self._live.predict(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return super().predict(X)
+
+    def to_onnx(self, n_features: int) -> bytes:
+        from beamops.onnx_export import lightgbm_to_onnx
+
+        return lightgbm_to_onnx(self.model, n_features)
+
+
 BUILTINS: dict[str, type[Trainer]] = {
     GradientBoostedTrees.kind: GradientBoostedTrees,
     MultilayerPerceptron.kind: MultilayerPerceptron,
+    XGBoostTrees.kind: XGBoostTrees,
+    LightGBMTrees.kind: LightGBMTrees,
 }
 
 USER_MODEL_METHODS = ("fit", "predict", "export_parameters", "load_parameters", "to_onnx")

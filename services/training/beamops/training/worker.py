@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -47,9 +47,11 @@ def execute(payload: dict, token: str | None, emit: Callable[[dict], None],
     """Run the job in ``payload``; returns ({"status", "message"}, outcome or None)."""
     spec = TrainingSpec.from_dict(payload["spec"])
 
-    def load(ref: DatasetRef, split: str, branches: list[str], pad: int):
-        return read_split(payload["data_address"], token, ref, split, branches, pad,
-                          payload.get("max_message_bytes", 256 * 1024 * 1024))
+    def load(ref: DatasetRef, split: str, branches: list[str], pad):
+        lengths = dict(pad) if isinstance(pad, Mapping) else None
+        return read_split(payload["data_address"], token, ref, split, branches,
+                          spec.jagged_pad_length if lengths is not None else pad,
+                          payload.get("max_message_bytes", 256 * 1024 * 1024), branch_pad_lengths=lengths)
 
     try:
         outcome = run_training(payload["job_id"], spec, load, emit, should_stop)

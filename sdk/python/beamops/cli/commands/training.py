@@ -50,7 +50,8 @@ def list_jobs(ctx: typer.Context, state: List[str] = typer.Option([], help="Only
 
 @jobs.command("show")
 def show(ctx: typer.Context, job_id: str) -> None:
-    """One job: spec, state, progress, metrics, result."""
+    """One job: spec, state (REJECTED: below a quality gate, nothing registered), progress, metrics,
+    quality gates, result."""
     job = ctx.obj.client.training.get(job_id)
     if ctx.obj.out.json_mode:
         ctx.obj.out.json(job.raw)
@@ -58,6 +59,9 @@ def show(ctx: typer.Context, job_id: str) -> None:
     ctx.obj.out.record(f"job {job.job_id}", {
         "state": job.state, "submitted by": job.submitted_by, "done": f"{job.fraction_done:.0%}",
         "metrics": job.metrics, "registered": f"{job.model} {job.version}" if job.version else "",
+        "quality gates": {g.get("gate", ""): f"{g.get('value', float('nan')):.6g} "
+                          f"({'passed' if g.get('passed') else 'missed'})"
+                          for g in job.raw.get("result", {}).get("quality_gates", [])},
         "failure": job.failure_message,
     })
 
