@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,25 +32,9 @@ from beamops.data import cuts  # noqa: E402
 from beamops.data_stream import DatasetReader  # noqa: E402
 from beamops.data.v1 import data_service_pb2 as pb, data_service_pb2_grpc, dataset_pb2  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
+from health_probe import probe  # noqa: E402  (benchmarks/health_probe.py)
 from services import free_port, service  # noqa: E402  (benchmarks/services.py)
 
-HEALTH = """
-import sys, time, grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-channel = grpc.insecure_channel(sys.argv[1])
-grpc.channel_ready_future(channel).result(timeout=30)
-stub = health_pb2_grpc.HealthStub(channel)
-stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
-times = []
-end = time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
-    t = time.perf_counter()
-    stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
-    times.append((time.perf_counter() - t) * 1000)
-    time.sleep(0.05)
-times.sort()
-print(times[len(times) // 2], times[-1], len(times))
-"""
 
 
 def worst_cut() -> str:
@@ -67,12 +50,6 @@ def worst_cut() -> str:
         terms.append(term)
         k += 1
     return " | ".join(terms) + " | (ht > 1e9)"
-
-
-def health(address: str, seconds: float) -> dict:
-    out = subprocess.run([sys.executable, "-c", HEALTH, address, str(seconds)], capture_output=True, text=True,
-                         check=True).stdout.split()
-    return {"p50_ms": float(out[0]), "max_ms": float(out[1]), "checks": int(out[2])}
 
 
 def main() -> None:
@@ -110,7 +87,7 @@ def main() -> None:
         read(True)  # warm-up: the file's baskets in the page cache
         plain_s, all_rows = read(False)
         cut_s, kept = read(True)
-        idle = health(address, 3)
+        idle = probe(address, 3)
         runs: list[float] = []
         stop = threading.Event()
 
@@ -122,7 +99,7 @@ def main() -> None:
         for thread in readers:
             thread.start()
         time.sleep(1)
-        during = health(address, 10)
+        during = probe(address, 10)
         stop.set()
         for thread in readers:
             thread.join()

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -26,27 +25,15 @@ import grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from beamops.common.v1 import auth_pb2  # noqa: E402
 from beamops.registry.v1 import registry_service_pb2 as rpb, registry_service_pb2_grpc  # noqa: E402
 from beamops.runtime.auth import TokenStore  # noqa: E402
 from tests.fixtures.registry_process import RegistryProcess  # noqa: E402
 from tests.fixtures.services import free_port  # noqa: E402
+from health_probe import probe  # noqa: E402  (benchmarks/health_probe.py)
 
-HEALTH = """
-import sys, time, grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-channel = grpc.insecure_channel(sys.argv[1])
-grpc.channel_ready_future(channel).result(timeout=30)
-stub = health_pb2_grpc.HealthStub(channel)
-stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
-times = []
-for _ in range(20):
-    t = time.perf_counter()
-    stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
-    times.append((time.perf_counter() - t) * 1000)
-print(sorted(times)[len(times) // 2])
-"""
 
 
 def _memory_mb(pid: int) -> dict[str, float]:
@@ -58,8 +45,7 @@ def _memory_mb(pid: int) -> dict[str, float]:
 
 
 def _health_p50_ms(address: str) -> float:
-    out = subprocess.run([sys.executable, "-c", HEALTH, address], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
+    return probe(address, 2)["p50_ms"]
 
 
 async def _measure(proc: RegistryProcess, store: TokenStore, token: str, streams: int, connections: int,
