@@ -118,18 +118,25 @@ def _data_root(tmp_path: Path) -> Path:
     return root
 
 
+def _start_data(bg: BackgroundLoop, tmp_path: Path, tokens, **settings):
+    """A data service in ``bg`` reading the two real files; its channel and stub."""
+    cfg = DataSettings(port=0, var_dir=tmp_path / "data", tokens_file=tokens.path,
+                       data_roots=[_data_root(tmp_path)], log_json=False, **settings)
+    _server, channel = bg.enter(running(create_data, cfg))
+    return channel, data_service_pb2_grpc.DataServiceStub(channel)
+
+
+def _register(bg: BackgroundLoop, stub, md, dataset: str, url: str):
+    return bg.run(lambda: stub.RegisterDatasetVersion(dpb.RegisterDatasetVersionRequest(
+        dataset=dataset, source=dataset_pb2.DatasetSource(urls=[url], tree_name="events")), metadata=md)).version
+
+
 def test_data_fuzz(tmp_path, tokens):
     bg = BackgroundLoop()
     try:
-        cfg = DataSettings(port=0, var_dir=tmp_path / "data", tokens_file=tokens.path,
-                           data_roots=[_data_root(tmp_path)], log_json=False, default_batch_size=1000,
-                           remote_timeout_s=2)
-        _server, channel = bg.enter(running(create_data, cfg))
-        stub = data_service_pb2_grpc.DataServiceStub(channel)
+        channel, stub = _start_data(bg, tmp_path, tokens, default_batch_size=1000, remote_timeout_s=2)
         md = tokens.metadata("admin")
-        v = bg.run(lambda: stub.RegisterDatasetVersion(dpb.RegisterDatasetVersionRequest(
-            dataset="d", source=dataset_pb2.DatasetSource(urls=["uproot-Zmumu.root"], tree_name="events")),
-            metadata=md)).version
+        v = _register(bg, stub, md, "d", "uproot-Zmumu.root")
         split = bg.run(lambda: stub.DeriveDatasetVersion(dpb.DeriveDatasetVersionRequest(
             parent=lineage_pb2.DatasetVersionRef(dataset="d", version_id=v.version_id),
             split=dataset_pb2.SplitDerivation(train_fraction=0.5, validation_fraction=0.25, test_fraction=0.25,
@@ -185,14 +192,9 @@ def test_data_cut_fuzz(tmp_path, tokens):
     hang past the deadline) with a clean message, and the service stays healthy."""
     bg = BackgroundLoop()
     try:
-        cfg = DataSettings(port=0, var_dir=tmp_path / "data", tokens_file=tokens.path,
-                           data_roots=[_data_root(tmp_path)], log_json=False)
-        _server, channel = bg.enter(running(create_data, cfg))
-        stub = data_service_pb2_grpc.DataServiceStub(channel)
+        channel, stub = _start_data(bg, tmp_path, tokens)
         md = tokens.metadata("publisher")
-        v = bg.run(lambda: stub.RegisterDatasetVersion(dpb.RegisterDatasetVersionRequest(
-            dataset="hzz", source=dataset_pb2.DatasetSource(urls=["uproot-HZZ.root"], tree_name="events")),
-            metadata=md)).version
+        v = _register(bg, stub, md, "hzz", "uproot-HZZ.root")
         ref = lineage_pb2.DatasetVersionRef(dataset="hzz", version_id=v.version_id)
         seen: dict[str, int] = {}
 
